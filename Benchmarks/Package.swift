@@ -1,0 +1,48 @@
+// swift-tools-version:6.1
+// Micro-benchmarks of Ambit's hot paths, run with ordo-one/benchmark in release mode:
+//   cd Benchmarks && swift package --disable-sandbox benchmark
+// A separate package so the main build and the test suite do not pay for the benchmark tooling.
+import Foundation
+import PackageDescription
+
+// SwiftPM names a path dependency after its directory, which differs between clones.
+let ambit = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().lastPathComponent
+
+let package = Package(
+    name: "AmbitBenchmarks",
+    platforms: [.macOS(.v15)],
+    dependencies: [
+        .package(path: ".."),
+        .package(url: "https://github.com/ordo-one/benchmark.git", from: "1.38.1", traits: ["MallocInterposer"]),
+    ],
+    targets: [
+        .executableTarget(
+            name: "PolicyEvaluation",
+            dependencies: [
+                .product(name: "Benchmark", package: "benchmark"),
+                .product(name: "AmbitCore", package: ambit),
+                .product(name: "AmbitModel", package: ambit),
+            ],
+            path: "Benchmarks/PolicyEvaluation",
+            plugins: [.plugin(name: "BenchmarkPlugin", package: "benchmark")]
+        ),
+        .executableTarget(
+            name: "ConfigLookup",
+            dependencies: [
+                .product(name: "Benchmark", package: "benchmark"),
+                .product(name: "AmbitCore", package: ambit),
+                .product(name: "AmbitModel", package: ambit),
+            ],
+            path: "Benchmarks/ConfigLookup",
+            plugins: [.plugin(name: "BenchmarkPlugin", package: "benchmark")]
+        ),
+        .executableTarget(
+            name: "Profile",
+            dependencies: [
+                .product(name: "AmbitCore", package: ambit),
+                .product(name: "AmbitModel", package: ambit),
+            ],
+            path: "Benchmarks/Profile"
+        ),
+    ]
+)

@@ -1,0 +1,138 @@
+// swift-tools-version:6.1
+import PackageDescription
+
+let strictSettings: [SwiftSetting] = [
+    .enableUpcomingFeature("ExistentialAny"),
+    .enableUpcomingFeature("InternalImportsByDefault"),
+]
+
+let package = Package(
+    name: "ambit",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "ambitctl", targets: ["ambitctl"]),
+        .library(name: "AmbitModel", targets: ["AmbitModel"]),
+        .library(name: "AmbitCore", targets: ["AmbitCore"]),
+        .library(name: "AmbitCapture", targets: ["AmbitCapture"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
+        .package(url: "https://github.com/apple/swift-nio-ssl.git", from: "2.37.6"),
+        .package(url: "https://github.com/apple/swift-nio-http2.git", from: "1.46.0"),
+        .package(url: "https://github.com/apple/swift-certificates.git", from: "1.21.1"),
+        .package(url: "https://github.com/apple/swift-crypto.git", "3.12.3"..<"5.0.0"),
+        .package(url: "https://github.com/apple/swift-asn1.git", from: "1.7.4"),
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-metrics.git", from: "2.13.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
+        .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
+        .package(url: "https://github.com/jpsim/Yams.git", from: "6.2.2"),
+    ],
+    targets: [
+        // C system libraries used by the capture backends.
+        .systemLibrary(
+            name: "CLibBPF",
+            pkgConfig: "libbpf",
+            providers: [.apt(["libbpf-dev"])]
+        ),
+        .systemLibrary(
+            name: "CLibNFTNL",
+            pkgConfig: "libnftnl",
+            providers: [.apt(["libnftnl-dev", "libmnl-dev"])]
+        ),
+
+        // Plain value types: identities, addresses, Kubernetes-shaped objects, policies. No NIO.
+        .target(
+            name: "AmbitModel",
+            swiftSettings: strictSettings
+        ),
+
+        // State store, identity and certificates, authorization, telemetry (later: HBONE, proxy).
+        .target(
+            name: "AmbitCore",
+            dependencies: [
+                "AmbitModel",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "NIOHTTP2", package: "swift-nio-http2"),
+                .product(name: "X509", package: "swift-certificates"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "SwiftASN1", package: "swift-asn1"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Yams", package: "Yams"),
+            ],
+            swiftSettings: strictSettings
+        ),
+
+        // Kernel-facing capture: network namespaces, nftables (libnftnl), eBPF (libbpf).
+        .target(
+            name: "AmbitCapture",
+            dependencies: [
+                "AmbitModel",
+                "CLibBPF",
+                "CLibNFTNL",
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strictSettings
+        ),
+
+        .executableTarget(
+            name: "ambitctl",
+            dependencies: [
+                "AmbitModel",
+                "AmbitCore",
+                "AmbitCapture",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strictSettings
+        ),
+
+        // Helpers shared by the test targets: an in-code CA, manifest builders, process runners.
+        .target(
+            name: "AmbitTestSupport",
+            dependencies: [
+                "AmbitModel",
+                "AmbitCore",
+                .product(name: "X509", package: "swift-certificates"),
+                .product(name: "Crypto", package: "swift-crypto"),
+            ],
+            swiftSettings: strictSettings
+        ),
+
+        .testTarget(
+            name: "AmbitModelTests",
+            dependencies: ["AmbitModel"],
+            swiftSettings: strictSettings
+        ),
+        .testTarget(
+            name: "AmbitCoreTests",
+            dependencies: [
+                "AmbitCore",
+                "AmbitModel",
+                "AmbitTestSupport",
+                .product(name: "X509", package: "swift-certificates"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+            ],
+            swiftSettings: strictSettings
+        ),
+        .testTarget(
+            name: "AmbitCaptureTests",
+            dependencies: ["AmbitCapture"],
+            swiftSettings: strictSettings
+        ),
+        .testTarget(
+            name: "AmbitctlTests",
+            dependencies: ["AmbitTestSupport", "AmbitModel"],
+            swiftSettings: strictSettings
+        ),
+    ]
+)

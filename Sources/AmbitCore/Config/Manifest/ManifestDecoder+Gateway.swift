@@ -1,0 +1,251 @@
+import AmbitModel
+
+// Gateway API objects. Route rules are strict about their fields (a misspelled match would
+// match everything); the rest of a Gateway is read leniently.
+extension ManifestDecoder {
+    func decodeGateway(metadata: ObjectMeta, document: YAMLMapping) throws(FieldError) -> Gateway {
+        let spec = try document.required("spec").mapping()
+        var gateway = Gateway(
+            metadata: metadata,
+            gatewayClassName: try spec.required("gatewayClassName").nonEmptyString()
+        )
+        gateway.listeners =
+            try spec["listeners"]?.list { (value) throws(FieldError) in
+                let mapping = try value.mapping()
+                return Gateway.Listener(
+                    name: try mapping.required("name").nonEmptyString(),
+                    port: try mapping.required("port").port(),
+                    protocolName: try mapping.required("protocol").nonEmptyString(),
+                    hostname: try mapping["hostname"]?.string()
+                )
+            } ?? []
+        var addresses: [IPAddress] = []
+        var entries = try spec["addresses"]?.sequence() ?? []
+        entries += try document["status"]?.mapping()["addresses"]?.sequence() ?? []
+        for entry in entries {
+            let mapping = try entry.mapping()
+            let type = try mapping["type"]?.string() ?? "IPAddress"
+            guard type == "IPAddress" else { continue }  // host names are resolved by DNS, not here
+            let address = try mapping.required("value").parsed { try IPAddress(parsing: $0) }
+            if !addresses.contains(address) { addresses.append(address) }
+        }
+        gateway.addresses = addresses
+        return gateway
+    }
+
+    func decodeHTTPRoute(metadata: ObjectMeta, document: YAMLMapping) throws(FieldError) -> HTTPRoute {
+        let spec = try document.required("spec").mapping()
+        var route = HTTPRoute(metadata: metadata)
+        route.parentRefs = try spec["parentRefs"]?.list(parentReference) ?? []
+        route.hostnames = try spec["hostnames"]?.strings() ?? []
+        route.rules = try spec["rules"]?.list(routeRule) ?? []
+        return route
+    }
+
+    private func parentReference(_ value: YAMLValue) throws(FieldError) -> HTTPRoute.ParentReference {
+        let mapping = try value.mapping()
+        try mapping.rejectUnknownKeys(["group", "kind", "namespace", "name", "sectionName", "port"])
+        return HTTPRoute.ParentReference(
+            group: try mapping["group"]?.string() ?? "gateway.networking.k8s.io",
+            kind: try mapping["kind"]?.nonEmptyString() ?? "Gateway",
+            namespace: try mapping["namespace"]?.nonEmptyString(),
+            name: try mapping.required("name").nonEmptyString(),
+            sectionName: try mapping["sectionName"]?.nonEmptyString(),
+            port: try mapping["port"]?.port()
+        )
+    }
+
+    private func routeRule(_ value: YAMLValue) throws(FieldError) -> HTTPRoute.Rule {
+        let mapping = try value.mapping()
+        try mapping.rejectUnknownKeys(["name", "matches", "filters", "backendRefs", "timeouts"])
+        var rule = HTTPRoute.Rule(name: try mapping["name"]?.nonEmptyString())
+        rule.matches = try mapping["matches"]?.list(routeMatch) ?? []
+        rule.filters = try mapping["filters"]?.list(routeFilter) ?? []
+        rule.backendRefs =
+            try mapping["backendRefs"]?.list { (value) throws(FieldError) in
+                let entry = try value.mapping()
+                try entry.rejectUnknownKeys(["group", "kind", "name", "namespace", "port", "weight", "filters"])
+                return HTTPRoute.BackendRef(
+                    backend: try backendObjectReference(entry),
+                    weight: try entry["weight"]?.integer(Int.self, in: 0...1_000_000) ?? 1,
+                    filters: try entry["filters"]?.list(routeFilter) ?? []
+                )
+            } ?? []
+        if let timeouts = mapping["timeouts"] {
+            let entry = try timeouts.mapping()
+            try entry.rejectUnknownKeys(["request", "backendRequest"])
+            rule.timeouts = HTTPRoute.Timeouts(
+                request: try entry["request"]?.parsed { try GatewayDuration(parsing: $0).duration },
+                backendRequest: try entry["backendRequest"]?.parsed { try GatewayDuration(parsing: $0).duration }
+            )
+        }
+        return rule
+    }
+
+    private func routeMatch(_ value: YAMLValue) throws(FieldError) -> HTTPRoute.Match {
+        let mapping = try value.mapping()
+        try mapping.rejectUnknownKeys(["path", "headers", "queryParams", "method"])
+        var match = HTTPRoute.Match()
+        if let pathValue = mapping["path"] {
+            let path = try pathValue.mapping()
+            try path.rejectUnknownKeys(["type", "value"])
+            let kind = try enumValue(path["type"], default: HTTPRoute.PathMatch.Kind.pathPrefix)
+            let text = try path["value"]?.string() ?? "/"
+            switch kind {
+            case .exact, .pathPrefix:
+                guard text.hasPrefix("/") else { throw pathValue.error("path \"\(text)\" must start with \"/\"") }
+            case .regularExpression:
+                try validateRegex(text, at: path["value"] ?? pathValue)
+            }
+            match.path = HTTPRoute.PathMatch(kind, text)
+        }
+        match.headers = try mapping["headers"]?.list(valueMatch) ?? []
+        match.queryParams = try mapping["queryParams"]?.list(valueMatch) ?? []
+        if let method = mapping["method"] {
+            let text = try method.string()
+            let known = ["GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH"]
+            guard known.contains(text) else {
+                throw method.error("\"\(text)\" is not an HTTP method (\(known.joined(separator: ", ")))")
+            }
+            match.method = text
+        }
+        return match
+    }
+
+    private func valueMatch(_ value: YAMLValue) throws(FieldError) -> HTTPRoute.ValueMatch {
+        let mapping = try value.mapping()
+        try mapping.rejectUnknownKeys(["type", "name", "value"])
+        let kind = try enumValue(mapping["type"], default: HTTPRoute.ValueMatch.Kind.exact)
+        let text = try mapping.required("value").string()
+        if kind == .regularExpression {
+            try validateRegex(text, at: mapping.values["value"]!)
+        }
+        return HTTPRoute.ValueMatch(kind, name: try mapping.required("name").nonEmptyString(), value: text)
+    }
+
+    private func routeFilter(_ value: YAMLValue) throws(FieldError) -> HTTPRoute.Filter {
+        let mapping = try value.mapping()
+        let type = try mapping.required("type").nonEmptyString()
+        func body(_ key: String) throws(FieldError) -> YAMLMapping {
+            try mapping.rejectUnknownKeys(["type", key])
+            return try mapping.required(key).mapping()
+        }
+        switch type {
+        case "RequestHeaderModifier":
+            return .requestHeaderModifier(try headerModifier(body("requestHeaderModifier")))
+        case "ResponseHeaderModifier":
+            return .responseHeaderModifier(try headerModifier(body("responseHeaderModifier")))
+        case "RequestMirror":
+            let mirror = try body("requestMirror")
+            try mirror.rejectUnknownKeys(["backendRef", "percent", "fraction"])
+            let backend = try mirror.required("backendRef").mapping()
+            try backend.rejectUnknownKeys(["group", "kind", "name", "namespace", "port"])
+            var percent = 100.0
+            if let value = mirror["percent"] {
+                percent = Double(try value.integer(Int.self, in: 0...100))
+            }
+            if let fraction = try mirror["fraction"]?.mapping() {
+                let numerator = try fraction.required("numerator").integer(Int.self, in: 0...Int(Int32.max))
+                let denominator = try fraction["denominator"]?.integer(Int.self, in: 1...Int(Int32.max)) ?? 100
+                guard numerator <= denominator else {
+                    throw fraction.value.error("numerator must not exceed denominator")
+                }
+                percent = Double(numerator) * 100 / Double(denominator)
+            }
+            return .requestMirror(HTTPRoute.Mirror(backend: try backendObjectReference(backend), percent: percent))
+        case "RequestRedirect":
+            let redirect = try body("requestRedirect")
+            try redirect.rejectUnknownKeys(["scheme", "hostname", "path", "port", "statusCode"])
+            let status = try redirect["statusCode"]?.integer(Int.self, in: 300...399) ?? 302
+            guard status == 301 || status == 302 else {
+                throw redirect.values["statusCode"]!.error("statusCode must be 301 or 302")
+            }
+            return .requestRedirect(
+                HTTPRoute.Redirect(
+                    scheme: try redirect["scheme"]?.nonEmptyString(),
+                    hostname: try redirect["hostname"]?.nonEmptyString(),
+                    path: try redirect["path"].map { (value) throws(FieldError) in try pathModifier(value) },
+                    port: try redirect["port"]?.port(),
+                    statusCode: status
+                )
+            )
+        case "URLRewrite":
+            let rewrite = try body("urlRewrite")
+            try rewrite.rejectUnknownKeys(["hostname", "path"])
+            return .urlRewrite(
+                HTTPRoute.Rewrite(
+                    hostname: try rewrite["hostname"]?.nonEmptyString(),
+                    path: try rewrite["path"].map { (value) throws(FieldError) in try pathModifier(value) }
+                )
+            )
+        default:
+            throw mapping.values["type"]!.error(
+                "unsupported filter type \"\(type)\" (supported: RequestHeaderModifier, ResponseHeaderModifier, "
+                    + "RequestMirror, RequestRedirect, URLRewrite)"
+            )
+        }
+    }
+
+    private func headerModifier(_ mapping: YAMLMapping) throws(FieldError) -> HTTPRoute.HeaderModifier {
+        try mapping.rejectUnknownKeys(["set", "add", "remove"])
+        func headers(_ value: YAMLValue?) throws(FieldError) -> [HTTPRoute.Header] {
+            try value?.list { (item) throws(FieldError) in
+                let header = try item.mapping()
+                try header.rejectUnknownKeys(["name", "value"])
+                return HTTPRoute.Header(
+                    name: try header.required("name").nonEmptyString(),
+                    value: try header.required("value").string()
+                )
+            } ?? []
+        }
+        return HTTPRoute.HeaderModifier(
+            set: try headers(mapping["set"]),
+            add: try headers(mapping["add"]),
+            remove: try mapping["remove"]?.strings() ?? []
+        )
+    }
+
+    private func pathModifier(_ value: YAMLValue) throws(FieldError) -> HTTPRoute.PathModifier {
+        let mapping = try value.mapping()
+        try mapping.rejectUnknownKeys(["type", "replaceFullPath", "replacePrefixMatch"])
+        switch try mapping.required("type").string() {
+        case "ReplaceFullPath": return .replaceFullPath(try mapping.required("replaceFullPath").string())
+        case "ReplacePrefixMatch": return .replacePrefixMatch(try mapping.required("replacePrefixMatch").string())
+        case let other:
+            throw mapping.values["type"]!.error("\"\(other)\" is not ReplaceFullPath or ReplacePrefixMatch")
+        }
+    }
+
+    private func backendObjectReference(_ mapping: YAMLMapping) throws(FieldError) -> HTTPRoute.BackendObjectReference {
+        let reference = HTTPRoute.BackendObjectReference(
+            group: try mapping["group"]?.string() ?? "",
+            kind: try mapping["kind"]?.nonEmptyString() ?? "Service",
+            name: try mapping.required("name").nonEmptyString(),
+            namespace: try mapping["namespace"]?.nonEmptyString(),
+            port: try mapping["port"]?.port()
+        )
+        if reference.kind == "Service" && reference.port == nil {
+            throw mapping.value.error("port is required for a Service backend")
+        }
+        return reference
+    }
+
+    private func enumValue<T: RawRepresentable<String>>(_ value: YAMLValue?, default fallback: T) throws(FieldError)
+        -> T
+    {
+        guard let value else { return fallback }
+        let text = try value.string()
+        guard let result = T(rawValue: text) else {
+            throw value.error("unsupported type \"\(text)\"")
+        }
+        return result
+    }
+
+    private func validateRegex(_ pattern: String, at value: YAMLValue) throws(FieldError) {
+        do {
+            _ = try Regex(pattern)
+        } catch {
+            throw value.error("invalid regular expression \"\(pattern)\": \(error)")
+        }
+    }
+}

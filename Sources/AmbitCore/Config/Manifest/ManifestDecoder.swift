@@ -1,0 +1,176 @@
+public import AmbitModel
+import Yams
+
+/// Reads Kubernetes-style YAML (one or many `---`-separated documents, and `kind: List`) into
+/// typed objects, with the upstream field names. Every problem becomes a ``ManifestError`` that
+/// names the file, line, object and field; object kinds Ambit does not use become warnings.
+public struct ManifestDecoder: Sendable {
+    /// The result of decoding one file.
+    public struct Result: Sendable {
+        public var objects: [ManifestObject] = []
+        public var warnings: [ManifestWarning] = []
+    }
+
+    public init() {}
+
+    /// Decodes all documents of `text`. The first error aborts the file: a file is applied whole or not at all.
+    public func decode(_ text: String, file: String? = nil) throws(ManifestError) -> Result {
+        var result = Result()
+        let parser: Parser
+        do {
+            parser = try Parser(yaml: text)
+        } catch {
+            throw Self.syntaxError(error, file: file)
+        }
+        var documentIndex = 0
+        while true {
+            let root: Node?
+            do {
+                root = try parser.nextRoot()
+            } catch {
+                throw Self.syntaxError(error, file: file)
+            }
+            guard let root else { break }
+            documentIndex += 1
+            let value = YAMLValue(node: root, path: .root)
+            if value.isNull { continue }  // an empty document between `---` separators
+            try decodeDocument(value, label: "document \(documentIndex)", file: file, into: &result)
+        }
+        return result
+    }
+
+    private func decodeDocument(
+        _ value: YAMLValue,
+        label: String,
+        file: String?,
+        into result: inout Result
+    ) throws(ManifestError) {
+        var objectLabel = label
+        let items: [YAMLValue]
+        do throws(FieldError) {
+            let mapping = try value.mapping()
+            let kind = try mapping.required("kind").nonEmptyString()
+            let apiVersion = try mapping.required("apiVersion").nonEmptyString()
+            if kind == "List" || (kind.hasSuffix("List") && apiVersion == "v1") {
+                items = try mapping["items"]?.sequence() ?? []
+            } else {
+                guard let known = ResourceKind(rawValue: kind),
+                    Self.group(of: apiVersion) == Self.group(of: known.apiVersions[0])
+                else {
+                    result.warnings.append(
+                        ManifestWarning(
+                            file: file,
+                            line: value.line,
+                            message: "skipping \(kind) (\(apiVersion)): not a kind Ambit uses"
+                        )
+                    )
+                    return
+                }
+                guard known.apiVersions.contains(apiVersion) else {
+                    throw mapping["apiVersion"]!.error(
+                        "\"\(apiVersion)\" is not a supported version of \(kind) (supported: \(known.apiVersions.joined(separator: ", ")))"
+                    )
+                }
+                // Name the object in errors as soon as its name can be read.
+                if let meta = try? mapping["metadata"]?.mapping(), let name = try? meta["name"]?.string() {
+                    let namespace = (try? meta["namespace"]?.string()) ?? "default"
+                    objectLabel = ObjectKey(known, namespace: namespace, name: name).description
+                }
+                // A misplaced top-level field (say `selector:` outside `spec:`) would silently do nothing.
+                try mapping.rejectUnknownKeys(["apiVersion", "kind", "metadata", "spec", "status"])
+                let metadata = try decodeMetadata(mapping.required("metadata"), kind: known)
+                objectLabel = ObjectKey(known, namespace: metadata.namespace, name: metadata.name).description
+                result.objects.append(try decodeObject(known, metadata: metadata, document: mapping))
+                return
+            }
+        } catch {
+            throw ManifestError(
+                file: file,
+                line: error.line ?? value.line,
+                object: objectLabel,
+                field: error.path.description,
+                message: error.message
+            )
+        }
+        for item in items {
+            try decodeDocument(item, label: "\(label) \(item.path)", file: file, into: &result)
+        }
+    }
+
+    private func decodeObject(_ kind: ResourceKind, metadata: ObjectMeta, document: YAMLMapping) throws(FieldError)
+        -> ManifestObject
+    {
+        switch kind {
+        case .namespace: return .namespace(Namespace(metadata: metadata))
+        case .serviceAccount: return .serviceAccount(ServiceAccount(metadata: metadata))
+        case .pod: return .pod(try decodePod(metadata: metadata, document: document))
+        case .service: return .service(try decodeService(metadata: metadata, document: document))
+        case .authorizationPolicy:
+            return .authorizationPolicy(try decodeAuthorizationPolicy(metadata: metadata, document: document))
+        case .peerAuthentication:
+            return .peerAuthentication(try decodePeerAuthentication(metadata: metadata, document: document))
+        case .gateway: return .gateway(try decodeGateway(metadata: metadata, document: document))
+        case .httpRoute: return .httpRoute(try decodeHTTPRoute(metadata: metadata, document: document))
+        }
+    }
+
+    private func decodeMetadata(_ value: YAMLValue, kind: ResourceKind) throws(FieldError) -> ObjectMeta {
+        let mapping = try value.mapping()
+        let nameValue = try mapping.required("name")
+        let name = try nameValue.nonEmptyString()
+        try KubernetesNames.validateObjectName(name, kind: kind, at: nameValue)
+        var namespace = ""
+        if kind.isNamespaced {
+            if let namespaceValue = mapping["namespace"] {
+                namespace = try namespaceValue.nonEmptyString()
+                try KubernetesNames.validateNamespaceName(namespace, at: namespaceValue)
+            } else {
+                namespace = "default"
+            }
+        }
+        var labels: [String: String] = [:]
+        if let labelsValue = mapping["labels"] {
+            labels = try labelsValue.stringMap()
+            let labelsMapping = try labelsValue.mapping()
+            for key in labelsMapping.keys {
+                try KubernetesNames.validateLabel(key: key, value: labels[key]!, at: labelsMapping.values[key]!)
+            }
+        }
+        return ObjectMeta(
+            name: name,
+            namespace: namespace,
+            uid: try mapping["uid"]?.string(),
+            resourceVersion: try mapping["resourceVersion"]?.string(),
+            labels: labels,
+            annotations: try mapping["annotations"]?.stringMap() ?? [:],
+            creationTimestamp: try mapping["creationTimestamp"]?.string(),
+            deletionTimestamp: try mapping["deletionTimestamp"]?.string()
+        )
+    }
+
+    static func group(of apiVersion: String) -> String {
+        guard let slash = apiVersion.firstIndex(of: "/") else { return "" }
+        return String(apiVersion[..<slash])
+    }
+
+    static func syntaxError(_ error: any Error, file: String?) -> ManifestError {
+        if let yamlError = error as? YamlError {
+            switch yamlError {
+            case .scanner(let context, let problem, let mark, _), .parser(let context, let problem, let mark, _),
+                .composer(let context, let problem, let mark, _):
+                let detail = context.map { "\(problem) \($0.text)" } ?? problem
+                return ManifestError(file: file, line: mark.line, message: "invalid YAML: \(detail)")
+            case .duplicatedKeysInMapping(let duplicates, let context):
+                let keys = duplicates.sorted().map { "\"\($0)\"" }.joined(separator: ", ")
+                return ManifestError(
+                    file: file,
+                    line: context.mark.line,
+                    message: "invalid YAML: duplicate key \(keys) in a mapping"
+                )
+            default:
+                return ManifestError(file: file, message: "invalid YAML: \(yamlError)")
+            }
+        }
+        return ManifestError(file: file, message: "invalid YAML: \(error)")
+    }
+}

@@ -1,0 +1,118 @@
+public import AmbitModel
+public import Prometheus
+
+/// Who talked to whom, in Istio's label set, so Istio dashboards and alerts work unchanged.
+public struct TrafficLabels: Hashable, Sendable {
+    public enum Reporter: String, Sendable {
+        case source
+        case destination
+        case waypoint
+    }
+
+    public enum SecurityPolicy: String, Sendable {
+        case mutualTLS = "mutual_tls"
+        case none = "none"
+    }
+
+    public var reporter: Reporter
+    public var sourceWorkload: String
+    public var sourceWorkloadNamespace: String
+    public var sourcePrincipal: String
+    public var destinationWorkload: String
+    public var destinationWorkloadNamespace: String
+    public var destinationPrincipal: String
+    public var destinationService: String
+    public var requestProtocol: String
+    public var responseFlags: String
+    public var connectionSecurityPolicy: SecurityPolicy
+
+    /// Istio writes `unknown` for labels it cannot fill; so do we.
+    public static let unknown = "unknown"
+
+    public init(
+        reporter: Reporter,
+        sourceWorkload: String = TrafficLabels.unknown,
+        sourceWorkloadNamespace: String = TrafficLabels.unknown,
+        sourcePrincipal: SpiffeID? = nil,
+        destinationWorkload: String = TrafficLabels.unknown,
+        destinationWorkloadNamespace: String = TrafficLabels.unknown,
+        destinationPrincipal: SpiffeID? = nil,
+        destinationService: String = TrafficLabels.unknown,
+        requestProtocol: String = "tcp",
+        responseFlags: String = "-",
+        connectionSecurityPolicy: SecurityPolicy = .none
+    ) {
+        self.reporter = reporter
+        self.sourceWorkload = sourceWorkload
+        self.sourceWorkloadNamespace = sourceWorkloadNamespace
+        self.sourcePrincipal = sourcePrincipal?.uri ?? Self.unknown
+        self.destinationWorkload = destinationWorkload
+        self.destinationWorkloadNamespace = destinationWorkloadNamespace
+        self.destinationPrincipal = destinationPrincipal?.uri ?? Self.unknown
+        self.destinationService = destinationService
+        self.requestProtocol = requestProtocol
+        self.responseFlags = responseFlags
+        self.connectionSecurityPolicy = connectionSecurityPolicy
+    }
+
+    /// The labels in a fixed order, with Istio's names.
+    public var pairs: [(String, String)] {
+        [
+            ("reporter", reporter.rawValue),
+            ("source_workload", sourceWorkload),
+            ("source_workload_namespace", sourceWorkloadNamespace),
+            ("source_principal", sourcePrincipal),
+            ("destination_workload", destinationWorkload),
+            ("destination_workload_namespace", destinationWorkloadNamespace),
+            ("destination_principal", destinationPrincipal),
+            ("destination_service", destinationService),
+            ("request_protocol", requestProtocol),
+            ("response_flags", responseFlags),
+            ("connection_security_policy", connectionSecurityPolicy.rawValue),
+        ]
+    }
+}
+
+/// Istio's TCP metrics. A connection asks for its ``TCPConnectionCounters`` once, when it knows
+/// its labels, and then updates them without further lookups.
+public final class TCPMetrics: Sendable {
+    public static let opened = "istio_tcp_connections_opened_total"
+    public static let closed = "istio_tcp_connections_closed_total"
+    public static let sent = "istio_tcp_sent_bytes_total"
+    public static let received = "istio_tcp_received_bytes_total"
+
+    private let registry: PrometheusCollectorRegistry
+
+    init(registry: PrometheusCollectorRegistry) {
+        self.registry = registry
+    }
+
+    /// The counters for one label set (created on first use, shared afterwards).
+    public func counters(_ labels: TrafficLabels) -> TCPConnectionCounters {
+        let pairs = labels.pairs
+        return TCPConnectionCounters(
+            opened: registry.makeCounter(name: Self.opened, labels: pairs, help: "TCP connections opened"),
+            closed: registry.makeCounter(name: Self.closed, labels: pairs, help: "TCP connections closed"),
+            sent: registry.makeCounter(
+                name: Self.sent,
+                labels: pairs,
+                help: "Bytes sent during TCP connections (request direction)"
+            ),
+            received: registry.makeCounter(
+                name: Self.received,
+                labels: pairs,
+                help: "Bytes received during TCP connections (response direction)"
+            )
+        )
+    }
+}
+
+/// The four counters of one connection's label set.
+public struct TCPConnectionCounters: Sendable {
+    public let opened: Counter
+    public let closed: Counter
+    /// Bytes from the client towards the server.
+    public let sent: Counter
+    /// Bytes from the server back to the client.
+    public let received: Counter
+}

@@ -1,0 +1,244 @@
+/// A Gateway API `HTTPRoute`. Routes whose parent is a Service are applied by that service's waypoint.
+public struct HTTPRoute: KubernetesObject {
+    public static let kind = ResourceKind.httpRoute
+
+    public var metadata: ObjectMeta
+    public var parentRefs: [ParentReference]
+    public var hostnames: [String]
+    public var rules: [Rule]
+
+    public init(metadata: ObjectMeta, parentRefs: [ParentReference] = [], hostnames: [String] = [], rules: [Rule] = [])
+    {
+        self.metadata = metadata
+        self.parentRefs = parentRefs
+        self.hostnames = hostnames
+        self.rules = rules
+    }
+
+    /// `spec.parentRefs[]`: a Gateway (the default kind) or, for mesh routing, a Service.
+    public struct ParentReference: Hashable, Sendable {
+        public var group: String
+        public var kind: String
+        public var namespace: String?
+        public var name: String
+        public var sectionName: String?
+        public var port: UInt16?
+
+        public init(
+            group: String = "gateway.networking.k8s.io",
+            kind: String = "Gateway",
+            namespace: String? = nil,
+            name: String,
+            sectionName: String? = nil,
+            port: UInt16? = nil
+        ) {
+            self.group = group
+            self.kind = kind
+            self.namespace = namespace
+            self.name = name
+            self.sectionName = sectionName
+            self.port = port
+        }
+
+        public var isService: Bool { kind == "Service" && (group.isEmpty || group == "core") }
+    }
+
+    public struct Rule: Hashable, Sendable {
+        public var name: String?
+        /// Empty means one match on path prefix `/`.
+        public var matches: [Match]
+        public var filters: [Filter]
+        public var backendRefs: [BackendRef]
+        public var timeouts: Timeouts?
+
+        public init(
+            name: String? = nil,
+            matches: [Match] = [],
+            filters: [Filter] = [],
+            backendRefs: [BackendRef] = [],
+            timeouts: Timeouts? = nil
+        ) {
+            self.name = name
+            self.matches = matches
+            self.filters = filters
+            self.backendRefs = backendRefs
+            self.timeouts = timeouts
+        }
+    }
+
+    public struct Match: Hashable, Sendable {
+        public var path: PathMatch?
+        public var headers: [ValueMatch]
+        public var queryParams: [ValueMatch]
+        public var method: String?
+
+        public init(
+            path: PathMatch? = nil,
+            headers: [ValueMatch] = [],
+            queryParams: [ValueMatch] = [],
+            method: String? = nil
+        ) {
+            self.path = path
+            self.headers = headers
+            self.queryParams = queryParams
+            self.method = method
+        }
+    }
+
+    public struct PathMatch: Hashable, Sendable {
+        public enum Kind: String, Hashable, Sendable {
+            case exact = "Exact"
+            case pathPrefix = "PathPrefix"
+            case regularExpression = "RegularExpression"
+        }
+
+        public var kind: Kind
+        public var value: String
+
+        public init(_ kind: Kind, _ value: String) {
+            self.kind = kind
+            self.value = value
+        }
+    }
+
+    /// A header or query parameter match.
+    public struct ValueMatch: Hashable, Sendable {
+        public enum Kind: String, Hashable, Sendable {
+            case exact = "Exact"
+            case regularExpression = "RegularExpression"
+        }
+
+        public var kind: Kind
+        public var name: String
+        public var value: String
+
+        public init(_ kind: Kind = .exact, name: String, value: String) {
+            self.kind = kind
+            self.name = name
+            self.value = value
+        }
+    }
+
+    public struct HeaderModifier: Hashable, Sendable {
+        public var set: [Header]
+        public var add: [Header]
+        public var remove: [String]
+
+        public init(set: [Header] = [], add: [Header] = [], remove: [String] = []) {
+            self.set = set
+            self.add = add
+            self.remove = remove
+        }
+    }
+
+    public struct Header: Hashable, Sendable {
+        public var name: String
+        public var value: String
+
+        public init(name: String, value: String) {
+            self.name = name
+            self.value = value
+        }
+    }
+
+    public enum PathModifier: Hashable, Sendable {
+        case replaceFullPath(String)
+        case replacePrefixMatch(String)
+    }
+
+    public struct Redirect: Hashable, Sendable {
+        public var scheme: String?
+        public var hostname: String?
+        public var path: PathModifier?
+        public var port: UInt16?
+        public var statusCode: Int
+
+        public init(
+            scheme: String? = nil,
+            hostname: String? = nil,
+            path: PathModifier? = nil,
+            port: UInt16? = nil,
+            statusCode: Int = 302
+        ) {
+            self.scheme = scheme
+            self.hostname = hostname
+            self.path = path
+            self.port = port
+            self.statusCode = statusCode
+        }
+    }
+
+    public struct Rewrite: Hashable, Sendable {
+        public var hostname: String?
+        public var path: PathModifier?
+
+        public init(hostname: String? = nil, path: PathModifier? = nil) {
+            self.hostname = hostname
+            self.path = path
+        }
+    }
+
+    public struct Mirror: Hashable, Sendable {
+        public var backend: BackendObjectReference
+        /// Share of requests mirrored, 0...100 (Gateway API `percent`); 100 when not given.
+        public var percent: Double
+
+        public init(backend: BackendObjectReference, percent: Double = 100) {
+            self.backend = backend
+            self.percent = percent
+        }
+    }
+
+    public enum Filter: Hashable, Sendable {
+        case requestHeaderModifier(HeaderModifier)
+        case responseHeaderModifier(HeaderModifier)
+        case requestMirror(Mirror)
+        case requestRedirect(Redirect)
+        case urlRewrite(Rewrite)
+    }
+
+    public struct BackendObjectReference: Hashable, Sendable {
+        public var group: String
+        public var kind: String
+        public var name: String
+        public var namespace: String?
+        public var port: UInt16?
+
+        public init(
+            group: String = "",
+            kind: String = "Service",
+            name: String,
+            namespace: String? = nil,
+            port: UInt16? = nil
+        ) {
+            self.group = group
+            self.kind = kind
+            self.name = name
+            self.namespace = namespace
+            self.port = port
+        }
+    }
+
+    public struct BackendRef: Hashable, Sendable {
+        public var backend: BackendObjectReference
+        /// Relative weight; Gateway API's default is 1.
+        public var weight: Int
+        public var filters: [Filter]
+
+        public init(backend: BackendObjectReference, weight: Int = 1, filters: [Filter] = []) {
+            self.backend = backend
+            self.weight = weight
+            self.filters = filters
+        }
+    }
+
+    public struct Timeouts: Hashable, Sendable {
+        public var request: Duration?
+        public var backendRequest: Duration?
+
+        public init(request: Duration? = nil, backendRequest: Duration? = nil) {
+            self.request = request
+            self.backendRequest = backendRequest
+        }
+    }
+}

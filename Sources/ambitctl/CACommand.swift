@@ -1,0 +1,81 @@
+import AmbitCore
+import AmbitModel
+import ArgumentParser
+import Foundation
+
+struct CACommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "ca",
+        abstract: "Manage the local certificate authority.",
+        subcommands: [Init.self, Show.self]
+    )
+
+    struct Init: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Create an ECDSA P-256 root CA.",
+            discussion: """
+                Writes ca-cert.pem, ca-key.pem (mode 0600), cert-chain.pem and root-cert.pem into DIR,
+                the layout Istio uses for a plugged-in CA. The trust domain is recorded as the root's O=.
+                """
+        )
+
+        @Option(help: "Directory to create the CA in (created with mode 0700).")
+        var dir: String
+
+        @Option(help: "SPIFFE trust domain of the mesh.")
+        var trustDomain: String = SpiffeID.defaultTrustDomain
+
+        @Option(help: "Validity of the root, e.g. 87600h (10 years).")
+        var lifetime: String = "87600h"
+
+        @Flag(help: "Replace an existing CA in DIR. Certificates it issued stop being trusted.")
+        var force = false
+
+        @OptionGroup var global: GlobalOptions
+
+        func run() throws {
+            _ = global.bootstrap()
+            let lifetime = try parseLifetime(lifetime)
+            let authority: CertificateAuthority
+            do {
+                authority = try CertificateAuthority.generate(trustDomain: trustDomain, lifetime: lifetime)
+            } catch let error as SpiffeIDError {
+                throw CLIError("invalid --trust-domain: \(error.reason)")
+            }
+            try authority.save(to: dir, overwrite: force)
+            print("Created CA for trust domain \(authority.trustDomain) in \(dir)")
+            print("  root:    \(dir)/\(CertificateAuthority.rootFile) (valid until \(authority.root.notValidAfter))")
+            print("  key:     \(dir)/\(CertificateAuthority.keyFile) (mode 0600; keep it secret)")
+        }
+    }
+
+    struct Show: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Print a CA's trust domain, subject and validity.")
+
+        @Option(help: "CA directory.")
+        var dir: String
+
+        @OptionGroup var global: GlobalOptions
+
+        func run() throws {
+            _ = global.bootstrap()
+            let authority = try CertificateAuthority.load(directory: dir)
+            print("trust domain: \(authority.trustDomain)")
+            print("subject:      \(authority.certificate.subject)")
+            print("valid:        \(authority.certificate.notValidBefore) – \(authority.certificate.notValidAfter)")
+            print("chain:        \(authority.chain.count) certificate(s)")
+        }
+    }
+}
+
+/// Parses a lifetime such as `24h`, `90m` or `1h30m` (Gateway API duration notation).
+func parseLifetime(_ text: String, option: String = "--lifetime") throws -> Duration {
+    let parsed: GatewayDuration
+    do {
+        parsed = try GatewayDuration(parsing: text)
+    } catch {
+        throw CLIError("\(option): \(error)")
+    }
+    guard parsed.duration > .zero else { throw CLIError("\(option) must be longer than zero") }
+    return parsed.duration
+}
