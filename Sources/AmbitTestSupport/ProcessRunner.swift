@@ -1,4 +1,4 @@
-public import Foundation
+import Foundation
 
 /// Runs a program to completion and captures its output, for tests of executables and scripts.
 public enum ProcessRunner {
@@ -21,8 +21,8 @@ public enum ProcessRunner {
         defer { scratch.remove() }
         let outPath = scratch.path + "/stdout"
         let errPath = scratch.path + "/stderr"
-        FileManager.default.createFile(atPath: outPath, contents: nil)
-        FileManager.default.createFile(atPath: errPath, contents: nil)
+        _ = FileManager.default.createFile(atPath: outPath, contents: nil)
+        _ = FileManager.default.createFile(atPath: errPath, contents: nil)
         let process = Process()
         process.executableURL = URL(fileURLWithPath: executable)
         process.arguments = arguments

@@ -1,4 +1,4 @@
-public import Foundation
+import Foundation
 
 /// A directory under the system temporary directory, removed when `remove()` is called.
 public struct TemporaryDirectory: Sendable {

@@ -2,7 +2,7 @@ public import AmbitCore
 public import AmbitModel
 import Crypto
 public import Foundation
-public import X509
+import X509
 
 /// An in-code CA at a fixed reference time, so certificate tests never depend on the clock
 /// or on PEM fixtures that expire.

@@ -1,4 +1,4 @@
-public import AmbitModel
+import AmbitModel
 import Foundation
 public import Logging
 public import ServiceLifecycle

@@ -1,6 +1,6 @@
-public import Foundation
+import Foundation
 import SwiftASN1
-public import X509
+import X509
 
 extension CertificateAuthority {
     /// Loads a CA from `directory` (Istio's plugged-in CA layout). The trust domain is taken

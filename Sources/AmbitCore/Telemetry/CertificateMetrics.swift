@@ -1,11 +1,23 @@
-public import AmbitModel
+import AmbitModel
 import Foundation
-public import Prometheus
+import Prometheus
 
 /// Certificate expiry and renewal outcomes, per identity.
 public final class CertificateMetrics: Sendable {
-    public static let expiry = "ambit_certificate_expiry_timestamp_seconds"
-    public static let renewals = "ambit_certificate_renewals_total"
+    static var expiry: MetricNameDescriptor {
+        MetricNameDescriptor(
+            metricName: "ambit_certificate_expiry_timestamp",
+            unitName: "seconds",
+            helpText: "Unix time at which the workload certificate expires"
+        )
+    }
+    static var renewals: MetricNameDescriptor {
+        MetricNameDescriptor(
+            metricName: "ambit_certificate_renewals",
+            unitName: "total",
+            helpText: "Certificate requests by outcome"
+        )
+    }
 
     private let registry: PrometheusCollectorRegistry
 
@@ -15,33 +27,16 @@ public final class CertificateMetrics: Sendable {
 
     func issued(_ certificate: WorkloadCertificate) {
         let identity = certificate.identity.uri
-        registry.makeGauge(
-            name: Self.expiry,
-            labels: [("identity", identity)],
-            help: "Unix time at which the workload certificate expires"
-        ).set(certificate.expiry.timeIntervalSince1970)
-        registry.makeCounter(
-            name: Self.renewals,
-            labels: [("identity", identity), ("result", "success")],
-            help: "Certificate requests by outcome"
-        ).increment()
+        registry.makeGauge(descriptor: Self.expiry, labels: [("identity", identity)])
+            .set(certificate.expiry.timeIntervalSince1970)
+        registry.makeCounter(descriptor: Self.renewals, labels: [("identity", identity), ("result", "success")]).increment()
     }
 
     func failed(_ identity: SpiffeID) {
-        registry.makeCounter(
-            name: Self.renewals,
-            labels: [("identity", identity.uri), ("result", "failure")],
-            help: "Certificate requests by outcome"
-        ).increment()
+        registry.makeCounter(descriptor: Self.renewals, labels: [("identity", identity.uri), ("result", "failure")]).increment()
     }
 
     func remove(_ identity: SpiffeID) {
-        registry.unregisterGauge(
-            registry.makeGauge(
-                name: Self.expiry,
-                labels: [("identity", identity.uri)],
-                help: "Unix time at which the workload certificate expires"
-            )
-        )
+        registry.unregisterGauge(registry.makeGauge(descriptor: Self.expiry, labels: [("identity", identity.uri)]))
     }
 }

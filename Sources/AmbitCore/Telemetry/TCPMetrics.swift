@@ -76,10 +76,34 @@ public struct TrafficLabels: Hashable, Sendable {
 /// Istio's TCP metrics. A connection asks for its ``TCPConnectionCounters`` once, when it knows
 /// its labels, and then updates them without further lookups.
 public final class TCPMetrics: Sendable {
-    public static let opened = "istio_tcp_connections_opened_total"
-    public static let closed = "istio_tcp_connections_closed_total"
-    public static let sent = "istio_tcp_sent_bytes_total"
-    public static let received = "istio_tcp_received_bytes_total"
+    static var opened: MetricNameDescriptor {
+        MetricNameDescriptor(
+            metricName: "istio_tcp_connections_opened",
+            unitName: "total",
+            helpText: "TCP connections opened"
+        )
+    }
+    static var closed: MetricNameDescriptor {
+        MetricNameDescriptor(
+            metricName: "istio_tcp_connections_closed",
+            unitName: "total",
+            helpText: "TCP connections closed"
+        )
+    }
+    static var sent: MetricNameDescriptor {
+        MetricNameDescriptor(
+            metricName: "istio_tcp_sent_bytes",
+            unitName: "total",
+            helpText: "Bytes sent during TCP connections (request direction)"
+        )
+    }
+    static var received: MetricNameDescriptor {
+        MetricNameDescriptor(
+            metricName: "istio_tcp_received_bytes",
+            unitName: "total",
+            helpText: "Bytes received during TCP connections (response direction)"
+        )
+    }
 
     private let registry: PrometheusCollectorRegistry
 
@@ -91,18 +115,10 @@ public final class TCPMetrics: Sendable {
     public func counters(_ labels: TrafficLabels) -> TCPConnectionCounters {
         let pairs = labels.pairs
         return TCPConnectionCounters(
-            opened: registry.makeCounter(name: Self.opened, labels: pairs, help: "TCP connections opened"),
-            closed: registry.makeCounter(name: Self.closed, labels: pairs, help: "TCP connections closed"),
-            sent: registry.makeCounter(
-                name: Self.sent,
-                labels: pairs,
-                help: "Bytes sent during TCP connections (request direction)"
-            ),
-            received: registry.makeCounter(
-                name: Self.received,
-                labels: pairs,
-                help: "Bytes received during TCP connections (response direction)"
-            )
+            opened: registry.makeCounter(descriptor: Self.opened, labels: pairs),
+            closed: registry.makeCounter(descriptor: Self.closed, labels: pairs),
+            sent: registry.makeCounter(descriptor: Self.sent, labels: pairs),
+            received: registry.makeCounter(descriptor: Self.received, labels: pairs)
         )
     }
 }

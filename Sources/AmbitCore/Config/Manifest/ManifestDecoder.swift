@@ -1,4 +1,4 @@
-public import AmbitModel
+import AmbitModel
 import Yams
 
 /// Reads Kubernetes-style YAML (one or many `---`-separated documents, and `kind: List`) into
