@@ -1,7 +1,7 @@
 public import AmbitModel
 public import Foundation
 public import SwiftASN1
-public import X509
+@_spi(FixedExpiryValidationTime) public import X509
 
 /// Accepts a peer certificate chain only if its leaf names exactly one SPIFFE identity in the
 /// mesh's trust domain and, when `expected` is given, that identity is one of them (the client's
@@ -56,7 +56,7 @@ public enum SpiffePeerVerifier {
         at time: Date = Date()
     ) async -> Outcome {
         var verifier = Verifier(rootCertificates: CertificateStore(roots)) {
-            RFC5280Policy(validationTime: time)
+            RFC5280Policy(fixedExpiryValidationTime: time)
             SpiffePeerPolicy(trustDomain: trustDomain, expected: expected)
         }
         switch await verifier.validate(leaf: leaf, intermediates: CertificateStore(intermediates)) {

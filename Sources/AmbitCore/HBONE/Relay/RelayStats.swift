@@ -1,0 +1,40 @@
+import NIOCore
+
+/// Bytes relayed in each direction and how the relay ended, for metrics and the access log.
+/// Lives on the relay's event loop; `onFinished` runs once both channels have closed.
+final class RelayStats {
+    private(set) var requestBytes = 0
+    private(set) var responseBytes = 0
+    private(set) var firstError: (any Error)?
+    private var activeChannels = 0
+    private var joined = 0
+    private var onFinished: ((RelayStats) -> Void)?
+    /// Called for every chunk relayed, so live counters (metrics) move during long connections.
+    var onBytes: ((_ count: Int, _ request: Bool) -> Void)?
+
+    init(onFinished: ((RelayStats) -> Void)? = nil) {
+        self.onFinished = onFinished
+    }
+
+    func add(_ count: Int, request: Bool) {
+        if request { requestBytes += count } else { responseBytes += count }
+        onBytes?(count, request)
+    }
+
+    func recordError(_ error: any Error) {
+        if firstError == nil { firstError = error }
+    }
+
+    func channelJoined() {
+        activeChannels += 1
+        joined += 1
+    }
+
+    func channelLeft() {
+        activeChannels -= 1
+        if activeChannels == 0 && joined == 2, let onFinished {
+            self.onFinished = nil
+            onFinished(self)
+        }
+    }
+}

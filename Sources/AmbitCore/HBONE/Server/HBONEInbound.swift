@@ -1,0 +1,102 @@
+public import AmbitModel
+public import NIOCore
+
+/// A validated CONNECT, handed to the ``HBONEInboundHandler``.
+public struct HBONEInboundRequest: Sendable {
+    /// The client's identity from its mTLS certificate.
+    public let peerIdentity: SpiffeID
+    /// The TCP peer of the HBONE connection: the source pod (or waypoint) address.
+    public let peerAddress: SocketAddress?
+    /// The address the HBONE connection arrived at.
+    public let localAddress: SocketAddress?
+    /// `:authority`, the destination the client wants: `<pod IP>:<target port>` or, at a
+    /// waypoint, `<service VIP>:<port>`.
+    public let authority: IPEndpoint
+    public let headers: HBONEHeaders
+
+    public init(
+        peerIdentity: SpiffeID,
+        peerAddress: SocketAddress?,
+        localAddress: SocketAddress?,
+        authority: IPEndpoint,
+        headers: HBONEHeaders
+    ) {
+        self.peerIdentity = peerIdentity
+        self.peerAddress = peerAddress
+        self.localAddress = localAddress
+        self.authority = authority
+        self.headers = headers
+    }
+
+    /// The source IP of the connection: the TCP peer's, which the mesh vouches for.
+    public var sourceAddress: IPAddress? {
+        peerAddress.flatMap { IPAddress(socketAddress: $0) }
+    }
+}
+
+/// What the inbound handler decided about a CONNECT.
+public enum HBONEInboundResult: Sendable {
+    /// The upstream is connected. The channel must be on the stream's event loop, created with
+    /// `autoRead` off and remote half-closure allowed (see ``UpstreamConnector``).
+    case connected(any Channel)
+    /// 400: the authority does not match a local destination.
+    case badRequest(String)
+    /// 401: denied by policy.
+    case denied(String)
+    /// 503: the upstream refused or could not be reached.
+    case unavailable(String)
+}
+
+/// How a finished tunnel went, for metrics and the access log.
+public struct HBONETunnelSummary: Sendable {
+    /// Bytes from the client to the upstream, and back.
+    public let requestBytes: Int
+    public let responseBytes: Int
+    public let error: String?
+}
+
+/// The pluggable part of the HBONE server: decides (peer, source, destination) and opens the
+/// upstream connection. The node agent implements it with L4 authorization and a connect from
+/// the pod's network namespace; tests implement it directly.
+public protocol HBONEInboundHandler: Sendable {
+    func open(_ request: HBONEInboundRequest, on eventLoop: any EventLoop) -> EventLoopFuture<HBONEInboundResult>
+    /// Called once per accepted tunnel when both sides have closed.
+    func finished(_ request: HBONEInboundRequest, summary: HBONETunnelSummary)
+}
+
+extension HBONEInboundHandler {
+    public func finished(_ request: HBONEInboundRequest, summary: HBONETunnelSummary) {}
+}
+
+extension IPAddress {
+    /// The address of an IPv4 or IPv6 socket address.
+    public init?(socketAddress: SocketAddress) {
+        switch socketAddress {
+        case .v4(let address):
+            self = .v4(UInt32(bigEndian: address.address.sin_addr.s_addr))
+        case .v6(let address):
+            let bytes = withUnsafeBytes(of: address.address.sin6_addr) { Array($0) }
+            guard let parsed = IPAddress(bytes: bytes) else { return nil }
+            self = parsed
+        case .unixDomainSocket:
+            return nil
+        }
+    }
+}
+
+extension IPEndpoint {
+    /// The IP and port of an IPv4 or IPv6 socket address.
+    public init?(socketAddress: SocketAddress) {
+        guard let address = IPAddress(socketAddress: socketAddress), let port = socketAddress.port, port > 0,
+            port <= 65535
+        else {
+            return nil
+        }
+        self.init(address, UInt16(port))
+    }
+
+    /// The NIO socket address of this endpoint.
+    public var socketAddress: SocketAddress {
+        get throws { try SocketAddress(ipAddress: address.description, port: Int(port)) }
+    }
+}

@@ -1,0 +1,96 @@
+import AmbitCore
+import AmbitModel
+import AmbitTestSupport
+import Foundation
+import NIOCore
+import NIOPosix
+import Testing
+
+/// Flow control between streams of one connection, and graceful shutdown.
+@Suite(.serialized) struct HBONEFlowTests {
+    static let upstreamGroup = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+
+    static func endpoint(_ port: Int) -> IPEndpoint { IPEndpoint(.v4(0x7F00_0001), UInt16(port)) }
+
+    @Test func aSlowReaderDoesNotStallOtherStreamsOfTheConnection() async throws {
+        let size = 64 << 20
+        let source = try await TestTCPServer.start(.source(size), group: Self.upstreamGroup)
+        let echo = try await TestTCPServer.start(.echo, group: Self.upstreamGroup)
+        let world = try await HBONEWorld(destinations: [Self.endpoint(source.port), Self.endpoint(echo.port)])
+        let slowPort = try await world.forwarder(to: Self.endpoint(source.port))
+        let fastPort = try await world.forwarder(to: Self.endpoint(echo.port))
+
+        // The slow client reads nothing for now: 64 MiB back up into its socket, the relay, the
+        // stream window, and the server's upstream socket.
+        let slow = try await openClient(port: slowPort, group: world.clientGroup)
+        try await slow.executeThenClose { inbound, outbound in
+            try await outbound.write(ByteBuffer(string: "go"))
+            #expect(await eventually { await world.client.status().values.first?.streams == 1 })
+
+            // Meanwhile another stream on the same connection moves 8 MiB both ways.
+            let fast = try await TestTCPClient.exchange(
+                port: fastPort,
+                payload: .pattern(8 << 20),
+                group: world.clientGroup
+            )
+            #expect(fast.error == nil)
+            #expect(fast.receivedCount == 8 << 20)
+            #expect(fast.receivedDigest == fast.sentDigest)
+            let status = await world.client.status()
+            #expect(status.count == 1)
+            #expect(status.values.first?.connections == 1)  // both streams shared one connection
+
+            // The slow reader now reads: everything arrives, in order.
+            var received = 0
+            var digest = TestPattern.StreamingDigest()
+            for try await buffer in inbound {
+                received += buffer.readableBytes
+                digest.update(buffer)
+            }
+            #expect(received == size)
+            #expect(digest.hex == TestPattern.digest(count: size))
+        }
+        await world.shutdown()
+        await source.close()
+        await echo.close()
+    }
+
+    @Test func gracefulShutdownLetsOpenStreamsFinishAndRefusesNewOnes() async throws {
+        let echo = try await TestTCPServer.start(.echo, group: Self.upstreamGroup)
+        var configuration = HBONEConfiguration()
+        configuration.drainDeadline = .seconds(10)
+        let world = try await HBONEWorld(destinations: [Self.endpoint(echo.port)], configuration: configuration)
+        let port = try await world.forwarder(to: Self.endpoint(echo.port))
+        let open = try await openClient(port: port, group: world.clientGroup)
+        try await open.executeThenClose { inbound, outbound in
+            var iterator = inbound.makeAsyncIterator()
+            try await outbound.write(ByteBuffer(string: "before"))
+            #expect(try await read(6, from: &iterator) == Array("before".utf8))
+
+            // GOAWAY; the listener closes; the open stream keeps working.
+            let shutdown = world.server.shutdown(on: world.serverGroup.next())
+            try await Task.sleep(for: .milliseconds(200))
+            try await outbound.write(ByteBuffer(string: "during"))
+            #expect(try await read(6, from: &iterator) == Array("during".utf8))
+
+            // A new tunnel cannot start: the connection is draining and the listener is gone.
+            let refused = try await TestTCPClient.exchange(
+                port: port,
+                payload: .bytes(Array("new".utf8)),
+                group: world.clientGroup
+            )
+            #expect(refused.receivedCount == 0)
+            #expect(await eventually { world.tunnelErrors.count == 1 })
+            #expect(world.tunnelErrors.first?.code == .connectFailed)
+
+            outbound.finish()
+            #expect(try await read(1, from: &iterator).isEmpty)
+            // With its last stream done, the server finishes shutting down well before the deadline.
+            let started = ContinuousClock.now
+            try await shutdown.get()
+            #expect(ContinuousClock.now - started < .seconds(5))
+        }
+        await world.shutdown()
+        await echo.close()
+    }
+}
