@@ -14,6 +14,8 @@ let package = Package(
         .library(name: "AmbitModel", targets: ["AmbitModel"]),
         .library(name: "AmbitCore", targets: ["AmbitCore"]),
         .library(name: "AmbitCapture", targets: ["AmbitCapture"]),
+        // Test helpers (in-code CA, loopback servers), also used by the benchmarks.
+        .library(name: "AmbitTestSupport", targets: ["AmbitTestSupport"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),

@@ -14,6 +14,8 @@ let package = Package(
     dependencies: [
         .package(path: ".."),
         .package(url: "https://github.com/ordo-one/benchmark.git", from: "1.38.1", traits: ["MallocInterposer"]),
+        .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift.git", from: "0.2.0"),
+        .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
     ],
     targets: [
         .executableTarget(
@@ -35,6 +37,18 @@ let package = Package(
             ],
             path: "Benchmarks/ConfigLookup",
             plugins: [.plugin(name: "BenchmarkPlugin", package: "benchmark")]
+        ),
+        .executableTarget(
+            name: "HBONEBench",
+            dependencies: [
+                .product(name: "AmbitCore", package: ambit),
+                .product(name: "AmbitModel", package: ambit),
+                .product(name: "AmbitTestSupport", package: ambit),
+                .product(name: "Histogram", package: "hdrhistogram-swift"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ],
+            path: "Benchmarks/HBONEBench"
         ),
         .executableTarget(
             name: "Profile",

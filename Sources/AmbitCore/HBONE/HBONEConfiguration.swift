@@ -25,8 +25,8 @@ public struct HBONEConfiguration: Hashable, Sendable {
     /// On graceful shutdown, how long open streams may continue before connections are closed.
     public var drainDeadline: TimeAmount = .seconds(5)
     /// Bytes a stream may have queued towards HTTP/2 before the relay stops reading the other side.
-    public var streamBufferHighWatermark = 256 << 10
-    public var streamBufferLowWatermark = 128 << 10
+    public var streamBufferHighWatermark = 1 << 20
+    public var streamBufferLowWatermark = 512 << 10
 
     public init() {}
 }

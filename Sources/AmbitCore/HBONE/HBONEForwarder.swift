@@ -21,6 +21,7 @@ public enum HBONEForwarder {
             .childChannelOption(.autoRead, value: false)
             .childChannelOption(.allowRemoteHalfClosure, value: true)
             .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
+            .childChannelOption(.recvAllocator, value: SocketTuning.recvAllocator)
             .childChannelInitializer { channel in
                 do {
                     try RelaySockets.prepare(channel)

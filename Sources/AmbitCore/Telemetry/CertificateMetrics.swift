@@ -29,11 +29,13 @@ public final class CertificateMetrics: Sendable {
         let identity = certificate.identity.uri
         registry.makeGauge(descriptor: Self.expiry, labels: [("identity", identity)])
             .set(certificate.expiry.timeIntervalSince1970)
-        registry.makeCounter(descriptor: Self.renewals, labels: [("identity", identity), ("result", "success")]).increment()
+        registry.makeCounter(descriptor: Self.renewals, labels: [("identity", identity), ("result", "success")])
+            .increment()
     }
 
     func failed(_ identity: SpiffeID) {
-        registry.makeCounter(descriptor: Self.renewals, labels: [("identity", identity.uri), ("result", "failure")]).increment()
+        registry.makeCounter(descriptor: Self.renewals, labels: [("identity", identity.uri), ("result", "failure")])
+            .increment()
     }
 
     func remove(_ identity: SpiffeID) {

@@ -39,6 +39,7 @@ public struct DirectDialer: HBONEDialer {
         var bootstrap = ClientBootstrap(group: eventLoop)
             .connectTimeout(connectTimeout)
             .channelOption(.socketOption(.tcp_nodelay), value: 1)
+            .channelOption(.recvAllocator, value: SocketTuning.recvAllocator)
             .channelOption(.autoRead, value: false)
             .channelOption(.allowRemoteHalfClosure, value: true)
             .channelInitializer { channel in

@@ -36,6 +36,7 @@ final class RelayHandler: ChannelDuplexHandler, RemovableChannelHandler {
     private var outputClosing = false
     private var outputClosed = false
     private var inactive = false
+    private var readWhenActive = false
     /// Set when this side ended with an error: the partner is reset, not half-closed.
     private var failed = false
     private var early: [ByteBuffer] = []
@@ -76,10 +77,28 @@ final class RelayHandler: ChannelDuplexHandler, RemovableChannelHandler {
         if inputClosed {
             partner?.partnerHalfClose()
         }
+        if context.channel.isActive {
+            startReading(context)
+        } else {
+            // Joined before the channel became active (a loopback connect can complete inside
+            // the accepted socket's initializer): a read asked for now would be dropped.
+            readWhenActive = true
+        }
+    }
+
+    private func startReading(_ context: ChannelHandlerContext) {
         context.channel.setOption(ChannelOptions.autoRead, value: true).assumeIsolated().whenFailure { _ in
             context.close(promise: nil)
         }
         if !inputClosed { context.read() }
+    }
+
+    func channelActive(context: ChannelHandlerContext) {
+        context.fireChannelActive()
+        if readWhenActive {
+            readWhenActive = false
+            startReading(context)
+        }
     }
 
     func handlerAdded(context: ChannelHandlerContext) {
