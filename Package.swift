@@ -11,6 +11,9 @@ let package = Package(
     platforms: [.macOS(.v15)],
     products: [
         .executable(name: "ambitctl", targets: ["ambitctl"]),
+        .executable(name: "ambit-node", targets: ["ambit-node"]),
+        .executable(name: "ambit-cni", targets: ["ambit-cni"]),
+        .library(name: "AmbitNode", targets: ["AmbitNode"]),
         .library(name: "AmbitModel", targets: ["AmbitModel"]),
         .library(name: "AmbitCore", targets: ["AmbitCore"]),
         .library(name: "AmbitCapture", targets: ["AmbitCapture"]),
@@ -44,6 +47,8 @@ let package = Package(
             pkgConfig: "libnftnl",
             providers: [.apt(["libnftnl-dev", "libmnl-dev"])]
         ),
+        // What Swift cannot import: setns, SCM_RIGHTS (CMSG_*), SO_PEERCRED, accept4, gettid.
+        .target(name: "CAmbitShim"),
 
         // Plain value types: identities, addresses, Kubernetes-shaped objects, policies. No NIO.
         .target(
@@ -81,8 +86,41 @@ let package = Package(
                 "AmbitModel",
                 "CLibBPF",
                 "CLibNFTNL",
+                "CAmbitShim",
                 .product(name: "Logging", package: "swift-log"),
             ],
+            swiftSettings: strictSettings
+        ),
+
+        // The node agent: in-pod capture, outbound/inbound proxying, CNI server, operational ports.
+        .target(
+            name: "AmbitNode",
+            dependencies: [
+                "AmbitModel",
+                "AmbitCore",
+                "AmbitCapture",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "X509", package: "swift-certificates"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strictSettings
+        ),
+        .executableTarget(
+            name: "ambit-node",
+            dependencies: [
+                "AmbitNode",
+                "AmbitCore",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strictSettings
+        ),
+        // The chained CNI plugin: small and quick to start (no NIO).
+        .executableTarget(
+            name: "ambit-cni",
+            dependencies: ["AmbitCapture"],
             swiftSettings: strictSettings
         ),
 
@@ -137,7 +175,12 @@ let package = Package(
         ),
         .testTarget(
             name: "AmbitCaptureTests",
-            dependencies: ["AmbitCapture"],
+            dependencies: ["AmbitCapture", "AmbitModel"],
+            swiftSettings: strictSettings
+        ),
+        .testTarget(
+            name: "AmbitNodeTests",
+            dependencies: ["AmbitNode", "AmbitCore", "AmbitModel", "AmbitTestSupport"],
             swiftSettings: strictSettings
         ),
         .testTarget(

@@ -123,3 +123,66 @@ public enum LogFormat: String, Sendable, CaseIterable {
         }
     }
 }
+
+/// A process-wide log level that can change at run time (the node agent's admin endpoint).
+public final class LogLevelControl: Sendable {
+    public static let shared = LogLevelControl()
+    private let current: Mutex<Logger.Level>
+
+    public init(level: Logger.Level = .info) {
+        current = Mutex(level)
+    }
+
+    public var level: Logger.Level {
+        get { current.withLock { $0 } }
+        set { current.withLock { $0 = newValue } }
+    }
+}
+
+/// Wraps a handler so its level is the shared ``LogLevelControl``'s.
+public struct ControlledLogHandler: LogHandler {
+    private var inner: any LogHandler
+    private let control: LogLevelControl
+
+    public init(_ inner: any LogHandler, control: LogLevelControl) {
+        var inner = inner
+        inner.logLevel = .trace
+        self.inner = inner
+        self.control = control
+    }
+
+    public var logLevel: Logger.Level {
+        get { control.level }
+        set { control.level = newValue }
+    }
+
+    public var metadata: Logger.Metadata {
+        get { inner.metadata }
+        set { inner.metadata = newValue }
+    }
+
+    public subscript(metadataKey key: String) -> Logger.Metadata.Value? {
+        get { inner[metadataKey: key] }
+        set { inner[metadataKey: key] = newValue }
+    }
+
+    public func log(event: LogEvent) {
+        inner.log(event: event)
+    }
+}
+
+extension LogFormat {
+    /// Installs the process-wide handler with a level that ``LogLevelControl/shared`` can change later.
+    public func bootstrapControlled(level: Logger.Level) {
+        let control = LogLevelControl.shared
+        control.level = level
+        switch self {
+        case .json:
+            LoggingSystem.bootstrap { label in ControlledLogHandler(JSONLogHandler(label: label), control: control) }
+        case .text:
+            LoggingSystem.bootstrap { label in
+                ControlledLogHandler(StreamLogHandler.standardError(label: label), control: control)
+            }
+        }
+    }
+}

@@ -278,4 +278,13 @@ public enum RelaySockets {
     public static func prepare(_ channel: any Channel) throws {
         try channel.pipeline.syncOperations.addHandler(RelayHandler(isSocket: true))
     }
+
+    /// Closes a socket with a TCP reset (SO_LINGER 0): how a refused or revoked connection ends.
+    public static func reset(_ channel: any Channel) {
+        guard let socket = channel as? any SocketOptionProvider else {
+            channel.close(promise: nil)
+            return
+        }
+        socket.setSoLinger(linger(l_onoff: 1, l_linger: 0)).whenComplete { _ in channel.close(promise: nil) }
+    }
 }

@@ -1,5 +1,8 @@
 public import AmbitModel
 public import NIOCore
+import Synchronization
+
+private let inboundRequestIDs = Atomic<UInt64>(1)
 
 /// A validated CONNECT, handed to the ``HBONEInboundHandler``.
 public struct HBONEInboundRequest: Sendable {
@@ -13,6 +16,9 @@ public struct HBONEInboundRequest: Sendable {
     /// waypoint, `<service VIP>:<port>`.
     public let authority: IPEndpoint
     public let headers: HBONEHeaders
+    /// Unique per request in this process: ties ``HBONEInboundHandler/finished(_:summary:)``
+    /// to the ``HBONEInboundHandler/open(_:on:)`` it ends.
+    public let id: UInt64
 
     public init(
         peerIdentity: SpiffeID,
@@ -26,6 +32,7 @@ public struct HBONEInboundRequest: Sendable {
         self.localAddress = localAddress
         self.authority = authority
         self.headers = headers
+        self.id = inboundRequestIDs.wrappingAdd(1, ordering: .relaxed).oldValue
     }
 
     /// The source IP of the connection: the TCP peer's, which the mesh vouches for.
@@ -53,6 +60,12 @@ public struct HBONETunnelSummary: Sendable {
     public let requestBytes: Int
     public let responseBytes: Int
     public let error: String?
+
+    public init(requestBytes: Int, responseBytes: Int, error: String?) {
+        self.requestBytes = requestBytes
+        self.responseBytes = responseBytes
+        self.error = error
+    }
 }
 
 /// The pluggable part of the HBONE server: decides (peer, source, destination) and opens the

@@ -48,8 +48,23 @@ public final class HBONEServer: Sendable {
     /// Listens on `host:port` (port 0 picks a free port). The returned channel's `localAddress`
     /// tells where.
     public func listen(host: String, port: Int, group: any EventLoopGroup) -> EventLoopFuture<any Channel> {
-        let helper = ServerQuiescingHelper(group: group)
-        quiescing.withLock { $0 = helper }
+        bootstrap(group: group).bind(host: host, port: port)
+    }
+
+    /// Serves on a listening socket created elsewhere (the node agent opens `<pod IP>:15008`
+    /// inside a pod's network namespace and hands the descriptor over). Takes ownership of it.
+    public func listen(boundSocket descriptor: CInt, group: any EventLoopGroup) -> EventLoopFuture<any Channel> {
+        bootstrap(group: group).withBoundSocket(descriptor)
+    }
+
+    private func bootstrap(group: any EventLoopGroup) -> ServerBootstrap {
+        // One quiescing helper for every listener of this server, so shutdown drains them all.
+        let helper = quiescing.withLock { current in
+            if let current { return current }
+            let made = ServerQuiescingHelper(group: group)
+            current = made
+            return made
+        }
         return ServerBootstrap(group: group)
             .serverChannelOption(.backlog, value: 1024)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
@@ -63,7 +78,6 @@ public final class HBONEServer: Sendable {
             .childChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture { try self.configureConnection(channel) }
             }
-            .bind(host: host, port: port)
     }
 
     /// Stops accepting, sends GOAWAY on every connection and lets open streams finish until

@@ -1,0 +1,94 @@
+import AmbitCore
+import AmbitModel
+import Foundation
+import Logging
+import NIOHTTP1
+
+extension NodeAgent {
+    /// The admin port (localhost only): `/config_dump`, `/logging`.
+    func admin(method: HTTPMethod, path: String, query: [String: String]) async -> AgentHTTPResponse {
+        switch path {
+        case "/config_dump":
+            return .json(await configDump())
+        case "/logging":
+            if let requested = query["level"] {
+                guard method == .POST else {
+                    return .text("use POST /logging?level=LEVEL\n", status: .methodNotAllowed)
+                }
+                guard let level = Logger.Level(rawValue: requested) else {
+                    let levels = Logger.Level.allCases.map(\.rawValue).joined(separator: ", ")
+                    return .text("unknown level \"\(requested)\"; one of: \(levels)\n", status: .badRequest)
+                }
+                LogLevelControl.shared.level = level
+                logger.notice("log level changed", metadata: ["level": "\(level)"])
+            }
+            return .text("level: \(LogLevelControl.shared.level)\n")
+        case "/":
+            return .text(
+                "ambit-node admin\n  GET /config_dump\n  GET /logging\n  POST /logging?level=trace|debug|info|notice|warning|error|critical\n"
+            )
+        default:
+            return .text("not found\n", status: .notFound)
+        }
+    }
+
+    /// Everything the agent works from, as JSON: its pods, the workloads and services it knows,
+    /// policies, certificates with expiry, live connections and HBONE pools.
+    func configDump() async -> String {
+        let snapshot = store.snapshot
+        let iso = ISO8601DateFormatter()
+        let captured: [[String: Any]] = registry.all.map { pod in
+            [
+                "uid": pod.record.uid, "namespace": pod.record.namespace, "name": pod.record.name,
+                "ips": pod.record.ips, "netns": pod.record.netnsPath, "connections": pod.connections.count,
+            ]
+        }
+        let workloads: [[String: Any]] = snapshot.pods.values.sorted { $0.key < $1.key }.compactMap { pod in
+            guard let workload = snapshot.workload(for: pod.key) else { return nil }
+            return [
+                "namespace": workload.namespace, "name": workload.name,
+                "ips": pod.podIPs.map { "\($0)" }, "node": pod.nodeName ?? "",
+                "identity": workload.identity.uri, "enrollment": "\(workload.enrollment)",
+            ]
+        }
+        let services: [[String: Any]] = snapshot.services.values.sorted { $0.key < $1.key }.map { service in
+            [
+                "namespace": service.metadata.namespace, "name": service.metadata.name,
+                "clusterIPs": service.clusterIPs.map { "\($0)" },
+                "ports": service.ports.map { Int($0.port) },
+            ]
+        }
+        let policies = snapshot.authorizationPolicies.keys.sorted().map { "\($0.namespace)/\($0.name)" }
+        let certificates: [[String: Any]] = await self.certificates.status().map { status in
+            var entry: [String: Any] = [
+                "identity": status.identity.uri, "consecutiveFailures": status.consecutiveFailures,
+            ]
+            if let expiry = status.expiry { entry["expiry"] = iso.string(from: expiry) }
+            if let renewal = status.renewalTime { entry["renewal"] = iso.string(from: renewal) }
+            if let error = status.lastError { entry["lastError"] = error }
+            return entry
+        }
+        let pools = await client.status()
+        let activeConnections = registry.all.reduce(0) { $0 + $1.connections.count }
+        let state = readiness.withLock { $0 }
+        let dump: [String: Any] = [
+            "node": options.nodeName,
+            "configVersion": Int(snapshot.version),
+            "ready": state.restored && state.missing.isEmpty,
+            "notReady": state.missing,
+            "capturedPods": captured,
+            "workloads": workloads,
+            "services": services,
+            "authorizationPolicies": policies,
+            "certificates": certificates,
+            "connections": ["active": activeConnections],
+            "hbonePools": pools.map { key, value in
+                ["key": "\(key)", "connections": value.connections, "streams": value.streams] as [String: Any]
+            },
+            "logLevel": "\(LogLevelControl.shared.level)",
+        ]
+        let data =
+            (try? JSONSerialization.data(withJSONObject: dump, options: [.prettyPrinted, .sortedKeys])) ?? Data()
+        return String(decoding: data, as: UTF8.self) + "\n"
+    }
+}

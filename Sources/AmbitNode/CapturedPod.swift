@@ -1,0 +1,73 @@
+import AmbitCapture
+import AmbitCore
+import AmbitModel
+import Foundation
+import NIOCore
+import Synchronization
+
+/// What the agent keeps on disk for each captured pod, so a restarted agent can restore its
+/// capture (PROTOCOLS.md: pods are never re-created for that).
+struct PodRecord: Codable, Hashable, Sendable {
+    var uid: String
+    var namespace: String
+    var name: String
+    var ips: [String]
+    var netnsPath: String
+    var containerID: String?
+
+    var key: ObjectKey { ObjectKey(.pod, namespace: namespace, name: name) }
+    var displayName: String { "\(namespace)/\(name)" }
+    var addresses: [IPAddress] { ips.compactMap { IPAddress($0) } }
+}
+
+/// A pod the agent captures: its namespace handle, its three listeners, its HBONE server.
+final class CapturedPod: Sendable {
+    let record: PodRecord
+    let netns: NetworkNamespace
+    let server: HBONEServer
+    let listeners: Mutex<[any Channel]>
+    let connections = ConnectionSet()
+
+    init(record: PodRecord, netns: NetworkNamespace, server: HBONEServer) {
+        self.record = record
+        self.netns = netns
+        self.server = server
+        self.listeners = Mutex([])
+    }
+
+    var addresses: [IPAddress] { record.addresses }
+}
+
+/// The captured pods, by uid and by address. Lookups happen per connection.
+final class PodRegistry: Sendable {
+    private struct State {
+        var byUID: [String: CapturedPod] = [:]
+        var byAddress: [IPAddress: CapturedPod] = [:]
+    }
+
+    private let state = Mutex(State())
+
+    func insert(_ pod: CapturedPod) {
+        state.withLock { state in
+            state.byUID[pod.record.uid] = pod
+            for address in pod.addresses { state.byAddress[address] = pod }
+        }
+    }
+
+    @discardableResult
+    func remove(uid: String) -> CapturedPod? {
+        state.withLock { state in
+            guard let pod = state.byUID.removeValue(forKey: uid) else { return nil }
+            for address in pod.addresses where state.byAddress[address] === pod {
+                state.byAddress.removeValue(forKey: address)
+            }
+            return pod
+        }
+    }
+
+    func pod(uid: String) -> CapturedPod? { state.withLock { $0.byUID[uid] } }
+    func pod(at address: IPAddress) -> CapturedPod? { state.withLock { $0.byAddress[address] } }
+    var all: [CapturedPod] {
+        state.withLock { Array($0.byUID.values) }.sorted { $0.record.displayName < $1.record.displayName }
+    }
+}

@@ -1,0 +1,324 @@
+public import AmbitCapture
+public import AmbitCore
+import AmbitModel
+import Foundation
+public import Logging
+import NIOCore
+import NIOPosix
+import Synchronization
+import X509
+
+/// Settings of `ambit-node`.
+public struct NodeAgentOptions: Sendable {
+    public var nodeName: String
+    public var manifestDirectory: String
+    public var caDirectory: String
+    public var stateDirectory: String
+    public var cniSocket: String
+    public var enrollmentFile: String
+    /// Where the container runtime keeps pod network namespaces (scanned to find running pods
+    /// that become enrolled after they started).
+    public var netnsDirectory: String = "/var/run/netns"
+    public var metricsPort = Int(MeshPorts.metrics)
+    public var readinessPort = Int(MeshPorts.readiness)
+    public var adminPort = Int(MeshPorts.admin)
+    public var drainDeadline: Duration = .seconds(5)
+    public var eventLoopThreads = 2
+
+    public init(
+        nodeName: String,
+        manifestDirectory: String,
+        caDirectory: String,
+        stateDirectory: String,
+        cniSocket: String? = nil,
+        enrollmentFile: String? = nil
+    ) {
+        self.nodeName = nodeName
+        self.manifestDirectory = manifestDirectory
+        self.caDirectory = caDirectory
+        self.stateDirectory = stateDirectory
+        self.cniSocket = cniSocket ?? "\(stateDirectory)/cni.sock"
+        self.enrollmentFile = enrollmentFile ?? "\(stateDirectory)/enrollment.json"
+    }
+}
+
+/// `ambit-node`: captures the enrolled pods of one node (in-pod mode) and carries their
+/// traffic in HBONE tunnels. See ARCHITECTURE.md, "Data path".
+public final class NodeAgent: Sendable {
+    public let options: NodeAgentOptions
+    let logger: Logger
+    let store: ConfigStore
+    let source: ManifestDirectorySource
+    let certificates: CertificateManager
+    let certificateCache = CertificateCache()
+    let roots: [Certificate]
+    let trustDomain: String
+    let group: MultiThreadedEventLoopGroup
+    let executor: NetnsExecutor
+    let registry = PodRegistry()
+    let client: HBONEClient
+    let metrics: MeshMetrics
+    let telemetry: ConnectionTelemetry
+    let records: PodRecordStore
+    let lifecycle: PodLifecycle
+    private let operational = Mutex<[any Channel]>([])
+    let readiness = Mutex<(restored: Bool, missing: [String])>((false, ["initial configuration not loaded"]))
+
+    public init(options: NodeAgentOptions, logger: Logger) throws {
+        self.options = options
+        self.logger = logger
+        let authority = try CertificateAuthority.load(directory: options.caDirectory)
+        trustDomain = authority.trustDomain
+        roots = [authority.root]
+        metrics = MeshMetrics()
+        certificates = CertificateManager(
+            signer: LocalCertificateSigner(authority: authority),
+            metrics: metrics.certificates,
+            logger: logger
+        )
+        store = ConfigStore(options: ConfigOptions(trustDomain: authority.trustDomain))
+        source = ManifestDirectorySource(directory: options.manifestDirectory, store: store, logger: logger)
+        group = MultiThreadedEventLoopGroup(numberOfThreads: options.eventLoopThreads)
+        executor = NetnsExecutor(threadCount: 2, name: "ambit-netns")
+        telemetry = ConnectionTelemetry(metrics: metrics, logger: logger)
+        records = try PodRecordStore(directory: "\(options.stateDirectory)/pods")
+        lifecycle = PodLifecycle()
+        let registry = self.registry
+        let executor = self.executor
+        client = HBONEClient(
+            trustDomain: authority.trustDomain,
+            roots: roots,
+            dialer: NetnsDialer(registry: registry, executor: executor, placement: .sourcePod, timeout: .seconds(10)),
+            logger: logger
+        )
+    }
+
+    /// Runs until SIGTERM/SIGINT, then drains.
+    public func run() async throws {
+        try FileManager.default.createDirectory(atPath: options.stateDirectory, withIntermediateDirectories: true)
+        do {
+            _ = try source.reload()
+        } catch {
+            logger.error("manifest directory unreadable", metadata: ["error": "\(error)"])
+            throw error
+        }
+        publishEnrollment(store.snapshot)
+        try await startOperationalEndpoints()
+
+        let certificateTask = Task { await certificates.run() }
+        let sourceTask = Task { try await source.run() }
+        let changes = store.changes()
+        let changeTask = Task {
+            for await change in changes { await self.configChanged(change.current) }
+        }
+
+        await restoreCapturedPods()
+        await reconcile()
+        // Pods that could not be captured yet (no namespace found, a transient error) are retried.
+        let retryTask = Task {
+            while !Task.isCancelled {
+                try? await Task.sleep(for: .seconds(2))
+                if !self.readiness.withLock({ $0.missing.isEmpty }) { await self.reconcile() }
+            }
+        }
+        let cniServer = try CNIServer(path: options.cniSocket, agent: self)
+        cniServer.start()
+        logger.info(
+            "ambit-node started",
+            metadata: [
+                "node": "\(options.nodeName)", "trust_domain": "\(trustDomain)", "cni_socket": "\(options.cniSocket)",
+                "captured_pods": "\(registry.all.count)",
+            ]
+        )
+
+        await Self.waitForTermination()
+        logger.info("draining", metadata: ["deadline": "\(options.drainDeadline)"])
+        cniServer.stop()
+        await drain()
+        changeTask.cancel()
+        retryTask.cancel()
+        sourceTask.cancel()
+        certificateTask.cancel()
+        store.finish()
+        for channel in operational.withLock({ $0 }) { try? await channel.close() }
+        executor.shutdown()
+        try? await group.shutdownGracefully()
+        logger.info("ambit-node stopped; capture rules stay in place so enrolled pods fail closed until restart")
+    }
+
+    private static func waitForTermination() async {
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            let once = Mutex(false)
+            var sources: [any DispatchSourceSignal] = []
+            for signalNumber in [SIGTERM, SIGINT] {
+                signal(signalNumber, SIG_IGN)
+                let source = DispatchSource.makeSignalSource(signal: signalNumber)
+                source.setEventHandler {
+                    let first = once.withLock { fired in
+                        defer { fired = true }
+                        return !fired
+                    }
+                    if first { continuation.resume() }
+                }
+                source.resume()
+                sources.append(source)
+            }
+            // Keep the sources alive for the life of the process.
+            SignalSources.keep(sources)
+        }
+    }
+
+    /// Stop accepting, GOAWAY on every HBONE connection, wait for connections to end (up to
+    /// the deadline). Capture rules are left in place on purpose.
+    private func drain() async {
+        let pods = registry.all
+        for pod in pods {
+            for listener in pod.listeners.withLock({ $0 }) { try? await listener.close() }
+        }
+        await withTaskGroup(of: Void.self) { tasks in
+            for pod in pods {
+                let eventLoop = group.next()
+                tasks.addTask { try? await pod.server.shutdown(on: eventLoop).get() }
+            }
+            tasks.addTask { await self.client.shutdown() }
+            tasks.addTask {
+                let deadline = ContinuousClock.now + self.options.drainDeadline
+                while ContinuousClock.now < deadline, pods.contains(where: { $0.connections.count > 0 }) {
+                    try? await Task.sleep(for: .milliseconds(50))
+                }
+            }
+            // The drain deadline bounds everything.
+            tasks.addTask { try? await Task.sleep(for: self.options.drainDeadline + .milliseconds(500)) }
+            _ = await tasks.next()
+            _ = await tasks.next()
+            tasks.cancelAll()
+        }
+    }
+
+    // MARK: Configuration changes
+
+    func configChanged(_ snapshot: ConfigSnapshot) async {
+        publishEnrollment(snapshot)
+        await reconcile()
+        recheckConnections(snapshot)
+    }
+
+    /// Closes live inbound connections the current policy denies.
+    func recheckConnections(_ snapshot: ConfigSnapshot) {
+        for pod in registry.all {
+            guard let workload = snapshot.workload(for: pod.record.key) else { continue }
+            for connection in pod.connections.all {
+                guard let previous = connection.authorization else { continue }
+                let request = AuthorizationRequest(
+                    to: workload,
+                    port: previous.destinationPort,
+                    from: previous.sourceIdentity,
+                    sourceAddress: previous.sourceAddress
+                )
+                let decision = snapshot.authorization.evaluate(request)
+                if !decision.isAllowed {
+                    logger.info(
+                        "closing connection now denied by policy",
+                        metadata: [
+                            "pod": "\(pod.record.displayName)", "src": "\(connection.source.map { "\($0)" } ?? "-")",
+                            "reason": "\(decision.reason)",
+                        ]
+                    )
+                    connection.closeDenied()
+                }
+            }
+        }
+    }
+
+    /// The enrollment state the CNI plugin reads (it makes no API calls of its own).
+    func publishEnrollment(_ snapshot: ConfigSnapshot) {
+        let enrolled = snapshot.namespaces.values
+            .filter { $0.metadata.labels[WellKnownLabels.dataplaneMode] == WellKnownLabels.dataplaneModeAmbient }
+            .map(\.metadata.name).sorted()
+        var overrides: [String: Bool] = [:]
+        for pod in snapshot.pods.values {
+            switch pod.metadata.labels[WellKnownLabels.dataplaneMode] {
+            case WellKnownLabels.dataplaneModeNone: overrides["\(pod.metadata.namespace)/\(pod.metadata.name)"] = false
+            case WellKnownLabels.dataplaneModeAmbient:
+                overrides["\(pod.metadata.namespace)/\(pod.metadata.name)"] = true
+            default: break
+            }
+        }
+        let state = EnrollmentState(
+            node: options.nodeName,
+            enrolledNamespaces: enrolled,
+            podOverrides: overrides,
+            updated: Date()
+        )
+        do {
+            try state.save(path: options.enrollmentFile)
+        } catch {
+            logger.error(
+                "cannot publish enrollment state",
+                metadata: ["file": "\(options.enrollmentFile)", "error": "\(error)"]
+            )
+        }
+    }
+
+    /// Whether a pod must be captured: the Istio rules when the pod is known, else its
+    /// namespace's label (a pod the CNI plugin announces before its manifest arrives).
+    func shouldCapture(_ record: PodRecord, in snapshot: ConfigSnapshot) -> (Bool, String) {
+        if let pod = snapshot.pods[record.key] {
+            let enrollment = ConfigSnapshot.enrollment(of: pod, namespace: snapshot.namespaces[record.namespace])
+            return (enrollment.isEnrolled, "\(enrollment)")
+        }
+        let label = snapshot.namespaces[record.namespace]?.metadata.labels[WellKnownLabels.dataplaneMode]
+        let enrolled = label == WellKnownLabels.dataplaneModeAmbient
+        return (enrolled, enrolled ? "namespace label" : "namespace \(record.namespace) is not enrolled")
+    }
+
+    // MARK: Operational endpoints
+
+    private func startOperationalEndpoints() async throws {
+        let metrics = try await AgentHTTPServer.listen(host: "0.0.0.0", port: options.metricsPort, group: group) {
+            _,
+            path,
+            _ in
+            switch path {
+            case "/metrics", "/stats/prometheus": return .text(self.metrics.render())
+            default: return .text("not found; try /metrics\n", status: .notFound)
+            }
+        }.get()
+        let readiness = try await AgentHTTPServer.listen(host: "0.0.0.0", port: options.readinessPort, group: group) {
+            _,
+            path,
+            _ in
+            guard path == "/healthz/ready" else { return .text("not found; try /healthz/ready\n", status: .notFound) }
+            let state = self.readiness.withLock { $0 }
+            if state.restored && state.missing.isEmpty { return .text("ready\n") }
+            return .text("not ready: \(state.missing.joined(separator: "; "))\n", status: .serviceUnavailable)
+        }.get()
+        // Admin: localhost only (config dump, log level).
+        let admin = try await AgentHTTPServer.listen(host: "127.0.0.1", port: options.adminPort, group: group) {
+            method,
+            path,
+            query in
+            await self.admin(method: method, path: path, query: query)
+        }.get()
+        operational.withLock { $0 = [metrics, readiness, admin] }
+    }
+}
+
+/// Keeps signal sources alive.
+enum SignalSources {
+    // Written once, from the start-up path.
+    nonisolated(unsafe) private static var sources: [any DispatchSourceSignal] = []
+    static func keep(_ new: [any DispatchSourceSignal]) { sources.append(contentsOf: new) }
+}
+
+/// Certificates by identity, readable synchronously (a TLS handshake asks for one per
+/// connection); filled and refreshed from the ``CertificateManager``.
+final class CertificateCache: Sendable {
+    private let storage = Mutex<[SpiffeID: WorkloadCertificate]>([:])
+
+    func current(_ identity: SpiffeID) -> WorkloadCertificate? {
+        storage.withLock { $0[identity] }.flatMap { $0.isValid(at: Date()) ? $0 : nil }
+    }
+
+    func store(_ certificate: WorkloadCertificate) { storage.withLock { $0[certificate.identity] = certificate } }
+}

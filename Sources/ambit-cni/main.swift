@@ -1,0 +1,24 @@
+import AmbitCapture
+import Foundation
+import Glibc
+
+// ambit-cni: the chained CNI plugin. The container runtime runs it with CNI_* variables and the
+// network configuration on stdin; it hands enrolled pods to ambit-node and passes the previous
+// plugin's result through. All logic is in AmbitCapture.CNIPlugin.
+
+let plugin = CNIPlugin(
+    environment: ProcessInfo.processInfo.environment,
+    stdin: FileHandle.standardInput.readDataToEndOfFile(),
+    openNetns: { path in
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { throw POSIXError(POSIXErrorCode(rawValue: errno) ?? .EIO) }
+        return fd
+    },
+    transport: { config in SeqpacketAgentTransport(path: config.agentSocket, timeout: config.timeout) },
+    log: { line in FileHandle.standardError.write(Data((line + "\n").utf8)) }
+)
+let output = plugin.run()
+if !output.stdout.isEmpty {
+    FileHandle.standardOutput.write(Data((output.stdout + "\n").utf8))
+}
+exit(output.exitCode)

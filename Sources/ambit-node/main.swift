@@ -1,0 +1,86 @@
+import AmbitCore
+import AmbitNode
+import ArgumentParser
+import Logging
+
+/// `ambit-node`: the per-node agent. Captures the enrolled pods of this node (in-pod mode,
+/// nftables), carries their TCP traffic in HBONE tunnels, enforces L4 policy.
+@main
+struct AmbitNodeCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "ambit-node",
+        abstract: "Ambit's node agent: captures enrolled pods and tunnels their traffic over HBONE.",
+        discussion: """
+            Run one per node, as root or with NET_ADMIN, NET_RAW and SYS_ADMIN. Ports: 15020 metrics \
+            (/metrics), 15021 readiness (/healthz/ready), 15000 admin on 127.0.0.1 (/config_dump, /logging). \
+            Inside each captured pod: 15001 outbound, 15006 inbound plaintext, 15008 HBONE. \
+            SIGTERM drains (stop accepting, GOAWAY, wait up to --drain-seconds); capture rules stay so \
+            enrolled pods fail closed until the agent is back.
+            """
+    )
+
+    @Option(help: "This node's name (Pod spec.nodeName of the pods it serves).")
+    var nodeName: String
+
+    @Option(help: "Directory of Kubernetes-style YAML manifests, watched for changes.")
+    var manifests: String
+
+    @Option(help: "Local CA directory (ambitctl ca init) used to issue workload certificates.")
+    var caDir: String
+
+    @Option(help: "Directory for the agent's state (captured pods, enrollment, CNI socket).")
+    var stateDir: String = "/var/run/ambit"
+
+    @Option(help: "Unix socket the CNI plugin talks to (default: <state-dir>/cni.sock).")
+    var cniSocket: String?
+
+    @Option(help: "Where the CNI plugin reads enrollment (default: <state-dir>/enrollment.json).")
+    var enrollmentFile: String?
+
+    @Option(help: "Directory of pod network namespaces, scanned to enroll running pods.")
+    var netnsDir: String = "/var/run/netns"
+
+    @Option(help: "Seconds to let connections finish on SIGTERM.")
+    var drainSeconds: Int = 5
+
+    @Option(help: "Metrics port.") var metricsPort = 15020
+    @Option(help: "Readiness port.") var readinessPort = 15021
+    @Option(help: "Admin port (bound to 127.0.0.1).") var adminPort = 15000
+
+    @Option(help: "Log format: text or json.")
+    var logFormat: String = "text"
+
+    @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
+    var logLevel: String = "info"
+
+    func validate() throws {
+        guard LogFormat(rawValue: logFormat) != nil else { throw ValidationError("--log-format must be text or json") }
+        guard Logger.Level(rawValue: logLevel) != nil else { throw ValidationError("unknown --log-level \(logLevel)") }
+        guard drainSeconds >= 0 else { throw ValidationError("--drain-seconds must not be negative") }
+    }
+
+    func run() async throws {
+        LogFormat(rawValue: logFormat)!.bootstrapControlled(level: Logger.Level(rawValue: logLevel)!)
+        let logger = Logger(label: "ambit.node")
+        var options = NodeAgentOptions(
+            nodeName: nodeName,
+            manifestDirectory: manifests,
+            caDirectory: caDir,
+            stateDirectory: stateDir,
+            cniSocket: cniSocket,
+            enrollmentFile: enrollmentFile
+        )
+        options.netnsDirectory = netnsDir
+        options.drainDeadline = .seconds(drainSeconds)
+        options.metricsPort = metricsPort
+        options.readinessPort = readinessPort
+        options.adminPort = adminPort
+        do {
+            let agent = try NodeAgent(options: options, logger: logger)
+            try await agent.run()
+        } catch {
+            logger.critical("ambit-node failed", metadata: ["error": "\(error)"])
+            throw ExitCode.failure
+        }
+    }
+}

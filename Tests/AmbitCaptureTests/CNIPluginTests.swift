@@ -1,0 +1,157 @@
+import AmbitCapture
+import Foundation
+import Testing
+
+/// The CNI plugin's logic with a recorded transport: no root, no agent.
+@Suite struct CNIPluginTests {
+    final class RecordingTransport: CNIAgentTransport {
+        var requests: [CNIAgentRequest] = []
+        var reply: Result<CNIAgentReply, any Error>
+
+        init(_ reply: Result<CNIAgentReply, any Error>) {
+            self.reply = reply
+        }
+
+        func exchange(_ request: CNIAgentRequest, netnsFD: Int32?) throws -> CNIAgentReply {
+            requests.append(request)
+            return try reply.get()
+        }
+    }
+
+    struct Unreachable: Error, CustomStringConvertible {
+        var description: String { "connect: No such file or directory" }
+    }
+
+    static let prevResult = #"{"cniVersion":"1.0.0","ips":[{"address":"10.244.1.5/24","gateway":"10.244.1.1"}]}"#
+
+    static func config(enrollmentFile: String, prevResult: String? = CNIPluginTests.prevResult) -> Data {
+        var text = #"{"cniVersion":"1.0.0","name":"lab","type":"ambit-cni","agentSocket":"/nonexistent.sock","#
+        text += #""enrollmentFile":"\#(enrollmentFile)""#
+        if let prevResult { text += #","prevResult":\#(prevResult)"# }
+        return Data((text + "}").utf8)
+    }
+
+    static func environment(_ command: String, namespace: String = "demo") -> [String: String] {
+        [
+            "CNI_COMMAND": command, "CNI_CONTAINERID": "c0ffee", "CNI_NETNS": "/var/run/netns/p1",
+            "CNI_IFNAME": "eth0", "CNI_PATH": "/opt/cni/bin",
+            "CNI_ARGS": "IgnoreUnknown=1;K8S_POD_NAMESPACE=\(namespace);K8S_POD_NAME=web;K8S_POD_UID=u-1",
+        ]
+    }
+
+    static func enrollmentFile(_ namespaces: [String]) throws -> String {
+        let path = NSTemporaryDirectory() + "ambit-enrollment-\(UUID().uuidString).json"
+        try EnrollmentState(node: "n1", enrolledNamespaces: namespaces, podOverrides: [:], updated: Date()).save(
+            path: path
+        )
+        return path
+    }
+
+    static func run(
+        _ environment: [String: String],
+        _ stdin: Data,
+        _ transport: RecordingTransport
+    ) -> CNIPlugin.Output {
+        CNIPlugin(environment: environment, stdin: stdin, openNetns: { _ in dup(0) }, transport: { _ in transport })
+            .run()
+    }
+
+    static func json(_ text: String) throws -> [String: Any] {
+        try #require(try JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any])
+    }
+
+    @Test func enrolledAddHandsThePodToTheAgentAndPassesPrevResultThrough() throws {
+        let file = try Self.enrollmentFile(["demo"])
+        let transport = RecordingTransport(.success(CNIAgentReply(captured: true)))
+        let output = Self.run(Self.environment("ADD"), Self.config(enrollmentFile: file), transport)
+        #expect(output.exitCode == 0)
+        let result = try Self.json(output.stdout)
+        #expect((result["ips"] as? [[String: Any]])?.first?["address"] as? String == "10.244.1.5/24")
+        #expect(
+            transport.requests == [
+                CNIAgentRequest(
+                    operation: .add,
+                    podNamespace: "demo",
+                    podName: "web",
+                    podUID: "u-1",
+                    containerID: "c0ffee",
+                    netnsPath: "/var/run/netns/p1",
+                    podIPs: ["10.244.1.5"]
+                )
+            ]
+        )
+    }
+
+    @Test func notEnrolledReturnsAtOnceWithoutTheAgent() throws {
+        let file = try Self.enrollmentFile(["other"])
+        let transport = RecordingTransport(.failure(Unreachable()))
+        let output = Self.run(Self.environment("ADD"), Self.config(enrollmentFile: file), transport)
+        #expect(output.exitCode == 0)
+        #expect(transport.requests.isEmpty)
+    }
+
+    @Test func enrolledAddFailsClosedWhenTheAgentIsUnreachable() throws {
+        let file = try Self.enrollmentFile(["demo"])
+        let output = Self.run(
+            Self.environment("ADD"),
+            Self.config(enrollmentFile: file),
+            RecordingTransport(.failure(Unreachable()))
+        )
+        #expect(output.exitCode != 0)
+        let error = try Self.json(output.stdout)
+        #expect(error["code"] as? Int == 100)
+        #expect(error["msg"] as? String == "ambit-node is not reachable for enrolled pod demo/web")
+        #expect(error["cniVersion"] as? String == "1.0.0")
+    }
+
+    @Test func agentErrorBecomesACNIError() throws {
+        let file = try Self.enrollmentFile(["demo"])
+        let transport = RecordingTransport(.success(CNIAgentReply(captured: false, error: "netlink says no")))
+        let output = Self.run(Self.environment("ADD"), Self.config(enrollmentFile: file), transport)
+        let error = try Self.json(output.stdout)
+        #expect(output.exitCode != 0)
+        #expect(error["code"] as? Int == 101)
+        #expect(error["details"] as? String == "netlink says no")
+    }
+
+    @Test func badInputGetsSpecificErrors() throws {
+        let file = try Self.enrollmentFile(["demo"])
+        let transport = RecordingTransport(.success(CNIAgentReply(captured: true)))
+        func error(_ environment: [String: String], _ stdin: Data) throws -> (Int?, String?) {
+            let output = Self.run(environment, stdin, transport)
+            #expect(output.exitCode != 0)
+            let object = try Self.json(output.stdout)
+            return (object["code"] as? Int, object["msg"] as? String)
+        }
+        #expect(try error(Self.environment("ADD"), Data("{not json".utf8)).0 == 6)
+        var missing = Self.environment("ADD")
+        missing.removeValue(forKey: "CNI_CONTAINERID")
+        #expect(
+            try error(missing, Self.config(enrollmentFile: file)) == (4, "missing environment variable CNI_CONTAINERID")
+        )
+        var noName = Self.environment("ADD")
+        noName["CNI_ARGS"] = "K8S_POD_NAMESPACE=demo"
+        #expect(try error(noName, Self.config(enrollmentFile: file)) == (4, "CNI_ARGS has no K8S_POD_NAME"))
+        #expect(
+            try error(Self.environment("ADD"), Self.config(enrollmentFile: file, prevResult: nil))
+                == (7, "ambit-cni must be chained after an interface plugin")
+        )
+        #expect(try error(Self.environment("BOGUS"), Self.config(enrollmentFile: file)).0 == 4)
+        let oldVersion = Data(#"{"cniVersion":"0.2.0","name":"x","type":"ambit-cni"}"#.utf8)
+        #expect(try error(Self.environment("ADD"), oldVersion).0 == 1)
+        #expect(transport.requests.isEmpty)
+    }
+
+    @Test func versionAndDelete() throws {
+        let transport = RecordingTransport(.failure(Unreachable()))
+        let version = Self.run(["CNI_COMMAND": "VERSION"], Data(), transport)
+        #expect(version.exitCode == 0)
+        #expect((try Self.json(version.stdout)["supportedVersions"] as? [String])?.contains("1.0.0") == true)
+        // DEL succeeds even with the agent down (the runtime would retry forever otherwise).
+        let file = try Self.enrollmentFile(["demo"])
+        let delete = Self.run(Self.environment("DEL"), Self.config(enrollmentFile: file), transport)
+        #expect(delete.exitCode == 0)
+        #expect(delete.stdout.isEmpty)
+        #expect(transport.requests.map(\.operation) == [.delete])
+    }
+}

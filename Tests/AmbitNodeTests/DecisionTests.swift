@@ -1,0 +1,193 @@
+import AmbitCore
+import AmbitModel
+import AmbitTestSupport
+import Testing
+
+@testable import AmbitNode
+
+/// The agent's per-connection decisions, without sockets.
+@Suite struct DecisionTests {
+    static func snapshot(_ documents: [String]) throws -> ConfigSnapshot {
+        let objects = try ManifestDecoder().decode(Manifests.join(documents)).objects
+        return ConfigSnapshot(objects: objects, options: ConfigOptions(), version: 1)
+    }
+
+    static let mesh: [String] = [
+        Manifests.namespace("demo", labels: ["istio.io/dataplane-mode": "ambient"]),
+        Manifests.namespace("legacy"),
+        Manifests.pod("client", namespace: "demo", ip: "10.244.1.2", node: "n1", serviceAccount: "client"),
+        Manifests.pod(
+            "server",
+            namespace: "demo",
+            ip: "10.244.2.2",
+            node: "n2",
+            serviceAccount: "server",
+            labels: ["app": "server"],
+            ports: [("http", 8080)]
+        ),
+        Manifests.pod("old", namespace: "legacy", ip: "10.244.1.9", node: "n1", labels: ["app": "old"]),
+        Manifests.service(
+            "server",
+            namespace: "demo",
+            clusterIP: "10.96.0.10",
+            selector: ["app": "server"],
+            ports: [(80, "http")]
+        ),
+        Manifests.service(
+            "old",
+            namespace: "legacy",
+            clusterIP: "10.96.0.20",
+            selector: ["app": "old"],
+            ports: [(80, "80")]
+        ),
+    ]
+
+    static func ep(_ text: String) throws -> IPEndpoint { try IPEndpoint(parsing: text) }
+
+    @Test func serviceVIPGoesOverHBONEToTheEndpointsTargetPort() throws {
+        let snapshot = try Self.snapshot(Self.mesh)
+        let route = OutboundRouter.route(to: try Self.ep("10.96.0.10:80"), in: snapshot)
+        guard case .hbone(let nextHop, let authority, let workload, let service) = route else {
+            Issue.record("expected HBONE, got \(route)")
+            return
+        }
+        #expect(nextHop == (try Self.ep("10.244.2.2:15008")))
+        #expect(authority == (try Self.ep("10.244.2.2:8080")))
+        #expect(workload.identity.uri == "spiffe://cluster.local/ns/demo/sa/server")
+        #expect(service == "server.demo.svc.cluster.local")
+    }
+
+    @Test func enrolledPodAddressGoesOverHBONEKeepingThePort() throws {
+        let snapshot = try Self.snapshot(Self.mesh)
+        let route = OutboundRouter.route(to: try Self.ep("10.244.2.2:9000"), in: snapshot)
+        guard case .hbone(let nextHop, let authority, _, nil) = route else {
+            Issue.record("expected HBONE, got \(route)")
+            return
+        }
+        #expect(nextHop == (try Self.ep("10.244.2.2:15008")))
+        #expect(authority == (try Self.ep("10.244.2.2:9000")))
+    }
+
+    @Test func nonMeshDestinationsPassThrough() throws {
+        let snapshot = try Self.snapshot(Self.mesh)
+        #expect(
+            OutboundRouter.route(to: try Self.ep("192.0.2.7:443"), in: snapshot)
+                == .passthrough(try Self.ep("192.0.2.7:443"), destination: nil, service: nil)
+        )
+        // A pod that is not enrolled, reached directly or through its service: plaintext.
+        guard
+            case .passthrough(let target, let workload?, _) = OutboundRouter.route(
+                to: try Self.ep("10.96.0.20:80"),
+                in: snapshot
+            )
+        else {
+            Issue.record("expected passthrough to the legacy pod")
+            return
+        }
+        #expect(target == (try Self.ep("10.244.1.9:80")))
+        #expect(workload.name == "old")
+    }
+
+    @Test func serviceWithoutHealthyEndpointsIsUnavailable() throws {
+        let snapshot = try Self.snapshot(
+            Self.mesh + [
+                Manifests.service(
+                    "empty",
+                    namespace: "demo",
+                    clusterIP: "10.96.0.30",
+                    selector: ["app": "none"],
+                    ports: [(80, "80")]
+                )
+            ]
+        )
+        #expect(
+            OutboundRouter.route(to: try Self.ep("10.96.0.30:80"), in: snapshot)
+                == .unavailable("service demo/empty port 80")
+        )
+    }
+
+    static let serverRecord = PodRecord(
+        uid: "u1",
+        namespace: "demo",
+        name: "server",
+        ips: ["10.244.2.2"],
+        netnsPath: "/var/run/netns/x",
+        containerID: nil
+    )
+    static let client = try! SpiffeID(parsing: "spiffe://cluster.local/ns/demo/sa/client")
+
+    @Test func inboundChecksAuthorityThenPolicy() throws {
+        let deny = """
+            apiVersion: security.istio.io/v1
+            kind: AuthorizationPolicy
+            metadata:
+              name: deny-client
+              namespace: demo
+            spec:
+              action: DENY
+              rules:
+                - from:
+                    - source:
+                        principals: ["cluster.local/ns/demo/sa/client"]
+            """
+        let open = try Self.snapshot(Self.mesh)
+        let closed = try Self.snapshot(Self.mesh + [deny])
+        let source = try IPAddress(parsing: "10.244.1.2")
+        func decide(_ target: String, _ snapshot: ConfigSnapshot, plaintext: Bool = false) throws -> InboundDecision {
+            InboundDecision.decide(
+                target: try Self.ep(target),
+                pod: Self.serverRecord,
+                peerIdentity: plaintext ? nil : Self.client,
+                sourceAddress: source,
+                plaintext: plaintext,
+                snapshot: snapshot
+            )
+        }
+        guard case .allow = try decide("10.244.2.2:8080", open) else {
+            Issue.record("expected allow")
+            return
+        }
+        #expect(
+            try decide("10.244.2.3:8080", open)
+                == .badRequest("authority 10.244.2.3:8080 is not an address of pod demo/server")
+        )
+        #expect(try decide("10.244.2.2:15008", open) == .badRequest("port 15008 is reserved for the mesh"))
+        #expect(try decide("10.244.2.2:8080", closed) == .denied("denied by DENY policy demo/deny-client (rule 0)"))
+    }
+
+    @Test func strictPeerAuthenticationRejectsPlaintextOnly() throws {
+        let strict = """
+            apiVersion: security.istio.io/v1
+            kind: PeerAuthentication
+            metadata:
+              name: strict
+              namespace: demo
+            spec:
+              mtls:
+                mode: STRICT
+            """
+        let snapshot = try Self.snapshot(Self.mesh + [strict])
+        let source = try IPAddress(parsing: "10.244.1.9")
+        let plaintext = InboundDecision.decide(
+            target: try Self.ep("10.244.2.2:8080"),
+            pod: Self.serverRecord,
+            peerIdentity: nil,
+            sourceAddress: source,
+            plaintext: true,
+            snapshot: snapshot
+        )
+        #expect(plaintext == .denied("PeerAuthentication STRICT: plaintext connection to demo/server rejected"))
+        let tunnelled = InboundDecision.decide(
+            target: try Self.ep("10.244.2.2:8080"),
+            pod: Self.serverRecord,
+            peerIdentity: Self.client,
+            sourceAddress: source,
+            plaintext: false,
+            snapshot: snapshot
+        )
+        guard case .allow = tunnelled else {
+            Issue.record("HBONE under STRICT must be allowed, got \(tunnelled)")
+            return
+        }
+    }
+}
