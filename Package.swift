@@ -124,9 +124,19 @@ let package = Package(
             swiftSettings: strictSettings
         ),
 
+        // The local lab: nodes and pods as network namespaces, CNI reference plugins, one agent per node.
+        .target(
+            name: "AmbitLab",
+            dependencies: [
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Yams", package: "Yams"),
+            ],
+            swiftSettings: strictSettings
+        ),
         .executableTarget(
             name: "ambitctl",
             dependencies: [
+                "AmbitLab",
                 "AmbitModel",
                 "AmbitCore",
                 "AmbitCapture",
@@ -181,6 +191,11 @@ let package = Package(
         .testTarget(
             name: "AmbitNodeTests",
             dependencies: ["AmbitNode", "AmbitCore", "AmbitModel", "AmbitTestSupport"],
+            swiftSettings: strictSettings
+        ),
+        .testTarget(
+            name: "AmbitLabTests",
+            dependencies: ["AmbitLab"],
             swiftSettings: strictSettings
         ),
         .testTarget(

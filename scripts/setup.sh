@@ -5,7 +5,9 @@ AMBIT_APT_PACKAGES=(
     # Build: C libraries the capture library links, and pkg-config to find them.
     pkg-config libbpf-dev libnftnl-dev libmnl-dev
     # Kernel tooling the capture backends and the lab use.
-    nftables iproute2 containernetworking-plugins
+    nftables iproute2 containernetworking-plugins util-linux
+    # The lab and its end-to-end tests: clients, packet capture.
+    curl tcpdump
     # Independent peers for interoperability tests.
     python3 python3-h2 openssl
 )

@@ -19,6 +19,8 @@ public struct NodeAgentOptions: Sendable {
     /// Where the container runtime keeps pod network namespaces (scanned to find running pods
     /// that become enrolled after they started).
     public var netnsDirectory: String = "/var/run/netns"
+    /// Only namespaces whose file name starts with this (empty: all).
+    public var netnsPrefix: String = ""
     public var metricsPort = Int(MeshPorts.metrics)
     public var readinessPort = Int(MeshPorts.readiness)
     public var adminPort = Int(MeshPorts.admin)

@@ -310,7 +310,7 @@ extension NodeAgent {
     func findNamespace(owning address: IPAddress) async throws -> (NetworkNamespace, String)? {
         let directory = options.netnsDirectory
         let names = (try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []
-        for name in names.sorted() {
+        for name in names.sorted() where name.hasPrefix(options.netnsPrefix) {
             let path = "\(directory)/\(name)"
             guard let netns = try? NetworkNamespace.open(path: path) else { continue }
             let addresses = (try? await executor.run(in: netns) { InterfaceAddresses.current() }) ?? []

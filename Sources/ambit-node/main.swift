@@ -40,6 +40,9 @@ struct AmbitNodeCommand: AsyncParsableCommand {
     @Option(help: "Directory of pod network namespaces, scanned to enroll running pods.")
     var netnsDir: String = "/var/run/netns"
 
+    @Option(help: "Only namespaces in --netns-dir whose name starts with this are considered.")
+    var netnsPrefix: String = ""
+
     @Option(help: "Seconds to let connections finish on SIGTERM.")
     var drainSeconds: Int = 5
 
@@ -71,6 +74,7 @@ struct AmbitNodeCommand: AsyncParsableCommand {
             enrollmentFile: enrollmentFile
         )
         options.netnsDirectory = netnsDir
+        options.netnsPrefix = netnsPrefix
         options.drainDeadline = .seconds(drainSeconds)
         options.metricsPort = metricsPort
         options.readinessPort = readinessPort

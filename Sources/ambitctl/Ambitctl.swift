@@ -1,4 +1,5 @@
 import AmbitCore
+import AmbitLab
 public import ArgumentParser
 import Logging
 
@@ -6,15 +7,16 @@ import Logging
 struct Ambitctl: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "ambitctl",
-        abstract: "Operate an Ambit ambient mesh: certificates, manifests, policies.",
+        abstract: "Operate an Ambit ambient mesh: certificates, manifests, policies, the local lab.",
         discussion: """
             Typical first steps:
               ambitctl ca init --dir ./ca
               ambitctl cert issue --ca ./ca --spiffe spiffe://cluster.local/ns/demo/sa/client --out ./client
               ambitctl config validate examples/foundation
               ambitctl policy check --manifests examples/foundation --from demo/client --to 10.96.0.20:80
+              ambitctl lab up && ambitctl lab status && ambitctl lab down
             """,
-        subcommands: [CACommand.self, CertCommand.self, ConfigCommand.self, PolicyCommand.self]
+        subcommands: [CACommand.self, CertCommand.self, ConfigCommand.self, PolicyCommand.self, LabCommand.self]
     )
 }
 

@@ -1,0 +1,44 @@
+import ArgumentParser
+import Foundation
+
+struct LabExecCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "exec",
+        abstract: "Run a command inside a pod's network namespace.",
+        discussion: "Example: ambitctl lab exec client -- curl -s http://10.96.0.10/"
+    )
+
+    @Option(help: "Lab name (default: the only lab that is up).")
+    var name: String?
+
+    @OptionGroup var location: LabLocationOptions
+
+    @Argument(help: "The pod: NAME or NAMESPACE/NAME.")
+    var pod: String
+
+    @Argument(parsing: .captureForPassthrough, help: "The command and its arguments (after --).")
+    var command: [String] = []
+
+    func run() throws {
+        try HostTools.requireRoot("exec")
+        let arguments = command.first == "--" ? Array(command.dropFirst()) : command
+        guard !arguments.isEmpty else { throw LabError("no command given: ambitctl lab exec POD -- CMD [ARGS...]") }
+        let environment = location.environment()
+        let layout = try LabRecordStore.resolve(stateDirectory: environment.stateDirectory, name: name)
+        let target = try LabRecordStore(layout: layout).load().pod(matching: pod)
+        let tools = try HostTools.locateBasic()
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: tools.nsenter)
+        process.arguments = ["--net=\(LabLayout.netnsPath(target.netns))", "--"] + arguments
+        do {
+            try process.run()
+        } catch {
+            throw LabError("cannot run nsenter: \(error.localizedDescription)")
+        }
+        process.waitUntilExit()
+        let exitStatus =
+            process.terminationReason == .uncaughtSignal
+            ? 128 + process.terminationStatus : process.terminationStatus
+        if exitStatus != 0 { throw ExitCode(exitStatus) }
+    }
+}

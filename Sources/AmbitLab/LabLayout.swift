@@ -1,0 +1,39 @@
+public import Foundation
+
+/// Names and paths of everything one lab creates; the single place that spells them.
+///
+/// State: `<state-dir>/<lab>/{lab.json, ca/, manifests/, logs/, ipam/<node>/, run/<node>/}`.
+/// Network namespaces: `ambit-<lab>-ul` (underlay), `ambit-<lab>-<node>`, `ambit-<lab>-p-<pod>`.
+public struct LabLayout: Sendable {
+    public let name: String
+    public let root: URL
+
+    public init(stateDirectory: String, name: String) {
+        self.name = name
+        self.root = URL(fileURLWithPath: stateDirectory).appendingPathComponent(name, isDirectory: true)
+    }
+
+    public static let netnsPrefix = "ambit-"
+    public static let netnsDirectory = "/var/run/netns"
+
+    public var recordFile: String { path("lab.json") }
+    public var caDirectory: String { path("ca") }
+    public var manifestsDirectory: String { path("manifests") }
+    public var logsDirectory: String { path("logs") }
+    public func ipamDirectory(node: String) -> String { path("ipam/\(node)") }
+    public func runDirectory(node: String) -> String { path("run/\(node)") }
+    public func cniSocket(node: String) -> String { path("run/\(node)/cni.sock") }
+    public func enrollmentFile(node: String) -> String { path("run/\(node)/enrollment.json") }
+    public func agentLog(node: String) -> String { path("logs/\(node).log") }
+    public func appLog(pod: String) -> String { path("logs/pod-\(pod).log") }
+
+    public var underlayNetns: String { "\(Self.netnsPrefix)\(name)-ul" }
+    public func nodeNetns(_ node: String) -> String { "\(Self.netnsPrefix)\(name)-\(node)" }
+    public func podNetns(_ pod: String) -> String { "\(Self.netnsPrefix)\(name)-p-\(pod)" }
+
+    public static func netnsPath(_ netns: String) -> String { "\(netnsDirectory)/\(netns)" }
+
+    private func path(_ relative: String) -> String {
+        root.appendingPathComponent(relative).path
+    }
+}

@@ -1,0 +1,81 @@
+/// What a lab file describes: the lab's nodes, namespaces, pods and services.
+///
+/// Parse it with ``LabSpec/parse(yaml:file:baseDirectory:)`` or ``LabSpec/load(path:)``; both validate everything
+/// that `lab up` relies on (names usable as netns and interface names, non-overlapping CIDRs, references between
+/// objects), so a spec value is always buildable.
+public struct LabSpec: Codable, Sendable, Equatable {
+    /// Short lab name, `[a-z0-9-]{1,8}`; part of every netns name (`ambit-<name>-…`).
+    public var name: String
+    /// The underlay network; node `i` (0-based) gets host address `.11 + i`.
+    public var underlay: IPv4CIDR
+    /// `false` builds a plain network: no CA, no `ambit-node` agents, no `ambit-cni` in the chain.
+    public var mesh: Bool
+    public var nodes: [Node]
+    public var namespaces: [Namespace]
+    public var pods: [Pod]
+    public var services: [Service]
+    /// Extra manifest files, as absolute paths (the lab file lists them relative to itself).
+    public var manifests: [String]
+
+    public struct Node: Codable, Sendable, Equatable {
+        public var name: String
+        public var podCIDR: IPv4CIDR
+    }
+
+    public struct Namespace: Codable, Sendable, Equatable {
+        public var name: String
+        public var labels: [String: String]
+    }
+
+    public struct Pod: Codable, Sendable, Equatable {
+        public var name: String
+        public var namespace: String
+        public var node: String
+        public var serviceAccount: String
+        public var labels: [String: String]
+        /// Ports the lab echo app listens on; empty means no app process.
+        public var appPorts: [Int]
+
+        /// `namespace/name`.
+        public var qualifiedName: String { "\(namespace)/\(name)" }
+    }
+
+    public struct Service: Codable, Sendable, Equatable {
+        public var name: String
+        public var namespace: String
+        public var clusterIP: IPv4Address?
+        public var selector: [String: String]
+        public var ports: [Port]
+
+        public struct Port: Codable, Sendable, Equatable {
+            public var name: String?
+            public var port: Int
+            public var targetPort: Int
+            public var `protocol`: String
+        }
+    }
+
+    /// The first node address is the underlay's host `.11`.
+    public static let firstNodeHostOffset: UInt32 = 11
+
+    /// Underlay address of the node at `index`.
+    public func underlayAddress(ofNodeAt index: Int) -> IPv4Address {
+        underlay.address(at: Self.firstNodeHostOffset + UInt32(index))
+    }
+
+    public func node(named name: String) -> Node? {
+        nodes.first { $0.name == name }
+    }
+}
+
+/// Label keys and values that decide enrollment, as in Istio ambient.
+public enum AmbientLabels {
+    public static let dataplaneMode = "istio.io/dataplane-mode"
+    public static let ambient = "ambient"
+    public static let none = "none"
+
+    /// A pod is enrolled when its namespace is labelled `ambient` and the pod does not opt out with `none`.
+    public static func isEnrolled(namespaceLabels: [String: String], podLabels: [String: String]) -> Bool {
+        namespaceLabels[dataplaneMode] == ambient && podLabels[dataplaneMode] != none
+    }
+}

@@ -1,0 +1,40 @@
+import ArgumentParser
+import Foundation
+
+struct LabUpCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "up",
+        abstract: "Build a lab from a lab file (default: the built-in two-node lab).",
+        discussion: "Refuses if a lab of that name is already up; `lab down` removes it, also when half built."
+    )
+
+    @Option(name: .shortAndLong, help: "Lab file (YAML). Without it the built-in default lab is used.")
+    var file: String?
+
+    @OptionGroup var location: LabLocationOptions
+
+    func run() throws {
+        let spec: LabSpec
+        let labFile: String
+        if let file {
+            labFile = LabLocationOptions.absolute(file)
+            spec = try LabSpec.load(path: labFile)
+        } else {
+            labFile = "<built-in default lab>"
+            spec = try LabSpec.defaultLab()
+        }
+        let environment = location.environment()
+        let runner = ProcessCommandRunner()
+        let record = try LabBuilder(
+            spec: spec,
+            labFile: labFile,
+            environment: environment,
+            runner: runner,
+            say: labSay
+        ).build()
+        let layout = LabLayout(stateDirectory: environment.stateDirectory, name: record.name)
+        let probe = (try? HostTools.locateBasic()).map { AgentProbe(tools: $0, runner: runner) }
+        labSay("")
+        labSay(LabStatusReport.make(record: record, layout: layout, probe: probe).table)
+    }
+}
