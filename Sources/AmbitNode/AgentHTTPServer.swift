@@ -54,7 +54,7 @@ enum AgentHTTPServer {
             let loopBound = NIOLoopBound(context, eventLoop: context.eventLoop)
             let promise = context.eventLoop.makePromise(of: AgentHTTPResponse.self)
             promise.completeWithTask { await route(head.method, path, query) }
-            promise.futureResult.whenSuccess { response in
+            promise.futureResult.assumeIsolated().whenSuccess { response in
                 let context = loopBound.value
                 var headers = HTTPHeaders()
                 headers.add(name: "content-type", value: response.contentType)
@@ -70,7 +70,7 @@ enum AgentHTTPServer {
                     self.wrapOutboundOut(.body(.byteBuffer(context.channel.allocator.buffer(string: response.body)))),
                     promise: nil
                 )
-                context.writeAndFlush(self.wrapOutboundOut(.end(nil))).whenComplete { _ in
+                context.writeAndFlush(self.wrapOutboundOut(.end(nil))).assumeIsolated().whenComplete { _ in
                     if !keepAlive { context.close(promise: nil) }
                 }
             }

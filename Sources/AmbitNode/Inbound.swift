@@ -64,8 +64,11 @@ struct PodInbound: HBONEInboundHandler {
         let snapshot = agent.store.snapshot
         let source = request.sourceAddress ?? request.authority.address
         let sourceEndpoint = request.peerAddress.flatMap(IPEndpoint.init(socketAddress:))
-        var labels = agent.inboundLabels(pod: pod, peer: request.peerIdentity, source: source, snapshot: snapshot)
-        labels.connectionSecurityPolicy = .mutualTLS
+        let labels = {
+            var labels = agent.inboundLabels(pod: pod, peer: request.peerIdentity, source: source, snapshot: snapshot)
+            labels.connectionSecurityPolicy = .mutualTLS
+            return labels
+        }()
         let decision = InboundDecision.decide(
             target: request.authority,
             pod: pod.record,

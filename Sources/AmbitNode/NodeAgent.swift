@@ -1,5 +1,5 @@
-public import AmbitCapture
-public import AmbitCore
+import AmbitCapture
+import AmbitCore
 import AmbitModel
 import Foundation
 public import Logging

@@ -180,22 +180,7 @@ extension NodeAgent {
     private func relayListener(_ fd: Int32, accept: @escaping @Sendable (any Channel) -> Void) async throws
         -> any Channel
     {
-        try await ServerBootstrap(group: group)
-            .childChannelOption(.autoRead, value: false)
-            .childChannelOption(.allowRemoteHalfClosure, value: true)
-            .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
-            .childChannelOption(.recvAllocator, value: SocketTuning.recvAllocator)
-            .childChannelInitializer { channel in
-                do {
-                    try RelaySockets.prepare(channel)
-                } catch {
-                    return channel.eventLoop.makeFailedFuture(error)
-                }
-                accept(channel)
-                return channel.eventLoop.makeSucceededVoidFuture()
-            }
-            .withBoundSocket(fd)
-            .get()
+        try await RelaySockets.acceptingBootstrap(group: group, accept: accept).withBoundSocket(fd).get()
     }
 
     /// Removes the pod's capture completely: listeners, live connections, rules, record.

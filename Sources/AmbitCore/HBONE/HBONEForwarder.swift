@@ -15,23 +15,10 @@ public enum HBONEForwarder {
         request: @escaping @Sendable (any Channel) -> HBONETunnelRequest,
         onResult: (@Sendable (Result<Void, any Error>) -> Void)? = nil
     ) -> EventLoopFuture<any Channel> {
-        ServerBootstrap(group: group)
-            .serverChannelOption(.backlog, value: 1024)
-            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
-            .childChannelOption(.autoRead, value: false)
-            .childChannelOption(.allowRemoteHalfClosure, value: true)
-            .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
-            .childChannelOption(.recvAllocator, value: SocketTuning.recvAllocator)
-            .childChannelInitializer { channel in
-                do {
-                    try RelaySockets.prepare(channel)
-                } catch {
-                    return channel.eventLoop.makeFailedFuture(error)
-                }
-                let tunnel = client.tunnel(downstream: channel, request: request(channel))
-                if let onResult { tunnel.whenComplete(onResult) }
-                return channel.eventLoop.makeSucceededVoidFuture()
-            }
-            .bind(host: host, port: port)
+        RelaySockets.acceptingBootstrap(group: group) { channel in
+            let tunnel = client.tunnel(downstream: channel, request: request(channel))
+            if let onResult { tunnel.whenComplete(onResult) }
+        }
+        .bind(host: host, port: port)
     }
 }

@@ -95,15 +95,7 @@ final class HBONEClientStreamHandler: ChannelDuplexHandler {
 
     private func startRelay(context: ChannelHandlerContext, endStream: Bool) {
         let onFinished = request.onFinished
-        let stats = RelayStats { stats in
-            onFinished?(
-                HBONETunnelSummary(
-                    requestBytes: stats.requestBytes,
-                    responseBytes: stats.responseBytes,
-                    error: stats.firstError.map { "\($0)" }
-                )
-            )
-        }
+        let stats = RelayStats { stats in onFinished?(stats.summary) }
         let streamSide = RelayHandler(isSocket: false)
         let downstreamSide: RelayHandler
         do {

@@ -1,5 +1,6 @@
 import Glibc
 public import NIOCore
+public import NIOPosix
 
 /// One end of a byte relay between two channels on the same event loop (a downstream TCP
 /// socket and an HTTP/2 stream, or a stream and an upstream socket).
@@ -277,6 +278,31 @@ extension ChannelPipeline.SynchronousOperations {
 public enum RelaySockets {
     public static func prepare(_ channel: any Channel) throws {
         try channel.pipeline.syncOperations.addHandler(RelayHandler(isSocket: true))
+    }
+
+    /// A server bootstrap whose accepted sockets are ready to relay (autoRead off, half-closure
+    /// allowed, relay handler in place) before `accept` sees them: the node agent's capture
+    /// listeners, the HBONE forwarder and the plain relay share it.
+    public static func acceptingBootstrap(
+        group: any EventLoopGroup,
+        accept: @escaping @Sendable (any Channel) -> Void
+    ) -> ServerBootstrap {
+        ServerBootstrap(group: group)
+            .serverChannelOption(.backlog, value: 1024)
+            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            .childChannelOption(.autoRead, value: false)
+            .childChannelOption(.allowRemoteHalfClosure, value: true)
+            .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
+            .childChannelOption(.recvAllocator, value: SocketTuning.recvAllocator)
+            .childChannelInitializer { channel in
+                do {
+                    try prepare(channel)
+                } catch {
+                    return channel.eventLoop.makeFailedFuture(error)
+                }
+                accept(channel)
+                return channel.eventLoop.makeSucceededVoidFuture()
+            }
     }
 
     /// Closes a socket with a TCP reset (SO_LINGER 0): how a refused or revoked connection ends.

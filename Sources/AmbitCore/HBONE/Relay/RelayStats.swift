@@ -21,6 +21,15 @@ final class RelayStats {
         onBytes?(count, request)
     }
 
+    /// How the relay went, for the finished-tunnel callbacks.
+    var summary: HBONETunnelSummary {
+        HBONETunnelSummary(
+            requestBytes: requestBytes,
+            responseBytes: responseBytes,
+            error: firstError.map { "\($0)" }
+        )
+    }
+
     func recordError(_ error: any Error) {
         if firstError == nil { firstError = error }
     }

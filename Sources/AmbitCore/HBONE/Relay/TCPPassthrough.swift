@@ -25,15 +25,7 @@ public enum TCPPassthrough {
             .flatMapThrowing { upstream in
                 let downstreamSide = try downstream.pipeline.syncOperations.relayHandler()
                 let upstreamSide = try upstream.pipeline.syncOperations.relayHandler()
-                let stats = RelayStats { stats in
-                    onFinished?(
-                        HBONETunnelSummary(
-                            requestBytes: stats.requestBytes,
-                            responseBytes: stats.responseBytes,
-                            error: stats.firstError.map { "\($0)" }
-                        )
-                    )
-                }
+                let stats = RelayStats { stats in onFinished?(stats.summary) }
                 RelayHandler.join(requestSide: downstreamSide, responseSide: upstreamSide, stats: stats)
             }
     }
@@ -42,22 +34,9 @@ public enum TCPPassthrough {
     public static func listen(host: String, port: Int, group: any EventLoopGroup, destination: IPEndpoint)
         -> EventLoopFuture<any Channel>
     {
-        ServerBootstrap(group: group)
-            .serverChannelOption(.backlog, value: 1024)
-            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
-            .childChannelOption(.autoRead, value: false)
-            .childChannelOption(.allowRemoteHalfClosure, value: true)
-            .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
-            .childChannelOption(.recvAllocator, value: SocketTuning.recvAllocator)
-            .childChannelInitializer { channel in
-                do {
-                    try RelaySockets.prepare(channel)
-                } catch {
-                    return channel.eventLoop.makeFailedFuture(error)
-                }
-                _ = relay(downstream: channel, to: destination)
-                return channel.eventLoop.makeSucceededVoidFuture()
-            }
-            .bind(host: host, port: port)
+        RelaySockets.acceptingBootstrap(group: group) { channel in
+            _ = relay(downstream: channel, to: destination)
+        }
+        .bind(host: host, port: port)
     }
 }

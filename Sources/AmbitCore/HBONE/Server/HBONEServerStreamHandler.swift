@@ -117,16 +117,7 @@ final class HBONEServerStreamHandler: ChannelDuplexHandler {
         }
         precondition(upstream.eventLoop === context.eventLoop, "the upstream must be on the stream's event loop")
         let inbound = self.inbound
-        let stats = RelayStats { stats in
-            inbound.finished(
-                request,
-                summary: HBONETunnelSummary(
-                    requestBytes: stats.requestBytes,
-                    responseBytes: stats.responseBytes,
-                    error: stats.firstError.map { "\($0)" }
-                )
-            )
-        }
+        let stats = RelayStats { stats in inbound.finished(request, summary: stats.summary) }
         let streamSide = RelayHandler(isSocket: false)
         let upstreamSide: RelayHandler
         do {
