@@ -105,8 +105,9 @@ final class ConnectionTelemetry: Sendable {
         metrics.tcp.counters(connection.labels).opened.increment()
     }
 
-    func finished(_ connection: TrackedConnection, summary: HBONETunnelSummary) {
+    func finished(_ connection: TrackedConnection, summary: HBONETunnelSummary, responseFlags: String? = nil) {
         var labels = connection.labels
+        if let responseFlags { labels.responseFlags = responseFlags }
         if connection.deniedLater.load(ordering: .relaxed) { labels.responseFlags = "DENY" }
         let counters = metrics.tcp.counters(labels)
         counters.closed.increment()

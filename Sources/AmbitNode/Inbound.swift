@@ -212,11 +212,7 @@ extension NodeAgent {
             TCPPassthrough.relay(downstream: channel, to: target, from: peer.address, dialer: dialer) { summary in
                 self.untrack(connection, pod: pod, summary: summary)
             }.whenFailure { error in
-                self.untrack(
-                    connection,
-                    pod: pod,
-                    summary: HBONETunnelSummary(requestBytes: 0, responseBytes: 0, error: "\(error)")
-                )
+                self.connectFailed(connection, pod: pod, error: error)
             }
         }
     }

@@ -67,7 +67,7 @@ extension NodeAgent {
                     "outbound connection dropped",
                     metadata: ["pod": "\(pod.record.displayName)", "error": "\(error)"]
                 )
-                channel.close(promise: nil)
+                RelaySockets.reset(channel)
             case .success(let destination):
                 self.forwardOutbound(channel, from: pod, to: destination)
             }
@@ -88,7 +88,7 @@ extension NodeAgent {
                 flag: "CONNECT",
                 reason: "\(NodeAgentError.unknownSourcePod(pod.record.displayName))"
             )
-            channel.close(promise: nil)
+            RelaySockets.reset(channel)
             return
         }
         let route = OutboundRouter.route(to: destination, in: snapshot)
@@ -108,7 +108,7 @@ extension NodeAgent {
                 flag: "CONNECT",
                 reason: "\(NodeAgentError.noHealthyEndpoint(what))"
             )
-            channel.close(promise: nil)
+            RelaySockets.reset(channel)
 
         case .passthrough(let target, let workload, let service):
             labels.destinationWorkload = workload?.name ?? TrafficLabels.unknown
@@ -129,11 +129,7 @@ extension NodeAgent {
             ) { summary in
                 self.untrack(connection, pod: pod, summary: summary)
             }.whenFailure { error in
-                self.untrack(
-                    connection,
-                    pod: pod,
-                    summary: HBONETunnelSummary(requestBytes: 0, responseBytes: 0, error: "\(error)")
-                )
+                self.connectFailed(connection, pod: pod, error: error)
             }
 
         case .hbone(let nextHop, let authority, let workload, let service):
@@ -173,13 +169,9 @@ extension NodeAgent {
                     )
                 )
             }.whenFailure { error in
-                channel.close(promise: nil)
+                RelaySockets.reset(channel)
                 self.logger.debug("outbound tunnel failed", metadata: ["to": "\(authority)", "error": "\(error)"])
-                self.untrack(
-                    connection,
-                    pod: pod,
-                    summary: HBONETunnelSummary(requestBytes: 0, responseBytes: 0, error: "\(error)")
-                )
+                self.connectFailed(connection, pod: pod, error: error)
             }
         }
     }
@@ -206,8 +198,24 @@ extension NodeAgent {
     }
 
     /// Ends a tracked connection once (the relay's summary and a failure may both report).
-    func untrack(_ connection: TrackedConnection, pod: CapturedPod, summary: HBONETunnelSummary) {
+    func untrack(
+        _ connection: TrackedConnection,
+        pod: CapturedPod,
+        summary: HBONETunnelSummary,
+        responseFlags: String? = nil
+    ) {
         guard pod.connections.removeIfPresent(connection.id) else { return }
-        telemetry.finished(connection, summary: summary)
+        telemetry.finished(connection, summary: summary, responseFlags: responseFlags)
+    }
+
+    /// Ends a tracked connection whose upstream (tunnel or socket) never came up: counted with
+    /// `response_flags="CONNECT"`; the downstream has been reset.
+    func connectFailed(_ connection: TrackedConnection, pod: CapturedPod, error: any Error) {
+        untrack(
+            connection,
+            pod: pod,
+            summary: HBONETunnelSummary(requestBytes: 0, responseBytes: 0, error: "\(error)"),
+            responseFlags: "CONNECT"
+        )
     }
 }

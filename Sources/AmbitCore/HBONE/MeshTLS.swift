@@ -1,6 +1,7 @@
 public import AmbitModel
 public import Foundation
 public import NIOCore
+import NIOPosix
 public import NIOSSL
 import SwiftASN1
 import Synchronization
@@ -77,7 +78,10 @@ public enum MeshTLS {
                 promise.succeed(.failed)
                 return
             }
-            Task {
+            // On the connection's own event loop: no thread hop, and no dependence on the shared
+            // cooperative pool, which blocking work elsewhere in the process could hold up.
+            let executor = MultiThreadedEventLoopGroup.currentEventLoop.map(EventLoopTaskExecutor.init)
+            Task(executorPreference: executor) {
                 let outcome = await SpiffePeerVerifier.verify(
                     leaf: parsed[0],
                     intermediates: Array(parsed.dropFirst()),
@@ -161,5 +165,19 @@ public final class TLSContextCache: Sendable {
             cache[key] = context
         }
         return context
+    }
+}
+
+/// Runs a task's jobs on an event loop (for work that must not wait for the cooperative pool).
+final class EventLoopTaskExecutor: TaskExecutor {
+    let eventLoop: any EventLoop
+
+    init(_ eventLoop: any EventLoop) {
+        self.eventLoop = eventLoop
+    }
+
+    func enqueue(_ job: consuming ExecutorJob) {
+        let job = UnownedJob(job)
+        eventLoop.execute { job.runSynchronously(on: self.asUnownedTaskExecutor()) }
     }
 }

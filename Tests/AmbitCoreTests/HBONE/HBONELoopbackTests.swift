@@ -192,6 +192,7 @@ func read(_ count: Int, from iterator: inout NIOAsyncChannelInboundStream<ByteBu
             group: world.clientGroup
         )
         #expect(result.receivedCount == 0)
+        #expect(result.error != nil, "a failed tunnel resets the downstream socket")
         #expect(await eventually { world.tunnelErrors.count == 1 })
         #expect(world.tunnelErrors.first?.code == .status(503))
         await world.shutdown()
@@ -207,6 +208,7 @@ func read(_ count: Int, from iterator: inout NIOAsyncChannelInboundStream<ByteBu
             group: world.clientGroup
         )
         #expect(result.receivedCount == 0)
+        #expect(result.error != nil, "a failed tunnel resets the downstream socket")
         #expect(await eventually { world.tunnelErrors.count == 1 })
         #expect(world.tunnelErrors.first?.code == .status(401))
         await world.shutdown()

@@ -35,7 +35,7 @@ public final class HBONEClient: Sendable {
 
     /// Carries `downstream` to `request.authority` through HBONE. `downstream` must have
     /// `autoRead` off and remote half-closure allowed; the relay turns reading on. The future
-    /// succeeds once the server answered 200; on any failure the downstream is closed.
+    /// succeeds once the server answered 200; on any failure the downstream is reset (RST, not FIN).
     public func tunnel(downstream: any Channel, request: HBONETunnelRequest) -> EventLoopFuture<Void> {
         let eventLoop = downstream.eventLoop
         if eventLoop.inEventLoop {

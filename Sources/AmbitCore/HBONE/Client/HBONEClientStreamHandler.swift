@@ -6,7 +6,8 @@ import NIOHTTP2
 /// The client half of one HBONE stream: sends CONNECT with `forwarded`, `baggage` and
 /// `traceparent`, waits for the response, and on `200` joins the stream to the downstream
 /// socket with a relay. Any other status (or none before the timeout) fails the tunnel; the
-/// caller then closes the downstream socket.
+/// pool then resets the downstream socket, so the application sees a refused connection rather
+/// than an empty reply.
 final class HBONEClientStreamHandler: ChannelDuplexHandler {
     typealias InboundIn = HTTP2Frame.FramePayload
     typealias InboundOut = ByteBuffer

@@ -58,7 +58,7 @@ final class HBONEConnectionPool {
     }
 
     /// Carries `downstream` (a socket with `autoRead` off) to `request.authority`. Succeeds
-    /// once the server answered 200 and the relay runs; on failure the downstream is closed.
+    /// once the server answered 200 and the relay runs; on failure the downstream is reset.
     func tunnel(downstream: any Channel, request: HBONETunnelRequest) -> EventLoopFuture<Void> {
         eventLoop.preconditionInEventLoop()
         let id = Machine.RequestID(value: nextRequest)
@@ -115,7 +115,7 @@ final class HBONEConnectionPool {
     private func fail(_ request: Machine.RequestID, _ error: HBONEError) {
         guard let entry = pending.removeValue(forKey: request) else { return }
         logger.debug("HBONE tunnel failed", metadata: ["authority": "\(entry.request.authority)", "error": "\(error)"])
-        entry.downstream.close(promise: nil)
+        RelaySockets.reset(entry.downstream)
         entry.promise.fail(error)
     }
 
@@ -262,7 +262,7 @@ final class HBONEConnectionPool {
         guard let multiplexer = live[connection]?.multiplexer else {
             pending.removeValue(forKey: request)
             run(machine.streamFailed(on: connection, now: .now()))
-            entry.downstream.close(promise: nil)
+            RelaySockets.reset(entry.downstream)
             entry.promise.fail(
                 HBONEError(.connectionClosed, "the HBONE connection to \(entry.request.nextHop) is gone")
             )
@@ -302,7 +302,7 @@ final class HBONEConnectionPool {
             case .success:
                 entry.promise.succeed(())
             case .failure(let error):
-                entry.downstream.close(promise: nil)
+                RelaySockets.reset(entry.downstream)
                 entry.promise.fail(error)
             }
         }

@@ -19,7 +19,7 @@ public enum TCPPassthrough {
         let eventLoop = downstream.eventLoop
         return dialer.connect(to: destination, from: source, on: eventLoop, prepare: RelaySockets.prepare)
             .flatMapErrorThrowing { error in
-                downstream.close(promise: nil)
+                RelaySockets.reset(downstream)
                 throw error
             }
             .flatMapThrowing { upstream in
