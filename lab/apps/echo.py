@@ -91,6 +91,9 @@ class Handler(socketserver.BaseRequestHandler):
 class Server(socketserver.ThreadingTCPServer):
     allow_reuse_address = True
     daemon_threads = True
+    # socketserver's default backlog of 5 overflows under a burst of connections (the kernel then drops
+    # handshakes and clients see multi-second SYN retries); a real server listens with a large backlog.
+    request_queue_size = 1024
 
     def __init__(self, address, app_name):
         self.app_name = app_name
