@@ -1,4 +1,4 @@
-# Shared by scripts/demo and scripts/test: installs what Ambit needs on Debian 12, idempotently.
+# Shared by scripts/demo, scripts/walkthrough and scripts/test: installs what Ambit needs on Debian 12, idempotently.
 # Sourced, not run. Needs root for apt-get (as the README says).
 
 AMBIT_APT_PACKAGES=(
@@ -7,7 +7,7 @@ AMBIT_APT_PACKAGES=(
     # Kernel tooling the capture backends and the lab use.
     nftables iproute2 containernetworking-plugins util-linux
     # The lab and its end-to-end tests: clients, packet capture.
-    curl tcpdump
+    curl tcpdump tshark
     # Independent peers for interoperability tests.
     python3 python3-h2 openssl
 )

@@ -2,9 +2,9 @@ import AmbitTestSupport
 import Foundation
 import Testing
 
-/// Runs the README's main-job command (`./scripts/demo`) against the ambitctl that
+/// Runs the identity and policy walkthrough (`./scripts/walkthrough`) against the ambitctl that
 /// `swift build` produced, and checks what it printed.
-@Suite struct DemoTests {
+@Suite struct WalkthroughTests {
     static let packageRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
         .deletingLastPathComponent()
 
@@ -20,9 +20,9 @@ import Testing
         return packageRoot.appendingPathComponent(".build/debug/ambitctl").path
     }
 
-    @Test func readmeMainJobRuns() throws {
+    @Test func walkthroughRuns() throws {
         let result = try ProcessRunner.run(
-            Self.packageRoot.appendingPathComponent("scripts/demo").path,
+            Self.packageRoot.appendingPathComponent("scripts/walkthrough").path,
             environment: ["AMBIT_SKIP_SETUP": "1", "AMBITCTL": Self.ambitctl],
             in: Self.packageRoot.path
         )
@@ -50,6 +50,6 @@ import Testing
                 "workloads.yaml:48: Pod demo/server: status.podIP: \"10.244.2.300\" is not a valid IPv4 or IPv6 address"
             )
         )
-        #expect(result.standardError.contains("demo finished"))
+        #expect(result.standardError.contains("walkthrough finished"))
     }
 }
