@@ -274,7 +274,7 @@ public enum TestTCPClient {
         group: any EventLoopGroup
     ) async throws -> Result {
         let promise = group.next().makePromise(of: Result.self)
-        let channel = try await ClientBootstrap(group: group)
+        let connecting = ClientBootstrap(group: group)
             .channelOption(.allowRemoteHalfClosure, value: true)
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
@@ -284,7 +284,27 @@ public enum TestTCPClient {
                 }
             }
             .connect(host: host, port: port)
-            .get()
+        let channel: any Channel
+        do {
+            channel = try await connecting.get()
+        } catch {
+            // A peer that resets at once can fail the connect itself (the handler never ran): that is a
+            // reset too, reported the same way.
+            let sent: String
+            switch payload {
+            case .bytes(let bytes): sent = TestPattern.sha256(bytes)
+            case .pattern(let count): sent = TestPattern.digest(count: count)
+            }
+            let result = Result(
+                received: [],
+                receivedCount: 0,
+                receivedDigest: TestPattern.sha256([]),
+                sentDigest: sent,
+                error: "\(error)"
+            )
+            promise.succeed(result)
+            return result
+        }
         defer { channel.close(promise: nil) }
         return try await promise.futureResult.get()
     }

@@ -31,7 +31,7 @@ import Testing
         await digest.close()
     }
 
-    @Test func aRefusedUpstreamClosesTheClientWithoutData() async throws {
+    @Test func aRefusedUpstreamResetsTheClient() async throws {
         let closed = try await TestTCPServer.start(.echo, group: Self.group)
         let target = Self.endpoint(closed.port)
         await closed.close()
@@ -43,6 +43,7 @@ import Testing
             group: Self.group
         )
         #expect(result.receivedCount == 0)
+        #expect(result.error != nil, "reset, not an empty reply")
         try await relay.close()
     }
 
