@@ -8,6 +8,8 @@ AMBIT_APT_PACKAGES=(
     nftables iproute2 containernetworking-plugins util-linux
     # The lab and its end-to-end tests: clients, packet capture.
     curl tcpdump tshark
+    # Benchmarks (Benchmarks/node/run).
+    iperf3
     # Independent peers for interoperability tests.
     python3 python3-h2 openssl
 )

@@ -27,18 +27,9 @@ struct LabExecCommand: ParsableCommand {
         let layout = try LabRecordStore.resolve(stateDirectory: environment.stateDirectory, name: name)
         let target = try LabRecordStore(layout: layout).load().pod(matching: pod)
         let tools = try HostTools.locateBasic()
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: tools.nsenter)
-        process.arguments = ["--net=\(LabLayout.netnsPath(target.netns))", "--"] + arguments
-        do {
-            try process.run()
-        } catch {
-            throw LabError("cannot run nsenter: \(error.localizedDescription)")
-        }
-        process.waitUntilExit()
-        let exitStatus =
-            process.terminationReason == .uncaughtSignal
-            ? 128 + process.terminationStatus : process.terminationStatus
+        let exitStatus = try ProcessHandle.runForeground(
+            [tools.nsenter, "--net=\(LabLayout.netnsPath(target.netns))", "--"] + arguments
+        )
         if exitStatus != 0 { throw ExitCode(exitStatus) }
     }
 }

@@ -18,6 +18,28 @@ public struct ProcessHandle: Codable, Sendable, Equatable {
 
     /// Starts `command` detached (new session, stdin from /dev/null, stdout and stderr appended to `log`).
     static func spawnDetached(_ command: [String], log: String) throws -> ProcessHandle {
+        let pid = try spawn(command, detachedWithLog: log)
+        // A just-spawned child always has a stat entry (a zombie at worst).
+        let started = Self.readStat(pid)?.startTime ?? 0
+        return ProcessHandle(pid: pid, startTime: started, command: command, log: log)
+    }
+
+    /// Runs `command` in the foreground with this process's stdin, stdout and stderr and returns its exit status
+    /// (128 + signal when killed). Only the child itself is waited for: a daemon it leaves behind (say
+    /// `iperf3 -D`) holds none of our descriptors and does not keep us waiting.
+    static func runForeground(_ command: [String]) throws -> Int32 {
+        let pid = try spawn(command, detachedWithLog: nil)
+        var status: Int32 = 0
+        while waitpid(pid, &status, 0) < 0 {
+            guard errno == EINTR else { throw LabError("waitpid: \(String(cString: strerror(errno)))") }
+        }
+        let signal = status & 0x7f
+        return signal == 0 ? (status >> 8) & 0xff : 128 + signal
+    }
+
+    /// posix_spawn with a clean signal state and no inherited descriptors beyond 0-2; with a log, in a new session
+    /// with stdin from /dev/null and stdout and stderr appended to the log.
+    private static func spawn(_ command: [String], detachedWithLog log: String?) throws -> pid_t {
         guard let executable = command.first else { throw LabError("empty command") }
         var attributes = posix_spawnattr_t()
         posix_spawnattr_init(&attributes)
@@ -30,13 +52,16 @@ public struct ProcessHandle: Codable, Sendable, Equatable {
         var defaults = sigset_t()
         sigfillset(&defaults)
         posix_spawnattr_setsigdefault(&attributes, &defaults)
-        posix_spawnattr_setflags(&attributes, spawnSetSID | Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
+        let signalFlags = Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF)
+        posix_spawnattr_setflags(&attributes, log == nil ? signalFlags : spawnSetSID | signalFlags)
         var actions = posix_spawn_file_actions_t()
         posix_spawn_file_actions_init(&actions)
         defer { posix_spawn_file_actions_destroy(&actions) }
-        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
-        posix_spawn_file_actions_addopen(&actions, 1, log, O_WRONLY | O_CREAT | O_APPEND, 0o644)
-        posix_spawn_file_actions_adddup2(&actions, 1, 2)
+        if let log {
+            posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+            posix_spawn_file_actions_addopen(&actions, 1, log, O_WRONLY | O_CREAT | O_APPEND, 0o644)
+            posix_spawn_file_actions_adddup2(&actions, 1, 2)
+        }
         // Close every other inherited descriptor: a long-lived child holding, say, the pipe or socket pair its
         // caller waits on would keep that caller from ever seeing EOF or exit. glibc ignores close actions for
         // descriptors that are no longer open (such as the one used to list the directory).
@@ -50,9 +75,7 @@ public struct ProcessHandle: Codable, Sendable, Equatable {
         guard status == 0 else {
             throw LabError("cannot start \(executable): \(String(cString: strerror(status)))")
         }
-        // A just-spawned child always has a stat entry (a zombie at worst).
-        let started = Self.readStat(pid)?.startTime ?? 0
-        return ProcessHandle(pid: pid, startTime: started, command: command, log: log)
+        return pid
     }
 
     private static func openDescriptors() -> [Int32] {
