@@ -89,8 +89,11 @@ let package = Package(
                 "CAmbitShim",
                 .product(name: "Logging", package: "swift-log"),
             ],
-            swiftSettings: strictSettings
+            swiftSettings: strictSettings,
+            // Compiles bpf/*.c with clang -target bpf and embeds the object (see bpf/README.md).
+            plugins: ["BPFObjectPlugin"]
         ),
+        .plugin(name: "BPFObjectPlugin", capability: .buildTool()),
 
         // The node agent: in-pod capture, outbound/inbound proxying, CNI server, operational ports.
         .target(

@@ -8,6 +8,8 @@ AMBIT_APT_PACKAGES=(
     nftables iproute2 containernetworking-plugins util-linux
     # The lab and its end-to-end tests: clients, packet capture.
     curl tcpdump tshark
+    # eBPF: bpftool for `bpf/build.sh check` and the tests (the agent itself loads through libbpf).
+    bpftool
     # Benchmarks (Benchmarks/node/run).
     iperf3
     # Independent peers for interoperability tests.

@@ -23,12 +23,14 @@ public enum CaptureError: Error, Sendable, Hashable, CustomStringConvertible {
     case invalidArgument(String)
     /// The `NetnsExecutor` was shut down before the job could run.
     case executorShutDown
+    /// The kernel or host lacks what a capture backend needs (`feature`), with what was found and what to do.
+    case unsupported(feature: String, detail: String)
 
     /// The errno of the failure, when the kernel gave one.
     public var errno: Int32? {
         switch self {
         case .system(_, _, let code), .connect(_, let code), .netlink(_, let code, _): return code
-        case .connectTimeout, .unexpectedReply, .invalidArgument, .executorShutDown: return nil
+        case .connectTimeout, .unexpectedReply, .invalidArgument, .executorShutDown, .unsupported: return nil
         }
     }
 
@@ -64,6 +66,8 @@ public enum CaptureError: Error, Sendable, Hashable, CustomStringConvertible {
             return "invalid argument: \(detail)"
         case .executorShutDown:
             return "the network-namespace executor was shut down before the job ran"
+        case .unsupported(let feature, let detail):
+            return "\(feature) is not available: \(detail)"
         }
     }
 

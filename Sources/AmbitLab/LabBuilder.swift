@@ -165,7 +165,7 @@ struct LabBuilder {
     private func startAgents(_ record: inout LabRecord, tools: HostTools, store: LabRecordStore) throws {
         for index in record.nodes.indices {
             let node = record.nodes[index]
-            let command = [
+            var command = [
                 tools.nsenter, "--net=\(LabLayout.netnsPath(node.netns))",
                 "\(environment.binDirectory)/ambit-node",
                 "--node-name", node.name,
@@ -178,6 +178,9 @@ struct LabBuilder {
                 "--netns-prefix", layout.podNetns(""),
                 "--log-format", "json",
             ]
+            if spec.capture == .ebpf {
+                command += ["--capture", "ebpf", "--bpf-pin-dir", layout.bpfPinDirectory(node: node.name)]
+            }
             let agent = try ProcessHandle.spawnDetached(command, log: layout.agentLog(node: node.name))
             record.nodes[index].agent = agent
             try store.save(record)

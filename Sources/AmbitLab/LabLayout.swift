@@ -23,6 +23,8 @@ public struct LabLayout: Sendable {
     public func ipamDirectory(node: String) -> String { path("ipam/\(node)") }
     public func runDirectory(node: String) -> String { path("run/\(node)") }
     public func cniSocket(node: String) -> String { path("run/\(node)/cni.sock") }
+    /// Where a node agent pins its eBPF maps and links (`--capture ebpf`): on the host's bpffs, per lab and node.
+    public func bpfPinDirectory(node: String) -> String { "/sys/fs/bpf/ambit/lab-\(name)-\(node)" }
     public func enrollmentFile(node: String) -> String { path("run/\(node)/enrollment.json") }
     public func agentLog(node: String) -> String { path("logs/\(node).log") }
     public func appLog(pod: String) -> String { path("logs/pod-\(pod).log") }

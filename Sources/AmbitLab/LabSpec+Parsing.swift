@@ -53,7 +53,7 @@ private struct LabSpecParser {
         let top = try reader.mapping(
             root,
             "",
-            known: ["name", "underlay", "mesh", "nodes", "namespaces", "pods", "services", "manifests"]
+            known: ["name", "underlay", "mesh", "capture", "nodes", "namespaces", "pods", "services", "manifests"]
         )
         guard let nameNode = top["name"] else { throw reader.error(root, "name", "is required (e.g. name: demo)") }
         let name = try reader.string(nameNode, "name")
@@ -70,6 +70,14 @@ private struct LabSpecParser {
         }
         let underlay = try cidr(underlayNode, "underlay")
         let mesh = try top["mesh"].map { try reader.bool($0, "mesh") } ?? true
+        var capture: LabSpec.Capture?
+        if let node = top["capture"] {
+            let text = try reader.string(node, "capture")
+            guard let value = LabSpec.Capture(rawValue: text) else {
+                throw reader.error(node, "capture", "\"\(text)\" must be nftables or ebpf")
+            }
+            capture = value
+        }
 
         guard let nodesNode = top["nodes"] else { throw reader.error(root, "nodes", "at least one node is required") }
         let nodes = try parseNodes(nodesNode, underlay: underlay)
@@ -88,7 +96,8 @@ private struct LabSpecParser {
             namespaces: namespaces,
             pods: pods,
             services: services,
-            manifests: manifests
+            manifests: manifests,
+            capture: capture
         )
     }
 

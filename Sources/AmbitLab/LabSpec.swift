@@ -16,6 +16,13 @@ public struct LabSpec: Codable, Sendable, Equatable {
     public var services: [Service]
     /// Extra manifest files, as absolute paths (the lab file lists them relative to itself).
     public var manifests: [String]
+    /// How the agents capture pods (`ambit-node --capture`); `nil` means nftables.
+    public var capture: Capture? = nil
+
+    public enum Capture: String, Codable, Sendable, CaseIterable {
+        case nftables
+        case ebpf
+    }
 
     public struct Node: Codable, Sendable, Equatable {
         public var name: String

@@ -54,6 +54,12 @@ struct LabTeardown {
         }
         for node in record.nodes {
             if let agent = node.agent { say("  agent     \(node.name): \(agent.terminate())") }
+            // eBPF capture outlives its agent on purpose (fail closed); the lab removes it with the node.
+            let pins = layout.bpfPinDirectory(node: node.name)
+            if FileManager.default.fileExists(atPath: pins) {
+                try? FileManager.default.removeItem(atPath: pins)
+                say("  ebpf      \(node.name): removed \(pins) (programs detached)")
+            }
         }
         for netns in record.netns.reversed() {
             removeNetns(netns, network: network)

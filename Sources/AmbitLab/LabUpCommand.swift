@@ -11,10 +11,13 @@ struct LabUpCommand: ParsableCommand {
     @Option(name: .shortAndLong, help: "Lab file (YAML). Without it the built-in default lab is used.")
     var file: String?
 
+    @Option(help: "Capture backend of the agents: nftables or ebpf (overrides the lab file's `capture`).")
+    var capture: String?
+
     @OptionGroup var location: LabLocationOptions
 
     func run() throws {
-        let spec: LabSpec
+        var spec: LabSpec
         let labFile: String
         if let file {
             labFile = LabLocationOptions.absolute(file)
@@ -22,6 +25,12 @@ struct LabUpCommand: ParsableCommand {
         } else {
             labFile = "<built-in default lab>"
             spec = try LabSpec.defaultLab()
+        }
+        if let capture {
+            guard let mode = LabSpec.Capture(rawValue: capture) else {
+                throw ValidationError("--capture must be nftables or ebpf, not \(capture)")
+            }
+            spec.capture = mode
         }
         let environment = location.environment()
         let runner = ProcessCommandRunner()

@@ -97,7 +97,8 @@ struct PodInbound: HBONEInboundHandler {
                 registry: agent.registry,
                 executor: agent.executor,
                 placement: .destinationPod(pod),
-                timeout: .seconds(10)
+                timeout: .seconds(10),
+                transparentMark: agent.backend.transparentDialMark
             )
             let agent = self.agent
             let live = self.live
@@ -160,11 +161,15 @@ extension NodeAgent {
 
     /// A plaintext connection redirected to `pod`'s port 15006 (a client outside the mesh).
     func handlePlaintextInbound(_ channel: any Channel, to pod: CapturedPod) {
-        OriginalDestination.read(channel).whenComplete { result in
+        backend.inboundDestination(of: channel).whenComplete { result in
             guard case .success(let target) = result,
                 let peer = channel.remoteAddress.flatMap(IPEndpoint.init(socketAddress:))
             else {
-                channel.close(promise: nil)
+                self.logger.warning(
+                    "inbound plaintext connection dropped",
+                    metadata: ["pod": "\(pod.record.displayName)", "error": "\(result)"]
+                )
+                RelaySockets.reset(channel)
                 return
             }
             let snapshot = self.store.snapshot
@@ -207,7 +212,8 @@ extension NodeAgent {
                 registry: self.registry,
                 executor: self.executor,
                 placement: .destinationPod(pod),
-                timeout: .seconds(10)
+                timeout: .seconds(10),
+                transparentMark: self.backend.transparentDialMark
             )
             TCPPassthrough.relay(downstream: channel, to: target, from: peer.address, dialer: dialer) { summary in
                 self.untrack(connection, pod: pod, summary: summary)

@@ -20,6 +20,8 @@ struct NetnsDialer: HBONEDialer {
     let executor: NetnsExecutor
     let placement: Placement
     let timeout: Duration
+    /// `SO_MARK` of transparent dials (``CaptureBackend/transparentDialMark``); other dials carry 0x539.
+    var transparentMark: UInt32 = MeshMarks.agentSocket
 
     func connect(
         to destination: IPEndpoint,
@@ -51,13 +53,14 @@ struct NetnsDialer: HBONEDialer {
         }
         let executor = self.executor
         let timeout = self.timeout
+        let mark = transparent ? transparentMark : MeshMarks.agentSocket
         let descriptor = eventLoop.makePromise(of: Int32.self)
         descriptor.completeWithTask {
             try await executor.run(in: pod.netns) {
                 try CaptureSockets.connect(
                     to: destination,
                     from: bindSource,
-                    mark: MeshMarks.agentSocket,
+                    mark: mark,
                     transparent: transparent,
                     timeout: timeout
                 )

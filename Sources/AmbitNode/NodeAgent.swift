@@ -26,6 +26,14 @@ public struct NodeAgentOptions: Sendable {
     public var adminPort = Int(MeshPorts.admin)
     public var drainDeadline: Duration = .seconds(5)
     public var eventLoopThreads = 2
+    /// How pods are captured.
+    public var capture: CaptureMode = .nftables
+    /// With `capture == .ebpf`: use nftables instead when the host cannot run the eBPF capture.
+    public var fallbackToNFTables = false
+    /// With eBPF: where maps and links are pinned (default `/sys/fs/bpf/ambit/<node name>`).
+    public var bpfPinDirectory: String?
+    /// With eBPF: the cgroup-v2 directory the outbound programs attach to (default: the cgroup2 mount).
+    public var cgroupPath: String?
 
     public init(
         nodeName: String,
@@ -63,6 +71,7 @@ public final class NodeAgent: Sendable {
     let telemetry: ConnectionTelemetry
     let records: PodRecordStore
     let lifecycle: PodLifecycle
+    let backend: CaptureBackend
     private let operational = Mutex<[any Channel]>([])
     let readiness = Mutex<(restored: Bool, missing: [String])>((false, ["initial configuration not loaded"]))
 
@@ -85,6 +94,7 @@ public final class NodeAgent: Sendable {
         telemetry = ConnectionTelemetry(metrics: metrics, logger: logger)
         records = try PodRecordStore(directory: "\(options.stateDirectory)/pods")
         lifecycle = PodLifecycle()
+        backend = try Self.makeBackend(options, logger: logger)
         let registry = self.registry
         let executor = self.executor
         client = HBONEClient(
@@ -93,6 +103,26 @@ public final class NodeAgent: Sendable {
             dialer: NetnsDialer(registry: registry, executor: executor, placement: .sourcePod, timeout: .seconds(10)),
             logger: logger
         )
+    }
+
+    private static func makeBackend(_ options: NodeAgentOptions, logger: Logger) throws -> CaptureBackend {
+        guard options.capture == .ebpf else { return .nftables }
+        let pins = options.bpfPinDirectory ?? "/sys/fs/bpf/ambit/\(options.nodeName)"
+        do {
+            let capture = try EBPFCapture(options: .init(pinDirectory: pins, cgroupPath: options.cgroupPath))
+            logger.info(
+                "eBPF capture loaded",
+                metadata: ["pins": "\(capture.pinDirectory)", "cgroup": "\(capture.cgroupPath)"]
+            )
+            return .ebpf(capture)
+        } catch {
+            guard options.fallbackToNFTables else { throw NodeAgentError.ebpfUnavailable("\(error)") }
+            logger.warning(
+                "eBPF capture unavailable; falling back to nftables as --capture-fallback allows",
+                metadata: ["error": "\(error)"]
+            )
+            return .nftables
+        }
     }
 
     /// Runs until SIGTERM/SIGINT, then drains.

@@ -106,8 +106,9 @@ extension NodeAgent {
         let mark = MeshMarks.agentSocket
         let descriptors: [Int32]
         do {
+            let backend = self.backend
             descriptors = try await executor.run(in: netns) {
-                try InPodRules.apply()
+                try backend.prepare()
                 var opened: [Int32] = []
                 do {
                     for endpoint in [
@@ -124,6 +125,7 @@ extension NodeAgent {
                             )
                         )
                     }
+                    try backend.activate(netns: netns, addresses: record.addresses, inboundListener: opened[1])
                 } catch {
                     for fd in opened { close(fd) }
                     throw error
@@ -193,7 +195,8 @@ extension NodeAgent {
         for connection in pod.connections.all { connection.closeDenied() }
         _ = try? await pod.server.shutdown(on: group.next()).get()
         do {
-            try await executor.run(in: pod.netns) { try InPodRules.remove() }
+            let backend = self.backend
+            try await executor.run(in: pod.netns) { try backend.remove() }
         } catch {
             logger.warning(
                 "cannot remove capture rules",

@@ -53,6 +53,7 @@ enum NodeAgentError: Error, CustomStringConvertible {
     case noNetworkNamespace(String)
     case noHealthyEndpoint(String)
     case capture(pod: String, reason: String)
+    case ebpfUnavailable(String)
 
     var description: String {
         switch self {
@@ -61,6 +62,8 @@ enum NodeAgentError: Error, CustomStringConvertible {
         case .noNetworkNamespace(let address): "no captured pod owns \(address)"
         case .noHealthyEndpoint(let service): "service \(service) has no healthy endpoint"
         case .capture(let pod, let reason): "cannot capture pod \(pod): \(reason)"
+        case .ebpfUnavailable(let reason):
+            "--capture ebpf cannot run here: \(reason) (use --capture nftables, or add --capture-fallback)"
         }
     }
 }

@@ -43,6 +43,18 @@ struct AmbitNodeCommand: AsyncParsableCommand {
     @Option(help: "Only namespaces in --netns-dir whose name starts with this are considered.")
     var netnsPrefix: String = ""
 
+    @Option(help: "How pods are captured: nftables (in-pod rules) or ebpf (socket-level programs, bpf/).")
+    var capture: String = "nftables"
+
+    @Flag(help: "With --capture ebpf: use nftables when this host cannot run the eBPF capture, instead of exiting.")
+    var captureFallback = false
+
+    @Option(help: "With --capture ebpf: where maps and links are pinned (default /sys/fs/bpf/ambit/<node name>).")
+    var bpfPinDir: String?
+
+    @Option(help: "With --capture ebpf: cgroup-v2 directory for the outbound programs (default: the cgroup2 mount).")
+    var cgroupPath: String?
+
     @Option(help: "Seconds to let connections finish on SIGTERM.")
     var drainSeconds: Int = 5
 
@@ -59,6 +71,9 @@ struct AmbitNodeCommand: AsyncParsableCommand {
     func validate() throws {
         guard LogFormat(rawValue: logFormat) != nil else { throw ValidationError("--log-format must be text or json") }
         guard Logger.Level(rawValue: logLevel) != nil else { throw ValidationError("unknown --log-level \(logLevel)") }
+        guard CaptureMode(rawValue: capture) != nil else {
+            throw ValidationError("--capture must be nftables or ebpf, not \(capture)")
+        }
         guard drainSeconds >= 0 else { throw ValidationError("--drain-seconds must not be negative") }
     }
 
@@ -76,6 +91,10 @@ struct AmbitNodeCommand: AsyncParsableCommand {
         options.netnsDirectory = netnsDir
         options.netnsPrefix = netnsPrefix
         options.drainDeadline = .seconds(drainSeconds)
+        options.capture = CaptureMode(rawValue: capture)!
+        options.fallbackToNFTables = captureFallback
+        options.bpfPinDirectory = bpfPinDir
+        options.cgroupPath = cgroupPath
         options.metricsPort = metricsPort
         options.readinessPort = readinessPort
         options.adminPort = adminPort

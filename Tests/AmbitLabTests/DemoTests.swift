@@ -4,7 +4,8 @@ import Testing
 /// The README's main job (`./scripts/demo`) run as a user runs it, on the binaries `swift build` produced, in
 /// its own state directory and under its own lab name. Part of the serialized lab suite.
 extension LabRootTests {
-    @Test func readmeDemoRunsEndToEndAndTearsDown() throws {
+    @Test(arguments: captureModes)
+    func readmeDemoRunsEndToEndAndTearsDown(capture: String) throws {
         let name = LabCLI.uniqueLabName()
         let state = FileManager.default.temporaryDirectory.appendingPathComponent("ambit-demo-test-\(UUID())")
         defer {
@@ -13,7 +14,7 @@ extension LabRootTests {
         }
         let binDirectory = URL(fileURLWithPath: LabCLI.ambitctl).deletingLastPathComponent().path
         let (status, output) = try Self.shell(
-            "AMBIT_SKIP_SETUP=1 AMBIT_BIN_DIR=\(binDirectory) AMBIT_DEMO_STATE_DIR=\(state.path) "
+            "AMBIT_SKIP_SETUP=1 AMBIT_BIN_DIR=\(binDirectory) AMBIT_DEMO_STATE_DIR=\(state.path) AMBIT_CAPTURE=\(capture) "
                 + "AMBIT_DEMO_LAB=\(name) \(LabCLI.packageRoot.path)/scripts/demo"
         )
         #expect(status == 0, "\(output)")

@@ -33,7 +33,7 @@ extension LabRootTests {
         """
     }
 
-    /// A process started in a lab network namespace and stopped with SIGKILL: children of the test runner
+    /// A process started in a lab network namespace (or here) and stopped with SIGKILL: children of the test runner
     /// inherit its blocked signals, so SIGTERM may never arrive.
     final class Background {
         let process = Process()
@@ -42,8 +42,9 @@ extension LabRootTests {
         init(netns: String, _ arguments: [String], output: URL) throws {
             self.output = output
             _ = FileManager.default.createFile(atPath: output.path, contents: nil)
-            process.executableURL = URL(fileURLWithPath: "/usr/bin/nsenter")
-            process.arguments = ["--net=/var/run/netns/\(netns)"] + arguments
+            // An empty `netns` runs the command where the test runs.
+            process.executableURL = URL(fileURLWithPath: netns.isEmpty ? "/usr/bin/env" : "/usr/bin/nsenter")
+            process.arguments = (netns.isEmpty ? [] : ["--net=/var/run/netns/\(netns)"]) + arguments
             let handle = try FileHandle(forWritingTo: output)
             process.standardOutput = handle
             process.standardError = handle
@@ -102,10 +103,17 @@ extension LabRootTests {
             .output
     }
 
-    @Test func meshTunnelsPodAndServiceTrafficAndOnlyTLSCrossesTheUnderlay() throws {
+    /// Both capture backends run every end-to-end test.
+    static let captureModes = ["nftables", "ebpf"]
+
+    /// Where a node agent of `lab` pins its eBPF maps and links (`lab up --capture ebpf`).
+    static func pins(_ lab: TestLab, node: String) -> String { "/sys/fs/bpf/ambit/lab-\(lab.name)-\(node)" }
+
+    @Test(arguments: captureModes)
+    func meshTunnelsPodAndServiceTrafficAndOnlyTLSCrossesTheUnderlay(capture: String) throws {
         let lab = try TestLab(yaml: Self.meshLab)
         defer { lab.cleanUp() }
-        let up = try lab.lab(["up", "--file", lab.labFile])
+        let up = try lab.lab(["up", "--file", lab.labFile, "--capture", capture])
         try #require(up.status == 0, "\(up.all)")
         let pods = try lab.pods()
         #expect(pods.filter { $0.value["captured"] as? Bool == true }.keys.sorted() == ["client", "near", "server"])
@@ -116,13 +124,13 @@ extension LabRootTests {
 
         // Everything below runs under a capture of the underlay bridge between the nodes.
         let pcap = lab.directory.appendingPathComponent("underlay.pcap")
-        let capture = try Background(
+        let tcpdump = try Background(
             netns: "ambit-\(lab.name)-ul",
             ["tcpdump", "-Z", "root", "-i", "br0", "-U", "-s", "0", "-w", pcap.path, "tcp"],
             output: lab.directory.appendingPathComponent("tcpdump.log")
         )
-        defer { capture.stop() }
-        #expect(Self.eventually { capture.text.contains("listening on br0") }, "tcpdump: \(capture.text)")
+        defer { tcpdump.stop() }
+        #expect(Self.eventually { tcpdump.text.contains("listening on br0") }, "tcpdump: \(tcpdump.text)")
 
         // Cross-node and same-node by pod IP, and through the service VIP (port 80 → targetPort 8080); the app
         // sees the client's own IP, not the agent's.
@@ -189,7 +197,7 @@ extension LabRootTests {
 
         // What crossed the underlay for mesh pods: HBONE (port 15008) and nothing else, no plaintext, and TLS.
         Thread.sleep(forTimeInterval: 0.5)
-        capture.stop()
+        tcpdump.stop()
         let segments = try PcapReader.tcpSegments(Data(contentsOf: pcap))
         // The legacy pod is outside the mesh: its plaintext is expected and left out.
         let withPayload = segments.filter {
@@ -204,12 +212,19 @@ extension LabRootTests {
         // Each tunnel connection opens with a TLS handshake record (content type 22, version 3.x).
         let handshakes = withPayload.filter { $0.destinationPort == 15008 && $0.payload.starts(with: [0x16, 0x03]) }
         #expect(!handshakes.isEmpty, "no TLS ClientHello towards 15008")
+
+        // `lab down` removes the capture completely, including the eBPF pins that outlive an agent on purpose.
+        #expect(FileManager.default.fileExists(atPath: Self.pins(lab, node: "node1")) == (capture == "ebpf"))
+        #expect(try lab.lab(["down", "--name", lab.name]).status == 0)
+        #expect(!FileManager.default.fileExists(atPath: Self.pins(lab, node: "node1")))
+        #expect(!FileManager.default.fileExists(atPath: Self.pins(lab, node: "node2")))
     }
 
-    @Test func meshEnforcesPolicyFollowsEnrollmentAndFailsClosedWithoutTheAgent() throws {
+    @Test(arguments: captureModes)
+    func meshEnforcesPolicyFollowsEnrollmentAndFailsClosedWithoutTheAgent(capture: String) throws {
         let lab = try TestLab(yaml: Self.meshLab)
         defer { lab.cleanUp() }
-        let up = try lab.lab(["up", "--file", lab.labFile])
+        let up = try lab.lab(["up", "--file", lab.labFile, "--capture", capture])
         try #require(up.status == 0, "\(up.all)")
         let pods = try lab.pods()
         let serverIP = try #require(pods["server"]?["ip"] as? String)
@@ -281,10 +296,20 @@ extension LabRootTests {
         )
         #expect(try lab.lab(["label", "namespace", "legacy", "istio.io/dataplane-mode-"]).status == 0)
         #expect(try Self.eventually { try lab.pods()["peer"]?["captured"] as? Bool == false }, "peer not released")
-        #expect(
-            try Self.shell("ip netns exec ambit-\(lab.name)-p-peer nft list table inet ambit").status != 0,
-            "the released pod kept capture rules"
-        )
+        if capture == "ebpf" {
+            // node1 keeps one sk_lookup link per captured pod (client, near) and nothing for the released peer.
+            let links = try FileManager.default.contentsOfDirectory(atPath: Self.pins(lab, node: "node1") + "/pods")
+            #expect(links.count == 2, "sk_lookup links left: \(links)")
+            let enrolled = try Self.shell("bpftool map dump pinned \(Self.pins(lab, node: "node1"))/enrolled_netns")
+            #expect(enrolled.output.components(separatedBy: "\"key\"").count - 1 == 2, "\(enrolled.output)")
+        } else {
+            #expect(
+                try Self.shell("ip netns exec ambit-\(lab.name)-p-peer nft list table inet ambit").status != 0,
+                "the released pod kept capture rules"
+            )
+        }
+        let released = try Self.exec(lab, "peer", "curl -sS -m 5 http://\(serverIP):8080/")
+        #expect(released.standardOutput.hasPrefix("hello from demo/server to \(serverIP):8080 from \(peerIP):"))
 
         // Kill node1's agent: its enrolled pods fail closed (connection refused, never plaintext), a new pod in an
         // enrolled namespace cannot be added (CNI error), and once the agent is back traffic flows again without
