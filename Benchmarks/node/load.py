@@ -3,6 +3,9 @@
 
     load.py hold HOST PORT COUNT SECONDS   open COUNT echo connections, prove each with one byte, keep them
                                            open SECONDS, print "held COUNT" once all are up
+    load.py setup HOST PORT COUNT          connection set-up latency: COUNT times connect, 1 byte there and back
+                                           (the first byte's round trip completes the tunnel), close; prints JSON
+                                           percentiles in milliseconds
     load.py rate HOST PORT SECONDS PROCS   new connections per second: PROCS processes loop connect, 1 byte
                                            there and back, close; prints JSON {"connections", "seconds", "rate",
                                            "errors"}
@@ -61,10 +64,30 @@ def rate(host, port, seconds, procs):
                       "errors": sum(t[1] for t in totals)}))
 
 
+def setup(host, port, count):
+    samples = []
+    for _ in range(count):
+        start = time.perf_counter()
+        s = socket.create_connection((host, port), timeout=10)
+        s.sendall(b"x")
+        if s.recv(1) != b"x":
+            raise SystemExit("no echo")
+        samples.append((time.perf_counter() - start) * 1000)
+        s.close()
+    samples.sort()
+
+    def pct(p):
+        return round(samples[min(len(samples) - 1, int(p / 100 * len(samples)))], 3)
+
+    print(json.dumps({"count": count, "p50": pct(50), "p90": pct(90), "p99": pct(99)}))
+
+
 if __name__ == "__main__":
     mode, host, port = sys.argv[1], sys.argv[2], int(sys.argv[3])
     if mode == "hold":
         hold(host, port, int(sys.argv[4]), float(sys.argv[5]))
+    elif mode == "setup":
+        setup(host, port, int(sys.argv[4]))
     elif mode == "rate":
         rate(host, port, float(sys.argv[4]), int(sys.argv[5]))
     else:
