@@ -246,6 +246,12 @@ extension NodeAgent {
                     records.delete(record.uid)
                 }
             }
+            if case .ebpf(let capture) = backend {
+                let pruned = capture.pruneUnknownPods()
+                if !pruned.isEmpty {
+                    logger.info("eBPF capture of vanished pods removed", metadata: ["netns_cookies": "\(pruned)"])
+                }
+            }
         }
         readiness.withLock { $0.restored = true }
     }

@@ -143,6 +143,23 @@ public final class EBPFCapture: @unchecked Sendable {
         return cookies
     }
 
+    /// Forgets pods a previous agent captured that this one has not enrolled again (their namespace died
+    /// while the agent was down): their `enrolled_netns` entries and pinned `sk_lookup` links. Call once the
+    /// restore is done. Returns the cookies removed.
+    @discardableResult
+    public func pruneUnknownPods() -> [UInt64] {
+        let known = Set(podLinks.withLock { Array($0.keys) })
+        var stale = Set(enrolledCookies().filter { !known.contains($0) })
+        let pinned = (try? FileManager.default.contentsOfDirectory(atPath: "\(pinDirectory)/pods")) ?? []
+        for name in pinned where name.hasPrefix("sk_lookup-") {
+            if let cookie = UInt64(name.dropFirst("sk_lookup-".count)), !known.contains(cookie) {
+                stale.insert(cookie)
+            }
+        }
+        for cookie in stale { release(cookie: cookie) }
+        return stale.sorted()
+    }
+
     /// Detaches everything and removes the pins: capture off for every pod of this agent (`ambit-node` does not do
     /// this on exit, on purpose; `lab down` and uninstall do).
     public static func uninstall(pinDirectory: String) {
