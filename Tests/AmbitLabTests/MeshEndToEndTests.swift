@@ -184,6 +184,37 @@ extension LabRootTests {
             """
         )
         #expect(integrity.standardOutput == "intact 200 of 200\n", "\(integrity.all)")
+        // 1,200 short connections from 4 processes that close as soon as the reply arrived, before the server's
+        // end of stream: many end their tunnel with RST_STREAM(CANCEL) on the same pooled connection, which must
+        // not be taken for an HTTP/2 rapid-reset attack (NIO's default limit, 200 per 30 s, failed some).
+        let early = try Self.exec(
+            lab,
+            "client",
+            """
+            python3 - <<'PY'
+            import multiprocessing, socket
+            def worker(results):
+                failed = 0
+                for _ in range(300):
+                    try:
+                        s = socket.create_connection(("\(serverIP)", 8080), timeout=5)
+                        s.sendall(b"x")
+                        s.shutdown(socket.SHUT_WR)
+                        failed += s.recv(1) != b"x"
+                        s.close()
+                    except OSError:
+                        failed += 1
+                results.put(failed)
+            results = multiprocessing.Queue()
+            workers = [multiprocessing.Process(target=worker, args=(results,)) for _ in range(4)]
+            [w.start() for w in workers]
+            print("failed", sum(results.get() for _ in workers))
+            [w.join() for w in workers]
+            PY
+            """
+        )
+        #expect(early.standardOutput == "failed 0\n", "\(early.all)")
+
         let labels: [String] = [
             #"reporter="destination""#, #"source_workload="client""#, #"source_workload_namespace="demo""#,
             #"source_principal="spiffe://cluster.local/ns/demo/sa/client""#, #"destination_workload="server""#,

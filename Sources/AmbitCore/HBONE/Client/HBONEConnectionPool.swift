@@ -221,10 +221,7 @@ final class HBONEConnectionPool {
             HTTP2Setting(parameter: .maxFrameSize, value: configuration.maxFrameSize),
         ]
         connectionConfiguration.targetWindowSize = configuration.connectionWindowSize
-        var streamConfiguration = NIOHTTP2Handler.StreamConfiguration()
-        streamConfiguration.targetWindowSize = configuration.streamWindowSize
-        streamConfiguration.outboundBufferSizeHighWatermark = configuration.streamBufferHighWatermark
-        streamConfiguration.outboundBufferSizeLowWatermark = configuration.streamBufferLowWatermark
+        let streamConfiguration = configuration.streamConfiguration
         let multiplexer = try sync.configureHTTP2Pipeline(
             mode: .client,
             connectionConfiguration: connectionConfiguration,

@@ -122,10 +122,7 @@ public final class HBONEServer: Sendable {
             HTTP2Setting(parameter: .maxHeaderListSize, value: HPACKDecoderLimits.maxHeaderListSize),
         ]
         connectionConfiguration.targetWindowSize = configuration.connectionWindowSize
-        var streamConfiguration = NIOHTTP2Handler.StreamConfiguration()
-        streamConfiguration.targetWindowSize = configuration.streamWindowSize
-        streamConfiguration.outboundBufferSizeHighWatermark = configuration.streamBufferHighWatermark
-        streamConfiguration.outboundBufferSizeLowWatermark = configuration.streamBufferLowWatermark
+        let streamConfiguration = configuration.streamConfiguration
 
         let manager = NIOHTTP2ServerConnectionManagementHandler(
             eventLoop: channel.eventLoop,
