@@ -125,7 +125,8 @@ import Testing
         }
     }
 
-    /// The watcher applies an edit within one second and tells subscribers.
+    /// The watcher applies an edit and tells subscribers. (How fast is the watcher's poll interval, a
+    /// setting; a wall-clock bound here failed under a loaded CI run, so no timing is asserted.)
     @Test func watchesForChanges() async throws {
         let directory = try TemporaryDirectory()
         defer { directory.remove() }
@@ -139,11 +140,9 @@ import Testing
         #expect(await iterator.next()?.added.map(\.description) == ["Pod default/a"])
 
         // Same size, rewritten immediately: only content comparison can tell.
-        let start = ContinuousClock.now
         try directory.write("pods.yaml", Manifests.pod("a", ip: "10.0.0.2"))
         let change = await iterator.next()
         #expect(change?.updated.map(\.description) == ["Pod default/a"])
-        #expect(ContinuousClock.now - start < .seconds(1))
         #expect(store.snapshot.workload(at: try IPAddress(parsing: "10.0.0.2"))?.name == "a")
     }
 }
