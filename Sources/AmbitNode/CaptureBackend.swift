@@ -68,7 +68,10 @@ enum CaptureBackend: Sendable {
         case .nftables:
             try InPodRules.remove()
         case .ebpf(let capture):
-            capture.release(cookie: try EBPFCapture.cleanCurrentNamespace())
+            // The capture goes even when the namespace's routing or sysctls cannot be reset.
+            let cookie = try EBPFCapture.currentNamespaceCookie()
+            defer { capture.release(cookie: cookie) }
+            _ = try EBPFCapture.cleanCurrentNamespace()
         }
     }
 }

@@ -234,10 +234,20 @@ extension NodeAgent {
         let (saved, errors) = records.loadAll()
         for error in errors { logger.warning("unreadable pod record", metadata: ["error": "\(error)"]) }
         await lifecycle.serialized {
+            // Pruning eBPF capture is only safe when every pod still alive was re-enrolled: a pod whose
+            // record is unreadable or whose restore failed keeps its old capture (fail closed).
+            var safeToPrune = errors.isEmpty
             for record in saved {
                 do {
-                    let netns = try NetworkNamespace.open(path: record.netnsPath)
-                    try await capture(record, netns: netns)
+                    guard let netns = try? NetworkNamespace.open(path: record.netnsPath) else {
+                        throw NodeAgentError.noNetworkNamespace(record.netnsPath)
+                    }
+                    do {
+                        try await capture(record, netns: netns)
+                    } catch {
+                        safeToPrune = false
+                        throw error
+                    }
                 } catch {
                     logger.warning(
                         "cannot restore capture; dropping the record",
@@ -246,7 +256,7 @@ extension NodeAgent {
                     records.delete(record.uid)
                 }
             }
-            if case .ebpf(let capture) = backend {
+            if case .ebpf(let capture) = backend, safeToPrune {
                 let pruned = capture.pruneUnknownPods()
                 if !pruned.isEmpty {
                     logger.info("eBPF capture of vanished pods removed", metadata: ["netns_cookies": "\(pruned)"])

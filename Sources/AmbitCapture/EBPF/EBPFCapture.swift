@@ -464,9 +464,10 @@ extension EBPFCapture {
 
     /// Undoes ``prepareCurrentNamespace()`` (on a thread inside the pod's namespace); returns its cookie.
     public static func cleanCurrentNamespace() throws(CaptureError) -> UInt64 {
+        let cookie = try currentNamespaceCookie()
         try PolicyRouting.uninstall()
         try setReturnPathSysctls("0")
-        return try currentNamespaceCookie()
+        return cookie
     }
 
     /// The netns cookie of the calling thread's network namespace.
