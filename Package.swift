@@ -198,7 +198,7 @@ let package = Package(
         ),
         .testTarget(
             name: "AmbitLabTests",
-            dependencies: ["AmbitLab"],
+            dependencies: ["AmbitLab", "AmbitTestSupport"],
             swiftSettings: strictSettings
         ),
         .testTarget(

@@ -1,3 +1,4 @@
+import AmbitTestSupport
 import Foundation
 
 /// Runs the built `ambitctl` (as a user would) for the lab tests.
@@ -6,12 +7,7 @@ import Foundation
 /// `.build/debug/ambitctl` after `swift build`. To run commands in-process instead, call
 /// `LabCommand.parseAsRoot(arguments)` and `run()` on the result (output then goes to the test's stdout).
 enum LabCLI {
-    struct Result {
-        var status: Int32
-        var standardOutput: String
-        var standardError: String
-        var all: String { standardOutput + standardError }
-    }
+    typealias Result = ProcessRunner.Result
 
     static var packageRoot: URL {
         URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
@@ -29,37 +25,11 @@ enum LabCLI {
         return packageRoot.appendingPathComponent(".build/debug/ambitctl").path
     }
 
-    /// Runs `ambitctl lab <arguments>` and waits for it.
+    /// Runs `ambitctl lab <arguments>` and waits for it (output through files: `lab up` leaves detached
+    /// children that must not keep a pipe open).
     @discardableResult
     static func lab(_ arguments: [String], environment: [String: String] = [:]) throws -> Result {
-        let scratch = FileManager.default.temporaryDirectory.appendingPathComponent("lab-cli-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: scratch, withIntermediateDirectories: true)
-        defer { try? FileManager.default.removeItem(at: scratch) }
-        let out = scratch.appendingPathComponent("out")
-        let err = scratch.appendingPathComponent("err")
-        _ = FileManager.default.createFile(atPath: out.path, contents: nil)
-        _ = FileManager.default.createFile(atPath: err.path, contents: nil)
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: ambitctl)
-        process.arguments = ["lab"] + arguments
-        process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
-        // Files rather than pipes: `lab up` leaves detached children that must not keep a pipe open.
-        let outHandle = try FileHandle(forWritingTo: out)
-        let errHandle = try FileHandle(forWritingTo: err)
-        defer {
-            try? outHandle.close()
-            try? errHandle.close()
-        }
-        process.standardOutput = outHandle
-        process.standardError = errHandle
-        process.standardInput = FileHandle.nullDevice
-        try process.run()
-        process.waitUntilExit()
-        return Result(
-            status: process.terminationStatus,
-            standardOutput: try String(contentsOf: out, encoding: .utf8),
-            standardError: try String(contentsOf: err, encoding: .utf8)
-        )
+        try ProcessRunner.run(ambitctl, ["lab"] + arguments, environment: environment)
     }
 
     /// A lab name no other test uses: `t` + 6 hex digits (lab names are at most 8 characters).
@@ -71,4 +41,9 @@ enum LabCLI {
     static func netnsList() -> [String] {
         ((try? FileManager.default.contentsOfDirectory(atPath: "/var/run/netns")) ?? []).sorted()
     }
+}
+
+extension ProcessRunner.Result {
+    /// Standard output then standard error, for failure messages and `contains` checks.
+    var all: String { standardOutput + standardError }
 }

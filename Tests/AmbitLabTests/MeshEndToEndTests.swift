@@ -1,3 +1,4 @@
+import AmbitTestSupport
 import Foundation
 import Testing
 
@@ -68,20 +69,11 @@ extension LabRootTests {
         var text: String { (try? String(contentsOf: output, encoding: .utf8)) ?? "" }
     }
 
-    /// Runs a shell command on the host; returns its exit status and combined output.
+    /// Runs a shell command on the host; returns its exit status and output (stdout, then stderr).
     @discardableResult
     static func shell(_ command: String) throws -> (status: Int32, output: String) {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/bin/sh")
-        process.arguments = ["-c", command]
-        let pipe = Pipe()
-        process.standardOutput = pipe
-        process.standardError = pipe
-        process.standardInput = FileHandle.nullDevice
-        try process.run()
-        let data = pipe.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        return (process.terminationStatus, String(decoding: data, as: UTF8.self))
+        let result = try ProcessRunner.run("/bin/sh", ["-c", command])
+        return (result.status, result.all)
     }
 
     /// Polls `condition` every 0.25 s for up to `seconds`.
