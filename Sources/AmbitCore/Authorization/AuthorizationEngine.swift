@@ -93,7 +93,14 @@ public struct AuthorizationEngine: Sendable {
 
     /// Decides whether a connection may proceed.
     public func evaluate(_ request: AuthorizationRequest) -> AuthorizationDecision {
-        let policies = applicablePolicies(namespace: request.destinationNamespace, labels: request.destinationLabels)
+        Self.decide(
+            request,
+            policies: applicablePolicies(namespace: request.destinationNamespace, labels: request.destinationLabels)
+        )
+    }
+
+    /// Istio's order over the policies that apply, shared by the node agent and waypoints.
+    static func decide(_ request: AuthorizationRequest, policies: [CompiledPolicy]) -> AuthorizationDecision {
         var dryRunMatches: [AuthorizationDecision.DryRunMatch] = []
         var auditMatches: [ObjectKey] = []
         var denyMatch: (CompiledPolicy, CompiledRule)?
@@ -152,7 +159,7 @@ public struct AuthorizationEngine: Sendable {
         }
         // Nothing allowed it. If an ALLOW policy could not be checked because it needs L7
         // attributes, it is the one to blame: that is what the operator has to fix.
-        if let blocked = allowPolicies.first(where: { !$0.l7Attributes.isEmpty }) {
+        if let blocked = allowPolicies.first(where: { $0.layer == .l4 && !$0.l7Attributes.isEmpty }) {
             return decision(.deny, blocked.key, .needsWaypoint(blocked.l7Attributes))
         }
         return decision(.deny, allowPolicies[0].key, .noAllowRuleMatched(allowPolicies.map(\.key)))

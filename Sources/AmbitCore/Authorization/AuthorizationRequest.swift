@@ -11,6 +11,8 @@ public struct AuthorizationRequest: Hashable, Sendable {
     public var destinationAddress: IPAddress
     /// The real target port of the application, never 15008.
     public var destinationPort: UInt16
+    /// The HTTP request, when a waypoint authorizes one (L7); `nil` at L4.
+    public var http: HTTPRequestAttributes?
 
     public init(
         destinationNamespace: String,
@@ -18,7 +20,8 @@ public struct AuthorizationRequest: Hashable, Sendable {
         sourceIdentity: SpiffeID?,
         sourceAddress: IPAddress,
         destinationAddress: IPAddress,
-        destinationPort: UInt16
+        destinationPort: UInt16,
+        http: HTTPRequestAttributes? = nil
     ) {
         self.destinationNamespace = destinationNamespace
         self.destinationLabels = destinationLabels
@@ -26,6 +29,7 @@ public struct AuthorizationRequest: Hashable, Sendable {
         self.sourceAddress = sourceAddress
         self.destinationAddress = destinationAddress
         self.destinationPort = destinationPort
+        self.http = http
     }
 
     /// A request to `workload` at `port` of its first address.
@@ -38,6 +42,32 @@ public struct AuthorizationRequest: Hashable, Sendable {
             destinationAddress: workload.pod.podIPs.first ?? sourceAddress,
             destinationPort: port
         )
+    }
+}
+
+/// What L7 authorization looks at in an HTTP request.
+public struct HTTPRequestAttributes: Hashable, Sendable {
+    public var method: String
+    /// The path without its query string.
+    public var path: String
+    /// The `Host` header or `:authority`, lower-cased.
+    public var host: String
+    /// Header values by lower-cased name.
+    public var headers: [String: [String]]
+
+    public init(method: String, path: String, host: String, headers: [String: [String]]) {
+        self.method = method
+        self.path = path
+        self.host = host.lowercased()
+        self.headers = headers
+    }
+
+    /// The host without a `:port` suffix (IPv6 literals keep their brackets).
+    var hostWithoutPort: String {
+        guard let colon = host.lastIndex(of: ":"), !host[colon...].contains("]"),
+            host[host.index(after: colon)...].allSatisfy(\.isNumber)
+        else { return host }
+        return String(host[..<colon])
     }
 }
 

@@ -90,14 +90,15 @@ public struct AuthorizationPolicy: KubernetesObject {
 
     /// `to[].operation`. `hosts`, `methods` and `paths` need L7; `ports` is L4.
     public struct Operation: Hashable, Sendable {
-        public var hosts: [String] = []
-        public var notHosts: [String] = []
+        /// Matched case-insensitively against the request's host, with or without its port.
+        public var hosts: [StringMatch] = []
+        public var notHosts: [StringMatch] = []
         public var ports: [UInt16] = []
         public var notPorts: [UInt16] = []
-        public var methods: [String] = []
-        public var notMethods: [String] = []
-        public var paths: [String] = []
-        public var notPaths: [String] = []
+        public var methods: [StringMatch] = []
+        public var notMethods: [StringMatch] = []
+        public var paths: [PathPattern] = []
+        public var notPaths: [PathPattern] = []
 
         public init() {}
 

@@ -34,6 +34,16 @@ public enum StringMatch: Hashable, Sendable, CustomStringConvertible {
         }
     }
 
+    /// The same pattern lower-cased, for case-insensitive values such as hosts.
+    public var lowercased: StringMatch {
+        switch self {
+        case .exact(let text): return .exact(text.lowercased())
+        case .prefix(let text): return .prefix(text.lowercased())
+        case .suffix(let text): return .suffix(text.lowercased())
+        case .presence: return .presence
+        }
+    }
+
     /// Back in Istio's notation.
     public var description: String {
         switch self {

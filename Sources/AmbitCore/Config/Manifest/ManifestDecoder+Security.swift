@@ -115,14 +115,14 @@ extension ManifestDecoder {
             "hosts", "notHosts", "ports", "notPorts", "methods", "notMethods", "paths", "notPaths",
         ])
         var operation = AuthorizationPolicy.Operation()
-        operation.hosts = try mapping["hosts"]?.strings() ?? []
-        operation.notHosts = try mapping["notHosts"]?.strings() ?? []
+        operation.hosts = try matches(mapping["hosts"])
+        operation.notHosts = try matches(mapping["notHosts"])
         operation.ports = try ports(mapping["ports"])
         operation.notPorts = try ports(mapping["notPorts"])
-        operation.methods = try mapping["methods"]?.strings() ?? []
-        operation.notMethods = try mapping["notMethods"]?.strings() ?? []
-        operation.paths = try mapping["paths"]?.strings() ?? []
-        operation.notPaths = try mapping["notPaths"]?.strings() ?? []
+        operation.methods = try matches(mapping["methods"])
+        operation.notMethods = try matches(mapping["notMethods"])
+        operation.paths = try pathPatterns(mapping["paths"])
+        operation.notPaths = try pathPatterns(mapping["notPaths"])
         return operation
     }
 
@@ -190,6 +190,10 @@ extension ManifestDecoder {
 
     private func matches(_ value: YAMLValue?) throws(FieldError) -> [StringMatch] {
         try value?.list { (item) throws(FieldError) in try item.parsed { try StringMatch(parsing: $0) } } ?? []
+    }
+
+    private func pathPatterns(_ value: YAMLValue?) throws(FieldError) -> [PathPattern] {
+        try value?.list { (item) throws(FieldError) in try item.parsed { try PathPattern(parsing: $0) } } ?? []
     }
 
     private func cidrs(_ value: YAMLValue?) throws(FieldError) -> [IPCIDR] {

@@ -44,6 +44,18 @@ public final class HBONEClient: Sendable {
         return eventLoop.flatSubmit { self.pool(for: eventLoop).value.tunnel(downstream: downstream, request: request) }
     }
 
+    /// Opens one CONNECT stream to `request.authority` on a pooled connection of `eventLoop` and,
+    /// once the server answered 200, returns the stream channel for the caller's own handlers:
+    /// it reads and writes `ByteBuffer`, delivers the server's END_STREAM as
+    /// `ChannelEvent.inputClosed`, and `close(mode: .output)` sends END_STREAM. A waypoint uses it
+    /// to speak HTTP to the endpoint inside the tunnel. `request.onFinished` is not called.
+    public func openStream(_ request: HBONETunnelRequest, on eventLoop: any EventLoop) -> EventLoopFuture<any Channel> {
+        if eventLoop.inEventLoop {
+            return pool(for: eventLoop).value.openStream(request)
+        }
+        return eventLoop.flatSubmit { self.pool(for: eventLoop).value.openStream(request) }
+    }
+
     /// Stops opening connections, closes idle ones and waits for busy ones to drain (up to the
     /// drain deadline, after which they are closed).
     public func shutdown() async {

@@ -5,7 +5,8 @@ import NIOHTTP2
 
 /// The client half of one HBONE stream: sends CONNECT with `forwarded`, `baggage` and
 /// `traceparent`, waits for the response, and on `200` joins the stream to the downstream
-/// socket with a relay. Any other status (or none before the timeout) fails the tunnel; the
+/// socket with a relay (or, without a downstream, stays as the stream's bytes codec and hands
+/// the stream channel to whoever asked for it). Any other status (or none before the timeout) fails the tunnel; the
 /// pool then resets the downstream socket, so the application sees a refused connection rather
 /// than an empty reply.
 final class HBONEClientStreamHandler: ChannelDuplexHandler {
@@ -23,15 +24,15 @@ final class HBONEClientStreamHandler: ChannelDuplexHandler {
 
     private var state = State.idle
     private let request: HBONETunnelRequest
-    private let downstream: any Channel
+    private let downstream: (any Channel)?
     private let responseTimeout: TimeAmount
-    private let established: EventLoopPromise<Void>
+    private let established: EventLoopPromise<any Channel>
 
     init(
         request: HBONETunnelRequest,
-        downstream: any Channel,
+        downstream: (any Channel)?,
         responseTimeout: TimeAmount,
-        established: EventLoopPromise<Void>
+        established: EventLoopPromise<any Channel>
     ) {
         self.request = request
         self.downstream = downstream
@@ -95,6 +96,12 @@ final class HBONEClientStreamHandler: ChannelDuplexHandler {
     }
 
     private func startRelay(context: ChannelHandlerContext, endStream: Bool) {
+        guard let downstream else {
+            state = .relaying
+            established.succeed(context.channel)
+            if endStream { context.fireUserInboundEventTriggered(ChannelEvent.inputClosed) }
+            return
+        }
         let onFinished = request.onFinished
         let stats = RelayStats { stats in onFinished?(stats.summary) }
         let streamSide = RelayHandler(isSocket: false)
@@ -107,7 +114,7 @@ final class HBONEClientStreamHandler: ChannelDuplexHandler {
             return
         }
         state = .relaying
-        established.succeed(())
+        established.succeed(context.channel)
         if endStream { context.fireUserInboundEventTriggered(ChannelEvent.inputClosed) }
         RelayHandler.join(requestSide: downstreamSide, responseSide: streamSide, stats: stats)
     }

@@ -13,8 +13,9 @@ final class HBONEConnectionPool {
 
     private struct Pending {
         let request: HBONETunnelRequest
-        let downstream: any Channel
-        let promise: EventLoopPromise<Void>
+        /// The socket to relay; `nil` when the caller takes the stream channel itself.
+        let downstream: (any Channel)?
+        let promise: EventLoopPromise<any Channel>
     }
 
     private struct Live {
@@ -60,10 +61,20 @@ final class HBONEConnectionPool {
     /// Carries `downstream` (a socket with `autoRead` off) to `request.authority`. Succeeds
     /// once the server answered 200 and the relay runs; on failure the downstream is reset.
     func tunnel(downstream: any Channel, request: HBONETunnelRequest) -> EventLoopFuture<Void> {
+        open(request, downstream: downstream).map { _ in }
+    }
+
+    /// Opens a stream to `request.authority` and hands over the stream channel once the server
+    /// answered 200 (see ``HBONEClient/openStream(_:on:)``).
+    func openStream(_ request: HBONETunnelRequest) -> EventLoopFuture<any Channel> {
+        open(request, downstream: nil)
+    }
+
+    private func open(_ request: HBONETunnelRequest, downstream: (any Channel)?) -> EventLoopFuture<any Channel> {
         eventLoop.preconditionInEventLoop()
         let id = Machine.RequestID(value: nextRequest)
         nextRequest += 1
-        let promise = eventLoop.makePromise(of: Void.self)
+        let promise = eventLoop.makePromise(of: (any Channel).self)
         pending[id] = Pending(request: request, downstream: downstream, promise: promise)
         run(machine.lease(id, key: request.poolKey))
         return promise.futureResult
@@ -115,7 +126,7 @@ final class HBONEConnectionPool {
     private func fail(_ request: Machine.RequestID, _ error: HBONEError) {
         guard let entry = pending.removeValue(forKey: request) else { return }
         logger.debug("HBONE tunnel failed", metadata: ["authority": "\(entry.request.authority)", "error": "\(error)"])
-        RelaySockets.reset(entry.downstream)
+        if let downstream = entry.downstream { RelaySockets.reset(downstream) }
         entry.promise.fail(error)
     }
 
@@ -259,13 +270,13 @@ final class HBONEConnectionPool {
         guard let multiplexer = live[connection]?.multiplexer else {
             pending.removeValue(forKey: request)
             run(machine.streamFailed(on: connection, now: .now()))
-            RelaySockets.reset(entry.downstream)
+            if let downstream = entry.downstream { RelaySockets.reset(downstream) }
             entry.promise.fail(
                 HBONEError(.connectionClosed, "the HBONE connection to \(entry.request.nextHop) is gone")
             )
             return
         }
-        let established = eventLoop.makePromise(of: Void.self)
+        let established = eventLoop.makePromise(of: (any Channel).self)
         let responseTimeout = configuration.responseTimeout
         let streamPromise = eventLoop.makePromise(of: (any Channel).self)
         multiplexer.createStreamChannel(promise: streamPromise) { stream in
@@ -296,10 +307,10 @@ final class HBONEConnectionPool {
         established.futureResult.assumeIsolated().whenComplete { [self] result in
             pending.removeValue(forKey: request)
             switch result {
-            case .success:
-                entry.promise.succeed(())
+            case .success(let stream):
+                entry.promise.succeed(stream)
             case .failure(let error):
-                RelaySockets.reset(entry.downstream)
+                if let downstream = entry.downstream { RelaySockets.reset(downstream) }
                 entry.promise.fail(error)
             }
         }

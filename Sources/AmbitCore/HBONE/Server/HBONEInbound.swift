@@ -46,6 +46,12 @@ public enum HBONEInboundResult: Sendable {
     /// The upstream is connected. The channel must be on the stream's event loop, created with
     /// `autoRead` off and remote half-closure allowed (see ``UpstreamConnector``).
     case connected(any Channel)
+    /// The handler terminates the tunnel itself (a waypoint parsing HTTP inside it): after the
+    /// `200`, `configure` adds its handlers to the stream channel, which reads and writes
+    /// `ByteBuffer`, delivers the client's END_STREAM as `ChannelEvent.inputClosed` and turns
+    /// `close(mode: .output)` into END_STREAM. ``HBONEInboundHandler/finished(_:summary:)`` is
+    /// called when the stream closes, with the bytes each way.
+    case terminate(configure: @Sendable (any Channel) throws -> Void)
     /// 400: the authority does not match a local destination.
     case badRequest(String)
     /// 401: denied by policy.

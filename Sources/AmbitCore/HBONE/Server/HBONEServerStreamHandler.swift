@@ -24,6 +24,8 @@ final class HBONEServerStreamHandler: ChannelDuplexHandler {
     }
 
     private var state = State.awaitingHeaders
+    /// Bytes each way when the inbound handler terminates the tunnel itself (a relay counts its own).
+    private var terminated: (request: HBONEInboundRequest, received: Int, sent: Int)?
     private let peerIdentity: () throws -> SpiffeID
     private let inbound: any HBONEInboundHandler
     private let onResult: (Int, String) -> Void
@@ -61,7 +63,7 @@ final class HBONEServerStreamHandler: ChannelDuplexHandler {
             early.append(payload)
             state = .connecting(early: early)
         case .relaying:
-            StreamBytesCoding.deliver(payload, to: context)
+            deliver(payload, context: context)
         case .finished:
             break
         }
@@ -96,6 +98,8 @@ final class HBONEServerStreamHandler: ChannelDuplexHandler {
                 switch result {
                 case .success(.connected(let upstream)):
                     handler.startRelay(context: context, upstream: upstream, request: request)
+                case .success(.terminate(let configure)):
+                    handler.startTerminated(context: context, configure: configure, request: request)
                 case .success(.badRequest(let reason)):
                     handler.respond(context: context, status: 400, reason: reason)
                 case .success(.denied(let reason)):
@@ -140,6 +144,51 @@ final class HBONEServerStreamHandler: ChannelDuplexHandler {
         RelayHandler.join(requestSide: streamSide, responseSide: upstreamSide, stats: stats)
     }
 
+    private func startTerminated(
+        context: ChannelHandlerContext,
+        configure: (any Channel) throws -> Void,
+        request: HBONEInboundRequest
+    ) {
+        guard case .connecting(let early) = state, context.channel.isActive else { return }
+        do {
+            try configure(context.channel)
+        } catch {
+            respond(context: context, status: 503, reason: "cannot set up the tunnel's handlers: \(error)")
+            return
+        }
+        state = .relaying
+        terminated = (request, 0, 0)
+        onResult(200, "terminated for \(request.authority)")
+        var headers = HPACKHeaders()
+        headers.add(name: ":status", value: "200")
+        context.writeAndFlush(wrapOutboundOut(.headers(.init(headers: headers))), promise: nil)
+        for payload in early {
+            deliver(payload, context: context)
+        }
+        let channel = context.channel
+        channel.setOption(ChannelOptions.autoRead, value: true).whenFailure { _ in channel.close(promise: nil) }
+    }
+
+    private func deliver(_ payload: HTTP2Frame.FramePayload, context: ChannelHandlerContext) {
+        if terminated != nil, case .data(let data) = payload { terminated!.received += data.data.readableBytes }
+        StreamBytesCoding.deliver(payload, to: context)
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        if let terminated {
+            self.terminated = nil
+            inbound.finished(
+                terminated.request,
+                summary: HBONETunnelSummary(
+                    requestBytes: terminated.received,
+                    responseBytes: terminated.sent,
+                    error: nil
+                )
+            )
+        }
+        context.fireChannelInactive()
+    }
+
     private func respond(context: ChannelHandlerContext, status: Int, reason: String) {
         if case .finished = state { return }
         state = .finished
@@ -155,6 +204,7 @@ final class HBONEServerStreamHandler: ChannelDuplexHandler {
 
     func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
         let buffer = unwrapOutboundIn(data)
+        if terminated != nil { terminated!.sent += buffer.readableBytes }
         context.write(wrapOutboundOut(StreamBytesCoding.dataFrame(buffer)), promise: promise)
     }
 
