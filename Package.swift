@@ -13,7 +13,9 @@ let package = Package(
         .executable(name: "ambitctl", targets: ["ambitctl"]),
         .executable(name: "ambit-node", targets: ["ambit-node"]),
         .executable(name: "ambit-cni", targets: ["ambit-cni"]),
+        .executable(name: "ambit-waypoint", targets: ["ambit-waypoint"]),
         .library(name: "AmbitNode", targets: ["AmbitNode"]),
+        .library(name: "AmbitWaypoint", targets: ["AmbitWaypoint"]),
         .library(name: "AmbitModel", targets: ["AmbitModel"]),
         .library(name: "AmbitCore", targets: ["AmbitCore"]),
         .library(name: "AmbitCapture", targets: ["AmbitCapture"]),
@@ -64,6 +66,7 @@ let package = Package(
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "NIOHTTP2", package: "swift-nio-http2"),
                 .product(name: "NIOExtras", package: "swift-nio-extras"),
@@ -115,6 +118,34 @@ let package = Package(
             dependencies: [
                 "AmbitNode",
                 "AmbitCore",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strictSettings
+        ),
+        // The waypoint: terminates HBONE, applies L7 policy and HTTPRoutes, forwards over HBONE.
+        .target(
+            name: "AmbitWaypoint",
+            dependencies: [
+                "AmbitModel",
+                "AmbitCore",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOHTTP2", package: "swift-nio-http2"),
+                .product(name: "NIOHPACK", package: "swift-nio-http2"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strictSettings
+        ),
+        .executableTarget(
+            name: "ambit-waypoint",
+            dependencies: [
+                "AmbitWaypoint",
+                "AmbitCore",
+                "AmbitModel",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -194,6 +225,11 @@ let package = Package(
         .testTarget(
             name: "AmbitNodeTests",
             dependencies: ["AmbitNode", "AmbitCore", "AmbitModel", "AmbitTestSupport"],
+            swiftSettings: strictSettings
+        ),
+        .testTarget(
+            name: "AmbitWaypointTests",
+            dependencies: ["AmbitWaypoint", "AmbitCore", "AmbitModel", "AmbitTestSupport"],
             swiftSettings: strictSettings
         ),
         .testTarget(

@@ -74,7 +74,10 @@ struct LabBuilder {
             )
         }
         if spec.mesh {
-            for binary in ["ambitctl", "ambit-node", "ambit-cni"] {
+            let binaries =
+                ["ambitctl", "ambit-node", "ambit-cni"]
+                + (spec.pods.contains { $0.waypoint != nil } ? ["ambit-waypoint"] : [])
+            for binary in binaries {
                 let path = "\(environment.binDirectory)/\(binary)"
                 guard FileManager.default.isExecutableFile(atPath: path) else {
                     throw LabError(
@@ -257,8 +260,27 @@ struct LabBuilder {
                 try store.save(record)
                 try waitForListeners(app, ports: pod.appPorts, pod: pod.qualifiedName)
             }
+            if pod.waypoint != nil, spec.mesh {
+                let command = [
+                    tools.nsenter, "--net=\(LabLayout.netnsPath(layout.podNetns(pod.name)))",
+                    "\(environment.binDirectory)/ambit-waypoint",
+                    "--gateway", "\(pod.namespace)/\(pod.name)",
+                    "--service-account", pod.serviceAccount,
+                    "--manifests", layout.manifestsDirectory,
+                    "--ca-dir", layout.caDirectory,
+                    "--log-format", "json",
+                ]
+                let waypoint = try ProcessHandle.spawnDetached(command, log: layout.appLog(pod: pod.name))
+                record.pods[index].app = waypoint
+                try store.save(record)
+                try waitForListeners(waypoint, ports: [15008, 15021], pod: pod.qualifiedName)
+            }
             let ports = pod.appPorts.map(String.init).joined(separator: ",")
-            let app = record.pods[index].app.map { ", app pid \($0.pid) on \(ports)" } ?? ""
+            let what =
+                pod.waypoint == nil
+                ? "app pid \(record.pods[index].app?.pid ?? 0) on \(ports)"
+                : "ambit-waypoint pid \(record.pods[index].app?.pid ?? 0)"
+            let app = record.pods[index].app.map { _ in ", \(what)" } ?? ""
             let plugins = record.pods[index].addedPlugins.joined(separator: "+")
             say("  pod       \(pod.qualifiedName) on \(pod.node): \(ip) (cni \(plugins))\(app)")
         }

@@ -2,13 +2,15 @@ import Foundation
 import Yams
 
 /// The Kubernetes objects the lab writes into its manifest directory, which the agents watch:
-/// `namespaces.yaml` (Namespaces + ServiceAccounts), `services.yaml`, `pods.yaml`, plus copied extra manifests.
+/// `namespaces.yaml` (Namespaces + ServiceAccounts), `services.yaml`, `pods.yaml`, `gateways.yaml` (one waypoint
+/// Gateway per waypoint pod), plus copied extra manifests.
 /// Every write is atomic (temporary file + rename).
 struct LabManifests: Sendable {
     static let namespacesFile = "namespaces.yaml"
     static let servicesFile = "services.yaml"
     static let podsFile = "pods.yaml"
-    static let generatedFiles: Set<String> = [namespacesFile, servicesFile, podsFile]
+    static let gatewaysFile = "gateways.yaml"
+    static let generatedFiles: Set<String> = [namespacesFile, servicesFile, podsFile, gatewaysFile]
 
     let directory: String
 
@@ -29,7 +31,7 @@ struct LabManifests: Sendable {
         let documents: [any Encodable] = spec.services.map { service in
             Object(
                 kind: "Service",
-                metadata: Metadata(name: service.name, namespace: service.namespace),
+                metadata: Metadata(name: service.name, namespace: service.namespace, labels: StringMap(service.labels)),
                 spec: ServiceSpec(
                     clusterIP: service.clusterIP?.description,
                     selector: StringMap(service.selector),
@@ -67,6 +69,31 @@ struct LabManifests: Sendable {
             )
         }
         try write(documents, to: Self.podsFile)
+        try writeGateways(pods)
+    }
+
+    /// A Gateway of class `istio-waypoint` for each waypoint pod, addressed by the pod's IP once it has one.
+    private func writeGateways(_ pods: [(spec: LabSpec.Pod, record: LabRecord.PodRecord)]) throws {
+        let documents: [any Encodable] = pods.compactMap { pod in
+            guard let waypoint = pod.spec.waypoint else { return nil }
+            var labels = ["istio.io/waypoint-for": waypoint.trafficType]
+            labels["gateway.istio.io/managed"] = "ambitctl-lab"
+            var annotations = ["gateway.istio.io/service-account": pod.spec.serviceAccount]
+            if let account = waypoint.forServiceAccount { annotations["istio.io/for-service-account"] = account }
+            var metadata = Metadata(name: pod.spec.name, namespace: pod.spec.namespace, labels: StringMap(labels))
+            metadata.annotations = StringMap(annotations)
+            return Object(
+                apiVersion: "gateway.networking.k8s.io/v1",
+                kind: "Gateway",
+                metadata: metadata,
+                spec: GatewaySpec(
+                    gatewayClassName: "istio-waypoint",
+                    listeners: [GatewayListener(name: "mesh", port: 15008, protocol: "HBONE")]
+                ),
+                status: pod.record.ip.map { GatewayStatus(addresses: [GatewayAddress(type: "IPAddress", value: $0)]) }
+            )
+        }
+        try write(documents, to: Self.gatewaysFile)
     }
 
     /// Copies a manifest into the directory (atomically) and returns its new path.
@@ -112,6 +139,7 @@ struct LabManifests: Sendable {
         var namespace: String?
         var uid: String?
         var labels: StringMap?
+        var annotations: StringMap?
 
         init(name: String, namespace: String? = nil, uid: String? = nil, labels: StringMap? = nil) {
             self.name = name
@@ -119,6 +147,26 @@ struct LabManifests: Sendable {
             self.uid = uid
             self.labels = labels?.isEmpty == true ? nil : labels
         }
+    }
+
+    struct GatewaySpec: Encodable {
+        var gatewayClassName: String
+        var listeners: [GatewayListener]
+    }
+
+    struct GatewayListener: Encodable {
+        var name: String
+        var port: Int
+        var `protocol`: String
+    }
+
+    struct GatewayStatus: Encodable {
+        var addresses: [GatewayAddress]
+    }
+
+    struct GatewayAddress: Encodable {
+        var type: String
+        var value: String
     }
 
     struct ServiceSpec: Encodable {

@@ -226,7 +226,7 @@ private struct LabSpecParser {
             let fields = try reader.mapping(
                 item,
                 path,
-                known: ["name", "namespace", "node", "serviceAccount", "labels", "app"]
+                known: ["name", "namespace", "node", "serviceAccount", "labels", "app", "waypoint"]
             )
             guard let nameNode = fields["name"] else { throw reader.error(item, "\(path).name", "is required") }
             let name = try reader.string(nameNode, "\(path).name")
@@ -249,8 +249,42 @@ private struct LabSpecParser {
             guard perNode[nodeName, default: 0] + 3 <= labNode.podCIDR.size else {
                 throw reader.error(nodeNode, "\(path).node", "node \(nodeName)'s podCIDR \(labNode.podCIDR) is full")
             }
-            let serviceAccount = try fields["serviceAccount"].map { try dnsLabel($0, "\(path).serviceAccount") }
-            let labels = try fields["labels"].map { try reader.stringMap($0, "\(path).labels") } ?? [:]
+            var serviceAccount = try fields["serviceAccount"].map { try dnsLabel($0, "\(path).serviceAccount") }
+            var labels = try fields["labels"].map { try reader.stringMap($0, "\(path).labels") } ?? [:]
+            var waypoint: LabSpec.Pod.Waypoint?
+            if let waypointNode = fields["waypoint"] {
+                if fields["app"] != nil {
+                    throw reader.error(
+                        waypointNode,
+                        "\(path).waypoint",
+                        "a waypoint pod runs ambit-waypoint, not an app"
+                    )
+                }
+                let waypointFields = try reader.mapping(
+                    waypointNode,
+                    "\(path).waypoint",
+                    known: ["for", "forServiceAccount"]
+                )
+                let forServiceAccount = try waypointFields["forServiceAccount"].map {
+                    try dnsLabel($0, "\(path).waypoint.forServiceAccount")
+                }
+                var trafficType = forServiceAccount == nil ? "service" : "all"
+                if let forNode = waypointFields["for"] {
+                    trafficType = try reader.string(forNode, "\(path).waypoint.for")
+                    guard ["service", "workload", "all"].contains(trafficType) else {
+                        throw reader.error(
+                            forNode,
+                            "\(path).waypoint.for",
+                            "\"\(trafficType)\" is not one of service, workload, all"
+                        )
+                    }
+                }
+                waypoint = LabSpec.Pod.Waypoint(trafficType: trafficType, forServiceAccount: forServiceAccount)
+                // As istiod does for waypoint pods: named by their Gateway, never captured themselves.
+                labels["gateway.networking.k8s.io/gateway-name"] = name
+                labels[AmbientLabels.dataplaneMode] = "none"
+                serviceAccount = serviceAccount ?? name
+            }
             var ports: [Int] = []
             if let app = fields["app"] {
                 let appFields = try reader.mapping(app, "\(path).app", known: ["ports"])
@@ -271,7 +305,8 @@ private struct LabSpecParser {
                     node: nodeName,
                     serviceAccount: serviceAccount ?? "default",
                     labels: labels,
-                    appPorts: ports
+                    appPorts: ports,
+                    waypoint: waypoint
                 )
             )
         }
@@ -287,7 +322,11 @@ private struct LabSpecParser {
         var result: [LabSpec.Service] = []
         for (index, item) in try reader.sequence(node, "services").enumerated() {
             let path = "services[\(index)]"
-            let fields = try reader.mapping(item, path, known: ["name", "namespace", "clusterIP", "selector", "ports"])
+            let fields = try reader.mapping(
+                item,
+                path,
+                known: ["name", "namespace", "labels", "clusterIP", "selector", "ports"]
+            )
             guard let nameNode = fields["name"] else { throw reader.error(item, "\(path).name", "is required") }
             let name = try dnsLabel(nameNode, "\(path).name")
             let namespace = try namespaceReference(fields["namespace"], item, "\(path).namespace", namespaces)
@@ -334,6 +373,7 @@ private struct LabSpecParser {
                 LabSpec.Service(
                     name: name,
                     namespace: namespace,
+                    labels: try fields["labels"].map { try reader.stringMap($0, "\(path).labels") } ?? [:],
                     clusterIP: clusterIP,
                     selector: selector,
                     ports: ports

@@ -42,6 +42,17 @@ public struct LabSpec: Codable, Sendable, Equatable {
         public var labels: [String: String]
         /// Ports the lab echo app listens on; empty means no app process.
         public var appPorts: [Int]
+        /// Set for a waypoint pod: the lab runs `ambit-waypoint` in it and writes its Gateway.
+        public var waypoint: Waypoint? = nil
+
+        /// A waypoint pod (`waypoint:` in the lab file): a Gateway of class `istio-waypoint` named
+        /// like the pod, served by `ambit-waypoint` with the pod's service account.
+        public struct Waypoint: Codable, Sendable, Equatable {
+            /// `istio.io/waypoint-for`: `service`, `workload` or `all`.
+            public var trafficType: String
+            /// `istio.io/for-service-account`: the waypoint serves that account's workloads.
+            public var forServiceAccount: String?
+        }
 
         /// `namespace/name`.
         public var qualifiedName: String { "\(namespace)/\(name)" }
@@ -50,6 +61,8 @@ public struct LabSpec: Codable, Sendable, Equatable {
     public struct Service: Codable, Sendable, Equatable {
         public var name: String
         public var namespace: String
+        /// e.g. `istio.io/use-waypoint`.
+        public var labels: [String: String] = [:]
         public var clusterIP: IPv4Address?
         public var selector: [String: String]
         public var ports: [Port]

@@ -6,23 +6,12 @@ import NIOHTTP1
 
 extension NodeAgent {
     /// The admin port (localhost only): `/config_dump`, `/logging`.
-    func admin(method: HTTPMethod, path: String, query: [String: String]) async -> AgentHTTPResponse {
+    func admin(method: HTTPMethod, path: String, query: [String: String]) async -> OperationalHTTPResponse {
         switch path {
         case "/config_dump":
             return .json(await configDump())
         case "/logging":
-            if let requested = query["level"] {
-                guard method == .POST else {
-                    return .text("use POST /logging?level=LEVEL\n", status: .methodNotAllowed)
-                }
-                guard let level = Logger.Level(rawValue: requested) else {
-                    let levels = Logger.Level.allCases.map(\.rawValue).joined(separator: ", ")
-                    return .text("unknown level \"\(requested)\"; one of: \(levels)\n", status: .badRequest)
-                }
-                LogLevelControl.shared.level = level
-                logger.notice("log level changed", metadata: ["level": "\(level)"])
-            }
-            return .text("level: \(LogLevelControl.shared.level)\n")
+            return LogLevelControl.shared.adminRequest(method: method, query: query, logger: logger)
         case "/":
             return .text(
                 "ambit-node admin\n  GET /config_dump\n  GET /logging\n  POST /logging?level=trace|debug|info|notice|warning|error|critical\n"

@@ -101,6 +101,9 @@ extension NodeAgent {
                 return CNIAgentReply(captured: false, error: "add without a network namespace descriptor")
             }
             let netns = NetworkNamespace(adopting: netnsFD, path: request.netnsPath)
+            // The runtime creates the Pod object before it calls CNI, but our watch may not have seen it
+            // yet: read the source once more so an opted-out pod (a waypoint, say) is never captured.
+            if store.snapshot.pods[record.key] == nil { _ = try? source.reload() }
             let (wanted, reason) = shouldCapture(record, in: store.snapshot)
             guard wanted else { return CNIAgentReply(captured: false, notEnrolledReason: reason) }
             do {

@@ -163,7 +163,7 @@ public final class NodeAgent: Sendable {
             ]
         )
 
-        await Self.waitForTermination()
+        await ProcessSignals.waitForTermination()
         logger.info("draining", metadata: ["deadline": "\(options.drainDeadline)"])
         cniServer.stop()
         await drain()
@@ -176,28 +176,6 @@ public final class NodeAgent: Sendable {
         executor.shutdown()
         try? await group.shutdownGracefully()
         logger.info("ambit-node stopped; capture rules stay in place so enrolled pods fail closed until restart")
-    }
-
-    private static func waitForTermination() async {
-        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
-            let once = Mutex(false)
-            var sources: [any DispatchSourceSignal] = []
-            for signalNumber in [SIGTERM, SIGINT] {
-                signal(signalNumber, SIG_IGN)
-                let source = DispatchSource.makeSignalSource(signal: signalNumber)
-                source.setEventHandler {
-                    let first = once.withLock { fired in
-                        defer { fired = true }
-                        return !fired
-                    }
-                    if first { continuation.resume() }
-                }
-                source.resume()
-                sources.append(source)
-            }
-            // Keep the sources alive for the life of the process.
-            SignalSources.keep(sources)
-        }
     }
 
     /// Stop accepting, GOAWAY on every HBONE connection, wait for connections to end (up to
@@ -307,16 +285,16 @@ public final class NodeAgent: Sendable {
     // MARK: Operational endpoints
 
     private func startOperationalEndpoints() async throws {
-        let metrics = try await AgentHTTPServer.listen(host: "0.0.0.0", port: options.metricsPort, group: group) {
-            _,
-            path,
-            _ in
-            switch path {
-            case "/metrics", "/stats/prometheus": return .text(self.metrics.render())
-            default: return .text("not found; try /metrics\n", status: .notFound)
-            }
-        }.get()
-        let readiness = try await AgentHTTPServer.listen(host: "0.0.0.0", port: options.readinessPort, group: group) {
+        let metrics = try await OperationalHTTPServer.listenMetrics(
+            port: options.metricsPort,
+            group: group,
+            metrics: self.metrics
+        ).get()
+        let readiness = try await OperationalHTTPServer.listen(
+            host: "0.0.0.0",
+            port: options.readinessPort,
+            group: group
+        ) {
             _,
             path,
             _ in
@@ -326,7 +304,7 @@ public final class NodeAgent: Sendable {
             return .text("not ready: \(state.missing.joined(separator: "; "))\n", status: .serviceUnavailable)
         }.get()
         // Admin: localhost only (config dump, log level).
-        let admin = try await AgentHTTPServer.listen(host: "127.0.0.1", port: options.adminPort, group: group) {
+        let admin = try await OperationalHTTPServer.listen(host: "127.0.0.1", port: options.adminPort, group: group) {
             method,
             path,
             query in
@@ -334,23 +312,4 @@ public final class NodeAgent: Sendable {
         }.get()
         operational.withLock { $0 = [metrics, readiness, admin] }
     }
-}
-
-/// Keeps signal sources alive.
-enum SignalSources {
-    // Written once, from the start-up path.
-    nonisolated(unsafe) private static var sources: [any DispatchSourceSignal] = []
-    static func keep(_ new: [any DispatchSourceSignal]) { sources.append(contentsOf: new) }
-}
-
-/// Certificates by identity, readable synchronously (a TLS handshake asks for one per
-/// connection); filled and refreshed from the ``CertificateManager``.
-final class CertificateCache: Sendable {
-    private let storage = Mutex<[SpiffeID: WorkloadCertificate]>([:])
-
-    func current(_ identity: SpiffeID) -> WorkloadCertificate? {
-        storage.withLock { $0[identity] }.flatMap { $0.isValid(at: Date()) ? $0 : nil }
-    }
-
-    func store(_ certificate: WorkloadCertificate) { storage.withLock { $0[certificate.identity] = certificate } }
 }

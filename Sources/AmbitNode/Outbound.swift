@@ -10,13 +10,19 @@ enum OutboundRoute: Equatable {
     case hbone(nextHop: IPEndpoint, authority: IPEndpoint, destination: Workload, service: String?)
     /// Outside the mesh (or a pod that is not enrolled): plain TCP from the pod's namespace.
     case passthrough(IPEndpoint, destination: Workload?, service: String?)
-    /// A service with no healthy endpoint: refused.
+    /// To the waypoint that serves the destination, over HBONE: dial `nextHop`
+    /// (`<waypoint IP>:15008`), CONNECT to the original destination.
+    case waypoint(nextHop: IPEndpoint, authority: IPEndpoint, waypoint: WaypointBinding, service: String?)
+    /// A service with no healthy endpoint, or a waypoint that is asked for but unusable: refused
+    /// (never sent around the waypoint).
     case unavailable(String)
 }
 
 /// The outbound decision of PROTOCOLS.md, free of I/O so it is unit-tested on its own: a
-/// service VIP:port picks a healthy endpoint and maps the service port to the target port; a
-/// pod address of an enrolled pod goes over HBONE to that pod; anything else passes through.
+/// destination served by a waypoint goes to the waypoint (keeping the original destination as
+/// the authority); a service VIP:port picks a healthy endpoint and maps the service port to the
+/// target port; a pod address of an enrolled pod goes over HBONE to that pod; anything else
+/// passes through.
 enum OutboundRouter {
     static func route(
         to destination: IPEndpoint,
@@ -26,6 +32,14 @@ enum OutboundRouter {
         if let binding = snapshot.service(at: destination) {
             let serviceName =
                 "\(binding.service.name).\(binding.service.namespace).svc.\(snapshot.options.clusterDomain)"
+            switch snapshot.waypoint(forService: binding.service) {
+            case .waypoint(let waypoint):
+                return toWaypoint(waypoint, destination: destination, service: serviceName)
+            case .unresolved(let reason):
+                return .unavailable("service \(binding.service.namespacedName): \(reason)")
+            case .none:
+                break
+            }
             guard let endpoint = pick(binding.healthyEndpoints) else {
                 return .unavailable(
                     "service \(binding.service.namespace)/\(binding.service.name) port \(destination.port)"
@@ -43,6 +57,14 @@ enum OutboundRouter {
             return .passthrough(endpoint.address, destination: workload, service: serviceName)
         }
         if let workload = snapshot.workload(at: destination.address) {
+            switch snapshot.waypoint(forWorkload: workload.key) {
+            case .waypoint(let waypoint):
+                return toWaypoint(waypoint, destination: destination, service: nil)
+            case .unresolved(let reason):
+                return .unavailable("pod \(workload.key.namespacedName): \(reason)")
+            case .none:
+                break
+            }
             if workload.enrollment.isEnrolled {
                 return .hbone(
                     nextHop: IPEndpoint(destination.address, MeshPorts.hbone),
@@ -54,6 +76,20 @@ enum OutboundRouter {
             return .passthrough(destination, destination: workload, service: nil)
         }
         return .passthrough(destination, destination: nil, service: nil)
+    }
+
+    private static func toWaypoint(_ waypoint: WaypointBinding, destination: IPEndpoint, service: String?)
+        -> OutboundRoute
+    {
+        // Same address family as the destination when the waypoint has one.
+        let address =
+            waypoint.addresses.first { $0.isIPv4 == destination.address.isIPv4 } ?? waypoint.addresses[0]
+        return .waypoint(
+            nextHop: IPEndpoint(address, MeshPorts.hbone),
+            authority: destination,
+            waypoint: waypoint,
+            service: service
+        )
     }
 }
 
@@ -138,41 +174,73 @@ extension NodeAgent {
             labels.destinationPrincipal = workload.identity.uri
             labels.destinationService = service ?? TrafficLabels.unknown
             labels.connectionSecurityPolicy = .mutualTLS
-            let connection = track(.outbound, pod: pod, source: source, destination: authority, labels: labels)
-            let sourceAddress = pod.addresses.first { $0.isIPv4 == nextHop.address.isIPv4 }
-            let certificate = channel.eventLoop.makePromise(of: WorkloadCertificate.self)
-            let certificates = self.certificates
-            certificate.completeWithTask { try await certificates.certificate(for: sourceWorkload.identity) }
-            let headers = HBONEHeaders(
-                forwardedFor: source,
-                forwardedHost: service,
-                baggage: HBONEHeaders.baggage(
-                    namespace: sourceWorkload.namespace,
-                    workload: sourceWorkload.name,
-                    kind: "pod",
-                    service: sourceWorkload.pod.metadata.labels["app"],
-                    version: sourceWorkload.pod.metadata.labels["version"]
-                ),
-                traceparent: HBONEHeaders.newTraceparent()
+            tunnel(
+                channel,
+                from: pod,
+                source: (source, sourceWorkload),
+                to: (nextHop, authority, workload.identity, service),
+                labels: labels
             )
-            certificate.futureResult.flatMap { certificate in
-                self.client.tunnel(
-                    downstream: channel,
-                    request: HBONETunnelRequest(
-                        sourceCertificate: certificate,
-                        destinationIdentities: [workload.identity],
-                        nextHop: nextHop,
-                        authority: authority,
-                        sourceAddress: sourceAddress,
-                        headers: headers,
-                        onFinished: { summary in self.untrack(connection, pod: pod, summary: summary) }
-                    )
+
+        case .waypoint(let nextHop, let authority, let waypoint, let service):
+            // The destination's workload is the waypoint's to choose; its identity is what we verify.
+            labels.destinationPrincipal = waypoint.identity.uri
+            labels.destinationService = service ?? TrafficLabels.unknown
+            labels.connectionSecurityPolicy = .mutualTLS
+            tunnel(
+                channel,
+                from: pod,
+                source: (source, sourceWorkload),
+                to: (nextHop, authority, waypoint.identity, service),
+                labels: labels
+            )
+        }
+    }
+
+    /// Carries a captured connection over HBONE with the source pod's identity.
+    private func tunnel(
+        _ channel: any Channel,
+        from pod: CapturedPod,
+        source: (endpoint: IPEndpoint?, workload: Workload),
+        to target: (nextHop: IPEndpoint, authority: IPEndpoint, identity: SpiffeID, service: String?),
+        labels: TrafficLabels
+    ) {
+        let (nextHop, authority) = (target.nextHop, target.authority)
+        let sourceWorkload = source.workload
+        let connection = track(.outbound, pod: pod, source: source.endpoint, destination: authority, labels: labels)
+        let sourceAddress = pod.addresses.first { $0.isIPv4 == nextHop.address.isIPv4 }
+        let certificate = channel.eventLoop.makePromise(of: WorkloadCertificate.self)
+        let certificates = self.certificates
+        certificate.completeWithTask { try await certificates.certificate(for: sourceWorkload.identity) }
+        let headers = HBONEHeaders(
+            forwardedFor: source.endpoint,
+            forwardedHost: target.service,
+            baggage: HBONEHeaders.baggage(
+                namespace: sourceWorkload.namespace,
+                workload: sourceWorkload.name,
+                kind: "pod",
+                service: sourceWorkload.pod.metadata.labels["app"],
+                version: sourceWorkload.pod.metadata.labels["version"]
+            ),
+            traceparent: HBONEHeaders.newTraceparent()
+        )
+        certificate.futureResult.flatMap { certificate in
+            self.client.tunnel(
+                downstream: channel,
+                request: HBONETunnelRequest(
+                    sourceCertificate: certificate,
+                    destinationIdentities: [target.identity],
+                    nextHop: nextHop,
+                    authority: authority,
+                    sourceAddress: sourceAddress,
+                    headers: headers,
+                    onFinished: { summary in self.untrack(connection, pod: pod, summary: summary) }
                 )
-            }.whenFailure { error in
-                RelaySockets.reset(channel)
-                self.logger.debug("outbound tunnel failed", metadata: ["to": "\(authority)", "error": "\(error)"])
-                self.connectFailed(connection, pod: pod, error: error)
-            }
+            )
+        }.whenFailure { error in
+            RelaySockets.reset(channel)
+            self.logger.debug("outbound tunnel failed", metadata: ["to": "\(authority)", "error": "\(error)"])
+            self.connectFailed(connection, pod: pod, error: error)
         }
     }
 

@@ -190,4 +190,104 @@ import Testing
             return
         }
     }
+
+    // MARK: Waypoints
+
+    static let waypointGateway = """
+        apiVersion: gateway.networking.k8s.io/v1
+        kind: Gateway
+        metadata:
+          name: server-waypoint
+          namespace: demo
+          annotations: {istio.io/for-service-account: server}
+        spec:
+          gatewayClassName: istio-waypoint
+          listeners: [{name: mesh, port: 15008, protocol: HBONE}]
+        status:
+          addresses: [{type: IPAddress, value: 10.244.1.50}]
+        """
+
+    static func labelled(_ service: String) -> String {
+        service.replacingOccurrences(
+            of: "metadata:\n",
+            with: "metadata:\n  labels: {istio.io/use-waypoint: server-waypoint}\n"
+        )
+    }
+
+    static let waypointIdentity = try! SpiffeID(parsing: "spiffe://cluster.local/ns/demo/sa/server-waypoint")
+
+    @Test func servicesAndWorkloadsWithAWaypointGoThroughIt() throws {
+        let snapshot = try Self.snapshot(Self.mesh + [Self.waypointGateway])
+        // The pod's service account has a waypoint: pod-addressed traffic goes there.
+        guard
+            case .waypoint(let nextHop, let authority, let waypoint, nil) = OutboundRouter.route(
+                to: try Self.ep("10.244.2.2:8080"),
+                in: snapshot
+            )
+        else {
+            Issue.record("expected the waypoint")
+            return
+        }
+        #expect(nextHop == (try Self.ep("10.244.1.50:15008")))
+        #expect(authority == (try Self.ep("10.244.2.2:8080")))
+        #expect(waypoint.identity == Self.waypointIdentity)
+        // A service labelled for the waypoint: the VIP stays the authority.
+        let labelled = try Self.snapshot(
+            Self.mesh.map { $0.contains("kind: Service") && $0.contains("name: server") ? Self.labelled($0) : $0 }
+                + [Self.waypointGateway]
+        )
+        guard
+            case .waypoint(_, let vip, _, let service?) = OutboundRouter.route(
+                to: try Self.ep("10.96.0.10:80"),
+                in: labelled
+            )
+        else {
+            Issue.record("expected the waypoint for the service")
+            return
+        }
+        #expect(vip == (try Self.ep("10.96.0.10:80")))
+        #expect(service == "server.demo.svc.cluster.local")
+    }
+
+    @Test func aMissingWaypointRefusesInsteadOfBypassing() throws {
+        let labelled = try Self.snapshot(
+            Self.mesh.map { $0.contains("kind: Service") && $0.contains("name: server") ? Self.labelled($0) : $0 }
+        )
+        guard case .unavailable(let reason) = OutboundRouter.route(to: try Self.ep("10.96.0.10:80"), in: labelled)
+        else {
+            Issue.record("expected a refusal")
+            return
+        }
+        #expect(reason.contains("waypoint demo/server-waypoint does not exist"), "\(reason)")
+    }
+
+    @Test func aDestinationBehindAWaypointOnlyAcceptsTheWaypoint() throws {
+        let snapshot = try Self.snapshot(Self.mesh + [Self.waypointGateway])
+        let source = try IPAddress(parsing: "10.244.1.2")
+        func decide(_ peer: SpiffeID?) throws -> InboundDecision {
+            InboundDecision.decide(
+                target: try Self.ep("10.244.2.2:8080"),
+                pod: Self.serverRecord,
+                peerIdentity: peer,
+                sourceAddress: source,
+                plaintext: peer == nil,
+                snapshot: snapshot
+            )
+        }
+        #expect(
+            try decide(Self.client)
+                == .denied(
+                    "pod demo/server port 8080 is served by waypoint demo/server-waypoint: only its identity may connect, "
+                        + "not spiffe://cluster.local/ns/demo/sa/client"
+                )
+        )
+        guard case .denied = try decide(nil) else {
+            Issue.record("plaintext must be refused")
+            return
+        }
+        guard case .allow = try decide(Self.waypointIdentity) else {
+            Issue.record("the waypoint must be allowed")
+            return
+        }
+    }
 }

@@ -1,20 +1,27 @@
 #!/usr/bin/env python3
 """The Ambit lab's pod app: a threaded TCP server on each --port.
 
-If a connection starts with an HTTP method it answers one HTTP/1.1 200 whose body names the app and both
+If a connection starts with an HTTP method it answers one HTTP/1.1 response whose body names the app and both
 ends of the connection as the app sees them:
 
     hello from <namespace>/<pod> to <local ip:port> from <peer ip:port>
 
-(Connection: close). Anything else is echoed back until the peer closes its side, then the connection closes.
+(Connection: close), with headers that let tests see what arrived: `X-Ambit-Lab-App` (the app),
+`X-Ambit-Lab-Request` (the request line) and `X-Ambit-Lab-Request-Headers` (the request's `x-*` and
+`traceparent` headers as `name=value; ...`). Path segments anywhere in the path drive the answer:
+`/status/<code>` answers that status, `/delay/<ms>` waits first, `/fail-once/<key>` answers 503 the first
+time a key is seen and 200 after.
+Anything else is echoed back until the peer closes its side, then the connection closes.
 Standard library only; runs inside the pod's network namespace (`ambitctl lab up` starts it there).
 """
 
 import argparse
+import re
 import socket
 import socketserver
 import sys
 import threading
+import time
 
 HTTP_METHODS = (b"GET ", b"HEAD ", b"POST ", b"PUT ", b"DELETE ", b"OPTIONS ", b"PATCH ", b"CONNECT ", b"TRACE ")
 MAX_HEADER = 64 * 1024
@@ -28,6 +35,11 @@ def looks_like_http(prefix: bytes) -> bool:
         if method.startswith(prefix):
             return None
     return False
+
+
+REASONS = {200: "OK", 403: "Forbidden", 404: "Not Found", 500: "Internal Server Error", 503: "Service Unavailable"}
+SEEN_KEYS = set()
+SEEN_LOCK = threading.Lock()
 
 
 class Handler(socketserver.BaseRequestHandler):
@@ -63,14 +75,43 @@ class Handler(socketserver.BaseRequestHandler):
             if not chunk:
                 break
             buffered += chunk
+        head, _, rest = buffered.partition(b"\r\n\r\n")
+        lines = head.decode("latin-1").split("\r\n")
+        request_line = lines[0]
+        headers = [line.split(":", 1) for line in lines[1:] if ":" in line]
+        echoed = "; ".join(
+            f"{name.strip().lower()}={value.strip()}"
+            for name, value in headers
+            if name.strip().lower().startswith("x-") or name.strip().lower() == "traceparent"
+        )
+        # Read a declared body so the client is not reset for unread bytes.
+        length = next((int(v) for n, v in headers if n.strip().lower() == "content-length" and v.strip().isdigit()), 0)
+        while len(rest) < length:
+            chunk = conn.recv(65536)
+            if not chunk:
+                break
+            rest += chunk
+        path = request_line.split(" ")[1] if request_line.count(" ") >= 2 else "/"
+        status = 200
+        if match := re.search(r"/status/(\d{3})", path):
+            status = int(match.group(1))
+        elif match := re.search(r"/delay/(\d+)", path):
+            time.sleep(int(match.group(1)) / 1000)
+        elif match := re.search(r"/fail-once/([^/?]+)", path):
+            with SEEN_LOCK:
+                if match.group(1) not in SEEN_KEYS:
+                    SEEN_KEYS.add(match.group(1))
+                    status = 503
         local, peer = self.endpoints(conn)
         head_only = buffered.startswith(b"HEAD ")
         body = f"hello from {self.server.app_name} to {local} from {peer}\n".encode()
         response = (
-            b"HTTP/1.1 200 OK\r\n"
-            b"Content-Type: text/plain\r\n"
+            f"HTTP/1.1 {status} {REASONS.get(status, 'Status')}\r\n".encode()
+            + b"Content-Type: text/plain\r\n"
             + f"Content-Length: {len(body)}\r\n".encode()
             + f"X-Ambit-Lab-App: {self.server.app_name}\r\n".encode()
+            + f"X-Ambit-Lab-Request: {request_line}\r\n".encode("latin-1")
+            + f"X-Ambit-Lab-Request-Headers: {echoed}\r\n".encode("latin-1")
             + b"Connection: close\r\n\r\n"
             + (b"" if head_only else body)
         )

@@ -1,7 +1,8 @@
 import AmbitModel
 
-/// Where a policy is evaluated: by the node agent (connections) or by a waypoint (requests).
-enum AuthorizationLayer: Sendable {
+/// Where a policy is evaluated: on connections (the node agent, a waypoint's opaque TCP) or on
+/// HTTP requests (a waypoint).
+public enum AuthorizationLayer: Sendable {
     case l4
     case l7
 }

@@ -1,6 +1,7 @@
 public import AmbitModel
 
-/// L7 authorization in a waypoint, with the same order as the node agent's engine (dry-run
+/// Authorization in a waypoint: at L7 for HTTP requests, at L4 for opaque TCP (see
+/// ``AuthorizationLayer``), with the same order as the node agent's engine (dry-run
 /// recorded, DENY, no ALLOW → allow, ALLOW, else deny) but over requests and with every
 /// attribute checked.
 ///
@@ -17,7 +18,8 @@ public struct WaypointAuthorization: Sendable {
     public init(
         policies: some Sequence<AuthorizationPolicy>,
         gateway: ObjectKey,
-        rootNamespace: String = WellKnownLabels.defaultRootNamespace
+        rootNamespace: String = WellKnownLabels.defaultRootNamespace,
+        layer: AuthorizationLayer = .l7
     ) {
         var gatewayPolicies: [CompiledPolicy] = []
         var servicePolicies: [ObjectKey: [CompiledPolicy]] = [:]
@@ -45,7 +47,7 @@ public struct WaypointAuthorization: Sendable {
                 warnings.append("\(policy.key): CUSTOM policies need an external authorizer, which Ambit does not have")
                 continue
             }
-            let compiled = CompiledPolicy(policy, layer: .l7)
+            let compiled = CompiledPolicy(policy, layer: layer)
             if bindsGateway { gatewayPolicies.append(compiled) }
             for service in services { servicePolicies[service, default: []].append(compiled) }
         }

@@ -179,3 +179,47 @@ extension ConfigSnapshot {
         return .waypoint(WaypointBinding(gateway: key, addresses: addresses, identity: identity, reason: reason))
     }
 }
+
+/// For each pod, the waypoints its traffic must come through: its own (workload) waypoint for
+/// every port, and, per target port, the waypoints of the services that select it.
+struct WaypointGuardIndex: Sendable {
+    var workload: [ObjectKey: WaypointResolution] = [:]
+    var ports: [ObjectKey: [UInt16: [WaypointResolution]]] = [:]
+}
+
+extension ConfigSnapshot {
+    /// The waypoints an inbound connection to `pod` on `port` must come from (no bypass): the
+    /// pod's workload waypoint, and the waypoints of services whose target port this is. An
+    /// `unresolved` entry means a waypoint is asked for but unusable, so the connection must be
+    /// refused. Empty when no waypoint is involved.
+    public func waypointsGuarding(pod: ObjectKey, port: UInt16) -> [WaypointResolution] {
+        let index = waypointGuards.withLock { cached in
+            if let cached { return cached }
+            let built = buildWaypointGuards()
+            cached = built
+            return built
+        }
+        var result = index.ports[pod]?[port] ?? []
+        if let workload = index.workload[pod] { result.append(workload) }
+        return result
+    }
+
+    private func buildWaypointGuards() -> WaypointGuardIndex {
+        var index = WaypointGuardIndex()
+        for key in pods.keys {
+            let resolution = waypoint(forWorkload: key)
+            if resolution != .none { index.workload[key] = resolution }
+        }
+        var seen = Set<ObjectKey>()
+        for binding in servicesByAddress.values {
+            let resolution = waypoint(forService: binding.service)
+            guard resolution != .none else { continue }
+            seen.insert(binding.service)
+            for endpoint in binding.endpoints
+            where !(index.ports[endpoint.pod]?[endpoint.address.port] ?? []).contains(resolution) {
+                index.ports[endpoint.pod, default: [:]][endpoint.address.port, default: []].append(resolution)
+            }
+        }
+        return index
+    }
+}

@@ -1,4 +1,5 @@
 public import AmbitModel
+import Synchronization
 
 /// An immutable, fully indexed view of every object the config store holds.
 ///
@@ -33,6 +34,8 @@ public final class ConfigSnapshot: Sendable {
     let servicesByHostname: [String: ObjectKey]
     let serviceAccountWaypoints: ServiceAccountWaypointIndex
     let peerAuthenticationIndex: PeerAuthenticationIndex
+    /// Built on first use: which waypoints guard a pod's target ports (see ``waypointsGuarding(pod:port:)``).
+    let waypointGuards = Mutex<WaypointGuardIndex?>(nil)
 
     /// The empty snapshot.
     public convenience init(options: ConfigOptions = ConfigOptions()) {

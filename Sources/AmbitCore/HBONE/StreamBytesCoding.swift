@@ -6,7 +6,9 @@ import NIOHTTP2
 /// - DATA becomes `ByteBuffer` reads; END_STREAM (on DATA or trailers) becomes
 ///   `ChannelEvent.inputClosed`; RST_STREAM arrives as an error from the stream channel.
 /// - `ByteBuffer` writes become DATA; `close(mode: .output)` becomes an empty DATA with
-///   END_STREAM, so a relay can half-close a stream like a socket.
+///   END_STREAM, so a relay can half-close a stream like a socket. Empty writes (an HTTP/1
+///   encoder's end of message, say) send nothing: a peer counts empty DATA frames without
+///   END_STREAM as a denial-of-service pattern (NIO allows one in a row) and drops the connection.
 enum StreamBytesCoding {
     /// Delivers one inbound payload of an established stream.
     static func deliver(_ payload: HTTP2Frame.FramePayload, to context: ChannelHandlerContext) {
@@ -23,6 +25,15 @@ enum StreamBytesCoding {
         default:
             break
         }
+    }
+
+    /// Writes `buffer` as DATA, or completes `promise` at once when it is empty (see above).
+    static func write(_ buffer: ByteBuffer, to context: ChannelHandlerContext, promise: EventLoopPromise<Void>?) {
+        guard buffer.readableBytes > 0 else {
+            promise?.succeed(())
+            return
+        }
+        context.write(NIOAny(dataFrame(buffer)), promise: promise)
     }
 
     static func dataFrame(_ buffer: ByteBuffer, endStream: Bool = false) -> HTTP2Frame.FramePayload {

@@ -6,11 +6,13 @@ public final class MeshMetrics: Sendable {
     public let registry: PrometheusCollectorRegistry
     public let tcp: TCPMetrics
     public let certificates: CertificateMetrics
+    public let http: HTTPMetrics
 
     public init(registry: PrometheusCollectorRegistry = PrometheusCollectorRegistry()) {
         self.registry = registry
         self.tcp = TCPMetrics(registry: registry)
         self.certificates = CertificateMetrics(registry: registry)
+        self.http = HTTPMetrics(registry: registry)
     }
 
     /// Prometheus text exposition format (version 0.0.4).

@@ -50,19 +50,27 @@ public struct HTTPRoute: KubernetesObject {
         public var filters: [Filter]
         public var backendRefs: [BackendRef]
         public var timeouts: Timeouts?
+        /// Istio VirtualService-style retries (Gateway API has no stable field for them).
+        public var retry: Retry?
+        /// Istio VirtualService-style fault injection (Gateway API has no field for it).
+        public var fault: Fault?
 
         public init(
             name: String? = nil,
             matches: [Match] = [],
             filters: [Filter] = [],
             backendRefs: [BackendRef] = [],
-            timeouts: Timeouts? = nil
+            timeouts: Timeouts? = nil,
+            retry: Retry? = nil,
+            fault: Fault? = nil
         ) {
             self.name = name
             self.matches = matches
             self.filters = filters
             self.backendRefs = backendRefs
             self.timeouts = timeouts
+            self.retry = retry
+            self.fault = fault
         }
     }
 
@@ -239,6 +247,65 @@ public struct HTTPRoute: KubernetesObject {
         public init(request: Duration? = nil, backendRequest: Duration? = nil) {
             self.request = request
             self.backendRequest = backendRequest
+        }
+    }
+
+    /// Retries of a rule: Gateway API's experimental `retry` or Istio VirtualService's `retries`.
+    public struct Retry: Sendable, Hashable {
+        /// Retries after the first try (so at most `attempts + 1` tries).
+        public var attempts: Int
+        public var perTryTimeout: Duration?
+        /// Wait between tries.
+        public var backoff: Duration?
+        /// Conditions: `connect-failure`, `reset`, `5xx`, `gateway-error` (502, 503, 504),
+        /// `retriable-status-codes` (no extra codes) and status codes such as `503`.
+        public var retryOn: Set<String>
+
+        public static let knownConditions: Set<String> = [
+            "connect-failure", "reset", "5xx", "gateway-error", "retriable-status-codes", "refused-stream",
+        ]
+
+        public init(
+            attempts: Int,
+            perTryTimeout: Duration? = nil,
+            backoff: Duration? = nil,
+            retryOn: Set<String> = ["connect-failure", "reset", "503"]
+        ) {
+            self.attempts = attempts
+            self.perTryTimeout = perTryTimeout
+            self.backoff = backoff
+            self.retryOn = retryOn
+        }
+
+        /// Whether a response with `status` is retried.
+        public func retries(status: Int) -> Bool {
+            retryOn.contains(String(status)) || (status >= 500 && retryOn.contains("5xx"))
+                || ([502, 503, 504].contains(status) && retryOn.contains("gateway-error"))
+        }
+
+        /// Whether a failure without a response is retried (`connect-failure` or `reset`).
+        public func retries(failure condition: String) -> Bool {
+            retryOn.contains(condition) || retryOn.contains("5xx") || retryOn.contains("gateway-error")
+        }
+    }
+
+    /// Fault injection in Istio's VirtualService form (`http[].fault`).
+    public struct Fault: Sendable, Hashable {
+        public var delay: Duration?
+        public var delayPercent: Double
+        public var abortStatus: Int?
+        public var abortPercent: Double
+
+        public init(
+            delay: Duration? = nil,
+            delayPercent: Double = 100,
+            abortStatus: Int? = nil,
+            abortPercent: Double = 100
+        ) {
+            self.delay = delay
+            self.delayPercent = delayPercent
+            self.abortStatus = abortStatus
+            self.abortPercent = abortPercent
         }
     }
 }

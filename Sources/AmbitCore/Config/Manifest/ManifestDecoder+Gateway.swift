@@ -57,7 +57,9 @@ extension ManifestDecoder {
 
     private func routeRule(_ value: YAMLValue) throws(FieldError) -> HTTPRoute.Rule {
         let mapping = try value.mapping()
-        try mapping.rejectUnknownKeys(["name", "matches", "filters", "backendRefs", "timeouts"])
+        try mapping.rejectUnknownKeys([
+            "name", "matches", "filters", "backendRefs", "timeouts", "retry", "retries", "fault",
+        ])
         var rule = HTTPRoute.Rule(name: try mapping["name"]?.nonEmptyString())
         rule.matches = try mapping["matches"]?.list(routeMatch) ?? []
         rule.filters = try mapping["filters"]?.list(routeFilter) ?? []
@@ -79,7 +81,87 @@ extension ManifestDecoder {
                 backendRequest: try entry["backendRequest"]?.parsed { try GatewayDuration(parsing: $0).duration }
             )
         }
+        if mapping["retry"] != nil && mapping["retries"] != nil {
+            throw mapping.values["retries"]!.error("give either retry (Gateway API) or retries (Istio), not both")
+        }
+        if let retry = mapping["retry"] { rule.retry = try gatewayRetry(retry) }
+        if let retries = mapping["retries"] { rule.retry = try istioRetries(retries) }
+        if let fault = mapping["fault"] { rule.fault = try istioFault(fault) }
         return rule
+    }
+
+    /// Gateway API's `retry` (GEP-1731, experimental channel): `attempts`, `codes`, `backoff`.
+    /// Connection failures and resets are retried too, as Istio does by default.
+    private func gatewayRetry(_ value: YAMLValue) throws(FieldError) -> HTTPRoute.Retry {
+        let mapping = try value.mapping()
+        try mapping.rejectUnknownKeys(["attempts", "codes", "backoff"])
+        let codes =
+            try mapping["codes"]?.list { (code) throws(FieldError) in try code.integer(Int.self, in: 400...599) } ?? []
+        return HTTPRoute.Retry(
+            attempts: try mapping["attempts"]?.integer(Int.self, in: 0...10) ?? 1,
+            backoff: try mapping["backoff"]?.parsed { try GatewayDuration(parsing: $0).duration },
+            retryOn: Set(["connect-failure", "reset"] + codes.map(String.init))
+        )
+    }
+
+    /// Istio VirtualService `retries`: `attempts`, `perTryTimeout`, `retryOn` (comma-separated
+    /// conditions: connect-failure, reset, 5xx, gateway-error, retriable-status-codes or status codes).
+    private func istioRetries(_ value: YAMLValue) throws(FieldError) -> HTTPRoute.Retry {
+        let mapping = try value.mapping()
+        try mapping.rejectUnknownKeys(["attempts", "perTryTimeout", "retryOn"])
+        var conditions: Set<String> = ["connect-failure", "reset", "503"]
+        if let retryOn = mapping["retryOn"] {
+            let text = try retryOn.nonEmptyString()
+            conditions = []
+            for part in text.split(separator: ",").map({ $0.trimmingCharacters(in: .whitespaces) }) {
+                guard
+                    HTTPRoute.Retry.knownConditions.contains(part)
+                        || (Int(part).map { (100...599).contains($0) } ?? false)
+                else {
+                    throw retryOn.error(
+                        "unknown retry condition \"\(part)\" (known: \(HTTPRoute.Retry.knownConditions.sorted().joined(separator: ", ")), or a status code)"
+                    )
+                }
+                conditions.insert(part)
+            }
+        }
+        return HTTPRoute.Retry(
+            attempts: try mapping["attempts"]?.integer(Int.self, in: 0...10) ?? 2,
+            perTryTimeout: try mapping["perTryTimeout"]?.parsed { try GatewayDuration(parsing: $0).duration },
+            retryOn: conditions
+        )
+    }
+
+    /// Istio VirtualService `fault`: `delay` (`fixedDelay`, `percentage.value`) and `abort`
+    /// (`httpStatus`, `percentage.value`).
+    private func istioFault(_ value: YAMLValue) throws(FieldError) -> HTTPRoute.Fault {
+        let mapping = try value.mapping()
+        try mapping.rejectUnknownKeys(["delay", "abort"])
+        var fault = HTTPRoute.Fault()
+        func percentage(_ entry: YAMLMapping) throws(FieldError) -> Double {
+            guard let percentage = entry["percentage"] else { return 100 }
+            let fields = try percentage.mapping()
+            try fields.rejectUnknownKeys(["value"])
+            let number = try fields.required("value").number()
+            guard (0...100).contains(number) else { throw fields.values["value"]!.error("must be between 0 and 100") }
+            return number
+        }
+        if let delay = mapping["delay"] {
+            let entry = try delay.mapping()
+            try entry.rejectUnknownKeys(["fixedDelay", "percentage"])
+            fault.delay = try entry.required("fixedDelay").parsed { try GatewayDuration(parsing: $0).duration }
+            fault.delayPercent = try percentage(entry)
+        }
+        if let abort = mapping["abort"] {
+            let entry = try abort.mapping()
+            try entry.rejectUnknownKeys(["httpStatus", "percentage"])
+            fault.abortStatus = try entry.required("httpStatus").integer(Int.self, in: 200...599)
+            fault.abortPercent = try percentage(entry)
+        }
+        if fault.delay == nil && fault.abortStatus == nil {
+            throw value.error("a fault needs delay or abort")
+        }
+        return fault
     }
 
     private func routeMatch(_ value: YAMLValue) throws(FieldError) -> HTTPRoute.Match {

@@ -148,7 +148,7 @@ final class HBONEClientStreamHandler: ChannelDuplexHandler {
     // MARK: Outbound: bytes from the downstream socket.
 
     func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
-        context.write(wrapOutboundOut(StreamBytesCoding.dataFrame(unwrapOutboundIn(data))), promise: promise)
+        StreamBytesCoding.write(unwrapOutboundIn(data), to: context, promise: promise)
     }
 
     func close(context: ChannelHandlerContext, mode: CloseMode, promise: EventLoopPromise<Void>?) {

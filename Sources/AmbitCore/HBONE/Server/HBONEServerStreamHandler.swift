@@ -165,8 +165,11 @@ final class HBONEServerStreamHandler: ChannelDuplexHandler {
         for payload in early {
             deliver(payload, context: context)
         }
+        // Frames that arrived after the headers wait in the stream until someone reads: turning
+        // autoRead on does not itself read, so read once now.
         let channel = context.channel
         channel.setOption(ChannelOptions.autoRead, value: true).whenFailure { _ in channel.close(promise: nil) }
+        context.read()
     }
 
     private func deliver(_ payload: HTTP2Frame.FramePayload, context: ChannelHandlerContext) {
@@ -205,7 +208,7 @@ final class HBONEServerStreamHandler: ChannelDuplexHandler {
     func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
         let buffer = unwrapOutboundIn(data)
         if terminated != nil { terminated!.sent += buffer.readableBytes }
-        context.write(wrapOutboundOut(StreamBytesCoding.dataFrame(buffer)), promise: promise)
+        StreamBytesCoding.write(buffer, to: context, promise: promise)
     }
 
     func close(context: ChannelHandlerContext, mode: CloseMode, promise: EventLoopPromise<Void>?) {

@@ -1,28 +1,30 @@
-import NIOCore
-import NIOHTTP1
+public import Logging
+public import NIOCore
+public import NIOHTTP1
 import NIOPosix
 
-/// A response of the agent's small HTTP endpoints (metrics, readiness, admin).
-struct AgentHTTPResponse: Sendable {
-    var status: HTTPResponseStatus
-    var contentType: String
-    var body: String
+/// A response of a process's small HTTP endpoints (metrics, readiness, admin).
+public struct OperationalHTTPResponse: Sendable {
+    public var status: HTTPResponseStatus
+    public var contentType: String
+    public var body: String
 
-    static func text(_ body: String, status: HTTPResponseStatus = .ok) -> AgentHTTPResponse {
-        AgentHTTPResponse(status: status, contentType: "text/plain; charset=utf-8", body: body)
+    public static func text(_ body: String, status: HTTPResponseStatus = .ok) -> OperationalHTTPResponse {
+        OperationalHTTPResponse(status: status, contentType: "text/plain; charset=utf-8", body: body)
     }
 
-    static func json(_ body: String, status: HTTPResponseStatus = .ok) -> AgentHTTPResponse {
-        AgentHTTPResponse(status: status, contentType: "application/json", body: body)
+    public static func json(_ body: String, status: HTTPResponseStatus = .ok) -> OperationalHTTPResponse {
+        OperationalHTTPResponse(status: status, contentType: "application/json", body: body)
     }
 }
 
-/// Plain HTTP/1.1 for the agent's operational ports; one request at a time per connection.
-enum AgentHTTPServer {
-    typealias Route =
-        @Sendable (_ method: HTTPMethod, _ path: String, _ query: [String: String]) async -> AgentHTTPResponse
+/// Plain HTTP/1.1 for the operational ports of `ambit-node` and `ambit-waypoint`; one request
+/// at a time per connection.
+public enum OperationalHTTPServer {
+    public typealias Route =
+        @Sendable (_ method: HTTPMethod, _ path: String, _ query: [String: String]) async -> OperationalHTTPResponse
 
-    static func listen(host: String, port: Int, group: any EventLoopGroup, route: @escaping Route)
+    public static func listen(host: String, port: Int, group: any EventLoopGroup, route: @escaping Route)
         -> EventLoopFuture<any Channel>
     {
         ServerBootstrap(group: group)
@@ -52,7 +54,7 @@ enum AgentHTTPServer {
             let keepAlive = head.isKeepAlive
             let version = head.version
             let loopBound = NIOLoopBound(context, eventLoop: context.eventLoop)
-            let promise = context.eventLoop.makePromise(of: AgentHTTPResponse.self)
+            let promise = context.eventLoop.makePromise(of: OperationalHTTPResponse.self)
             promise.completeWithTask { await route(head.method, path, query) }
             promise.futureResult.assumeIsolated().whenSuccess { response in
                 let context = loopBound.value
@@ -88,5 +90,37 @@ enum AgentHTTPServer {
             }
             return (path, query)
         }
+    }
+}
+
+extension OperationalHTTPServer {
+    /// The Prometheus endpoint on all addresses: `/metrics` (and Envoy's `/stats/prometheus`).
+    public static func listenMetrics(port: Int, group: any EventLoopGroup, metrics: MeshMetrics)
+        -> EventLoopFuture<any Channel>
+    {
+        listen(host: "0.0.0.0", port: port, group: group) { _, path, _ in
+            switch path {
+            case "/metrics", "/stats/prometheus": return .text(metrics.render())
+            default: return .text("not found; try /metrics\n", status: .notFound)
+            }
+        }
+    }
+}
+
+extension LogLevelControl {
+    /// The admin port's `/logging`: `GET` shows the level, `POST ?level=LEVEL` changes it.
+    public func adminRequest(method: HTTPMethod, query: [String: String], logger: Logger) -> OperationalHTTPResponse {
+        if let requested = query["level"] {
+            guard method == .POST else {
+                return .text("use POST /logging?level=LEVEL\n", status: .methodNotAllowed)
+            }
+            guard let level = Logger.Level(rawValue: requested) else {
+                let levels = Logger.Level.allCases.map(\.rawValue).joined(separator: ", ")
+                return .text("unknown level \"\(requested)\"; one of: \(levels)\n", status: .badRequest)
+            }
+            self.level = level
+            logger.notice("log level changed", metadata: ["level": "\(level)"])
+        }
+        return .text("level: \(self.level)\n")
     }
 }

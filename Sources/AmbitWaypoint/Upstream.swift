@@ -1,0 +1,172 @@
+import AmbitCore
+import AmbitModel
+import Logging
+import NIOCore
+
+/// One endpoint chosen for a request or a TCP tunnel.
+struct ChosenEndpoint: Sendable {
+    /// `<pod IP>:<target port>`: the CONNECT authority at the endpoint's node agent.
+    let address: IPEndpoint
+    let workload: Workload?
+    /// `name.namespace.svc.<domain>` when the traffic was addressed to a service.
+    let serviceName: String?
+}
+
+enum UpstreamError: Error, CustomStringConvertible {
+    case noHealthyEndpoint(String)
+    case notInMesh(String)
+
+    var description: String {
+        switch self {
+        case .noHealthyEndpoint(let what): return "no healthy endpoint for \(what)"
+        case .notInMesh(let what): return "\(what) is not in the mesh (a waypoint only forwards over HBONE)"
+        }
+    }
+}
+
+extension Waypoint {
+    /// Picks a healthy endpoint of a backend at random (every request, so weights and load
+    /// spread evenly over pods).
+    func chooseEndpoint(_ backend: ForwardPlan.Backend, snapshot: ConfigSnapshot) throws -> ChosenEndpoint {
+        switch backend {
+        case .service(let binding):
+            let name = "\(binding.service.name).\(binding.service.namespace).svc.\(snapshot.options.clusterDomain)"
+            guard let endpoint = binding.healthyEndpoints.randomElement() else {
+                throw UpstreamError.noHealthyEndpoint(
+                    "service \(binding.service.namespacedName) port \(binding.port.port)"
+                )
+            }
+            return ChosenEndpoint(
+                address: endpoint.address,
+                workload: snapshot.workload(for: endpoint.pod),
+                serviceName: name
+            )
+        case .workload(let workload, let port):
+            guard let address = workload.pod.podIPs.first else {
+                throw UpstreamError.noHealthyEndpoint("pod \(workload.key.namespacedName)")
+            }
+            return ChosenEndpoint(address: IPEndpoint(address, port), workload: workload, serviceName: nil)
+        }
+    }
+
+    /// Opens an HBONE stream from the waypoint's identity to the endpoint's node agent, on
+    /// `eventLoop` (the downstream's, so both ends of the request share a thread).
+    func openUpstream(
+        to endpoint: ChosenEndpoint,
+        tunnel: TunnelContext,
+        traceparent: String?,
+        on eventLoop: any EventLoop
+    ) -> EventLoopFuture<any Channel> {
+        guard let workload = endpoint.workload, workload.enrollment.isEnrolled else {
+            return eventLoop.makeFailedFuture(UpstreamError.notInMesh("endpoint \(endpoint.address)"))
+        }
+        let certificate = eventLoop.makePromise(of: WorkloadCertificate.self)
+        let provider = self.certificate
+        certificate.completeWithTask { try await provider() }
+        let client = self.client
+        return certificate.futureResult.flatMap { certificate in
+            client.openStream(
+                HBONETunnelRequest(
+                    sourceCertificate: certificate,
+                    destinationIdentities: [workload.identity],
+                    nextHop: IPEndpoint(endpoint.address.address, MeshPorts.hbone),
+                    authority: endpoint.address,
+                    headers: HBONEHeaders(
+                        forwardedFor: IPEndpoint(tunnel.peerAddress, 0),
+                        forwardedHost: endpoint.serviceName,
+                        traceparent: traceparent ?? tunnel.traceparent
+                    )
+                ),
+                on: eventLoop
+            )
+        }
+    }
+}
+
+/// Opaque TCP inside a tunnel: L4 authorization (L7-only rules fail closed), then a relay to
+/// one endpoint over a new HBONE tunnel.
+enum TCPForwarding {
+    static func start(_ channel: any Channel, tunnel: TunnelContext) throws {
+        try StreamRelay.prepare(channel)
+        let waypoint = tunnel.waypoint
+        let state = waypoint.state
+        let destination = labelsAndRequest(tunnel: tunnel, snapshot: state.snapshot)
+        let decision = state.tcpAuthorization.evaluate(destination.request, service: tunnel.target.serviceKey)
+        guard decision.isAllowed else {
+            waypoint.logger.info(
+                "waypoint TCP connection denied",
+                metadata: ["authority": "\(tunnel.authority)", "reason": "\(decision.reason)"]
+            )
+            channel.close(promise: nil)
+            return
+        }
+        let backend: ForwardPlan.Backend
+        switch tunnel.target {
+        case .service(let binding): backend = .service(binding)
+        case .workload(let workload, let port): backend = .workload(workload, port: port)
+        }
+        let endpoint: ChosenEndpoint
+        do {
+            endpoint = try waypoint.chooseEndpoint(backend, snapshot: state.snapshot)
+        } catch {
+            waypoint.logger.info("waypoint TCP connection refused", metadata: ["error": "\(error)"])
+            channel.close(promise: nil)
+            return
+        }
+        let started = ContinuousClock.now
+        waypoint.openUpstream(to: endpoint, tunnel: tunnel, traceparent: nil, on: channel.eventLoop)
+            .flatMapThrowing { upstream in
+                try StreamRelay.join(channel, upstream) { summary in
+                    waypoint.logger.info(
+                        "tcp",
+                        metadata: [
+                            "src.identity": "\(tunnel.peerIdentity)",
+                            "dst.addr": "\(endpoint.address)",
+                            "authority": "\(tunnel.authority)",
+                            "bytes_sent": "\(summary.requestBytes)",
+                            "bytes_received": "\(summary.responseBytes)",
+                            "duration_ms": "\((ContinuousClock.now - started).milliseconds)",
+                        ]
+                    )
+                }
+            }
+            .whenFailure { error in
+                waypoint.logger.info("waypoint TCP upstream failed", metadata: ["error": "\(error)"])
+                channel.close(promise: nil)
+            }
+    }
+
+    static func labelsAndRequest(tunnel: TunnelContext, snapshot: ConfigSnapshot) -> (
+        request: AuthorizationRequest, namespace: String
+    ) {
+        let namespace: String
+        let labels: [String: String]
+        switch tunnel.target {
+        case .service(let binding):
+            namespace = binding.service.namespace
+            labels = snapshot.services[binding.service]?.metadata.labels ?? [:]
+        case .workload(let workload, _):
+            namespace = workload.namespace
+            labels = workload.pod.metadata.labels
+        }
+        return (
+            AuthorizationRequest(
+                destinationNamespace: namespace,
+                destinationLabels: labels,
+                sourceIdentity: tunnel.peerIdentity,
+                sourceAddress: tunnel.peerAddress,
+                destinationAddress: tunnel.authority.address,
+                destinationPort: tunnel.authority.port
+            ),
+            namespace
+        )
+    }
+}
+
+extension Duration {
+    /// Whole and fractional milliseconds.
+    var milliseconds: Double {
+        let (seconds, attoseconds) = components
+        return Double(seconds) * 1000 + Double(attoseconds) / 1e15
+    }
+}

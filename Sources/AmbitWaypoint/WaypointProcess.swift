@@ -1,0 +1,181 @@
+import AmbitCore
+public import AmbitModel
+import Foundation
+public import Logging
+import NIOCore
+import NIOHTTP1
+import NIOPosix
+import Synchronization
+import X509
+
+/// How `ambit-waypoint` runs: where its configuration and CA are, what it listens on.
+public struct WaypointProcessOptions: Sendable {
+    public var gateway: ObjectKey
+    public var serviceAccount: String
+    public var manifestDirectory: String
+    public var caDirectory: String
+    public var listenHost = "0.0.0.0"
+    public var hbonePort = Int(MeshPorts.hbone)
+    public var metricsPort = Int(MeshPorts.metrics)
+    public var readinessPort = Int(MeshPorts.readiness)
+    public var adminPort = Int(MeshPorts.admin)
+    public var drainDeadline: Duration = .seconds(5)
+    public var eventLoopThreads = System.coreCount
+
+    public init(gateway: ObjectKey, serviceAccount: String, manifestDirectory: String, caDirectory: String) {
+        self.gateway = gateway
+        self.serviceAccount = serviceAccount
+        self.manifestDirectory = manifestDirectory
+        self.caDirectory = caDirectory
+    }
+}
+
+/// The `ambit-waypoint` process: configuration from a manifest directory, a certificate for its
+/// service account from the local CA, the HBONE listener, and the operational ports.
+public final class WaypointProcess: Sendable {
+    let options: WaypointProcessOptions
+    let logger: Logger
+    let store: ConfigStore
+    let source: ManifestDirectorySource
+    let certificates: CertificateManager
+    let cache = CertificateCache()
+    let metrics = MeshMetrics()
+    let group: MultiThreadedEventLoopGroup
+    let waypoint: Waypoint
+    let server: HBONEServer
+    private let channels = Mutex<[any Channel]>([])
+    private let ready = Atomic<Bool>(false)
+
+    public init(options: WaypointProcessOptions, logger: Logger) throws {
+        self.options = options
+        self.logger = logger
+        let authority = try CertificateAuthority.load(directory: options.caDirectory)
+        let identity = try SpiffeID(
+            trustDomain: authority.trustDomain,
+            namespace: options.gateway.namespace,
+            serviceAccount: options.serviceAccount
+        )
+        store = ConfigStore(options: ConfigOptions(trustDomain: authority.trustDomain))
+        source = ManifestDirectorySource(directory: options.manifestDirectory, store: store, logger: logger)
+        let certificates = CertificateManager(
+            signer: LocalCertificateSigner(authority: authority),
+            metrics: metrics.certificates,
+            logger: logger
+        )
+        self.certificates = certificates
+        group = MultiThreadedEventLoopGroup(numberOfThreads: options.eventLoopThreads)
+        let client = HBONEClient(trustDomain: authority.trustDomain, roots: [authority.root], logger: logger)
+        let cache = self.cache
+        waypoint = Waypoint(
+            options: WaypointOptions(gateway: options.gateway, identity: identity),
+            store: store,
+            client: client,
+            metrics: metrics,
+            certificate: {
+                if let current = cache.current(identity) { return current }
+                let fresh = try await certificates.certificate(for: identity)
+                cache.store(fresh)
+                return fresh
+            },
+            logger: logger
+        )
+        var configuration = HBONEConfiguration()
+        configuration.drainDeadline = .init(options.drainDeadline)
+        server = HBONEServer(
+            configuration: configuration,
+            trustDomain: authority.trustDomain,
+            roots: [authority.root],
+            certificate: {
+                guard let current = cache.current(identity) else {
+                    throw WaypointProcessError.noCertificate(identity)
+                }
+                return current
+            },
+            inbound: waypoint.inbound,
+            logger: logger
+        )
+    }
+
+    /// Runs until SIGTERM/SIGINT, then drains.
+    public func run() async throws {
+        _ = try source.reload()
+        let identity = waypoint.options.identity
+        cache.store(try await certificates.certificate(for: identity))
+        let certificateTask = Task {
+            // Renewals replace the cached certificate; new connections present the new one.
+            while !Task.isCancelled {
+                await certificates.renewDue()
+                if let current = await certificates.currentCertificate(for: identity) { cache.store(current) }
+                try? await Task.sleep(for: .seconds(1))
+            }
+        }
+        let sourceTask = Task { try await source.run() }
+        let listener = try await server.listen(host: options.listenHost, port: options.hbonePort, group: group).get()
+        try await startOperationalEndpoints()
+        channels.withLock { $0.insert(listener, at: 0) }
+        ready.store(true, ordering: .relaxed)
+        logger.info(
+            "ambit-waypoint started",
+            metadata: [
+                "gateway": "\(options.gateway.namespacedName)", "identity": "\(identity)",
+                "hbone": "\(options.listenHost):\(options.hbonePort)",
+            ]
+        )
+        await ProcessSignals.waitForTermination()
+        ready.store(false, ordering: .relaxed)
+        logger.info("draining", metadata: ["deadline": "\(options.drainDeadline)"])
+        try? await listener.close()
+        try? await server.shutdown(on: group.next()).get()
+        await waypoint.client.shutdown()
+        sourceTask.cancel()
+        certificateTask.cancel()
+        store.finish()
+        for channel in channels.withLock({ $0 }) { try? await channel.close() }
+        try? await group.shutdownGracefully()
+        logger.info("ambit-waypoint stopped")
+    }
+
+    private func startOperationalEndpoints() async throws {
+        let metrics = try await OperationalHTTPServer.listenMetrics(
+            port: options.metricsPort,
+            group: group,
+            metrics: self.metrics
+        ).get()
+        let readiness = try await OperationalHTTPServer.listen(
+            host: "0.0.0.0",
+            port: options.readinessPort,
+            group: group
+        ) { _, path, _ in
+            guard path == "/healthz/ready" else { return .text("not found; try /healthz/ready\n", status: .notFound) }
+            return self.ready.load(ordering: .relaxed)
+                ? .text("ready\n") : .text("not ready: starting or draining\n", status: .serviceUnavailable)
+        }.get()
+        let admin = try await OperationalHTTPServer.listen(host: "127.0.0.1", port: options.adminPort, group: group) {
+            method,
+            path,
+            query in
+            switch path {
+            case "/config_dump":
+                return .json(self.waypoint.configDump())
+            case "/logging":
+                return LogLevelControl.shared.adminRequest(method: method, query: query, logger: self.logger)
+            default:
+                return .text(
+                    "ambit-waypoint admin\n  GET /config_dump\n  GET /logging\n  POST /logging?level=LEVEL\n",
+                    status: path == "/" ? .ok : .notFound
+                )
+            }
+        }.get()
+        channels.withLock { $0.append(contentsOf: [metrics, readiness, admin]) }
+    }
+}
+
+enum WaypointProcessError: Error, CustomStringConvertible {
+    case noCertificate(SpiffeID)
+
+    var description: String {
+        switch self {
+        case .noCertificate(let identity): return "no valid certificate for \(identity) yet"
+        }
+    }
+}
