@@ -82,6 +82,14 @@ let package = Package(
             swiftSettings: strictSettings
         ),
 
+        // The CNI plugin's logic and its protocol to the node agent. Links no kernel libraries, so
+        // the plugin binary (copied onto every node) runs on any Linux host.
+        .target(
+            name: "AmbitCNI",
+            dependencies: ["CAmbitShim"],
+            swiftSettings: strictSettings
+        ),
+
         // Kernel-facing capture: network namespaces, nftables (libnftnl), eBPF (libbpf).
         .target(
             name: "AmbitCapture",
@@ -102,6 +110,7 @@ let package = Package(
         .target(
             name: "AmbitNode",
             dependencies: [
+                "AmbitCNI",
                 "AmbitModel",
                 "AmbitCore",
                 "AmbitCapture",
@@ -113,9 +122,20 @@ let package = Package(
             ],
             swiftSettings: strictSettings
         ),
+        // What the executables share on their command lines: logging and configuration-source options.
+        .target(
+            name: "AmbitCLI",
+            dependencies: [
+                "AmbitCore",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strictSettings
+        ),
         .executableTarget(
             name: "ambit-node",
             dependencies: [
+                "AmbitCLI",
                 "AmbitNode",
                 "AmbitCore",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -141,6 +161,7 @@ let package = Package(
         .executableTarget(
             name: "ambit-waypoint",
             dependencies: [
+                "AmbitCLI",
                 "AmbitWaypoint",
                 "AmbitCore",
                 "AmbitModel",
@@ -151,10 +172,10 @@ let package = Package(
             ],
             swiftSettings: strictSettings
         ),
-        // The chained CNI plugin: small and quick to start (no NIO).
+        // The chained CNI plugin and its installer: small and quick to start (no NIO, no kernel libraries).
         .executableTarget(
             name: "ambit-cni",
-            dependencies: ["AmbitCapture"],
+            dependencies: ["AmbitCNI", .product(name: "ArgumentParser", package: "swift-argument-parser")],
             swiftSettings: strictSettings
         ),
 
@@ -170,6 +191,7 @@ let package = Package(
         .executableTarget(
             name: "ambitctl",
             dependencies: [
+                "AmbitCLI",
                 "AmbitLab",
                 "AmbitModel",
                 "AmbitCore",
@@ -188,6 +210,9 @@ let package = Package(
                 "AmbitCore",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "SwiftASN1", package: "swift-asn1"),
                 .product(name: "X509", package: "swift-certificates"),
                 .product(name: "Crypto", package: "swift-crypto"),
             ],
@@ -218,6 +243,11 @@ let package = Package(
             swiftSettings: strictSettings
         ),
         .testTarget(
+            name: "AmbitCNITests",
+            dependencies: ["AmbitCNI", "AmbitCapture", "AmbitTestSupport"],
+            swiftSettings: strictSettings
+        ),
+        .testTarget(
             name: "AmbitCaptureTests",
             dependencies: ["AmbitCapture", "AmbitModel"],
             swiftSettings: strictSettings
@@ -239,7 +269,9 @@ let package = Package(
         ),
         .testTarget(
             name: "AmbitctlTests",
-            dependencies: ["AmbitTestSupport", "AmbitModel"],
+            dependencies: [
+                "AmbitTestSupport", "AmbitModel", .product(name: "NIOPosix", package: "swift-nio"),
+            ],
             swiftSettings: strictSettings
         ),
     ]

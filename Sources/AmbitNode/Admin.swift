@@ -75,6 +75,7 @@ extension NodeAgent {
                 ["key": "\(key)", "connections": value.connections, "streams": value.streams] as [String: Any]
             },
             "logLevel": "\(LogLevelControl.shared.level)",
+            "configSource": source.statusDump(),
         ]
         let data =
             (try? JSONSerialization.data(withJSONObject: dump, options: [.prettyPrinted, .sortedKeys])) ?? Data()

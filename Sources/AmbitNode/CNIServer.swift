@@ -1,3 +1,4 @@
+import AmbitCNI
 import AmbitCapture
 import Foundation
 import Logging
@@ -103,7 +104,7 @@ extension NodeAgent {
             let netns = NetworkNamespace(adopting: netnsFD, path: request.netnsPath)
             // The runtime creates the Pod object before it calls CNI, but our watch may not have seen it
             // yet: read the source once more so an opted-out pod (a waypoint, say) is never captured.
-            if store.snapshot.pods[record.key] == nil { _ = try? source.reload() }
+            if store.snapshot.pods[record.key] == nil { await source.catchUp(awaiting: record.key) }
             let (wanted, reason) = shouldCapture(record, in: store.snapshot)
             guard wanted else { return CNIAgentReply(captured: false, notEnrolledReason: reason) }
             do {

@@ -1,5 +1,6 @@
+import AmbitCNI
 import AmbitCapture
-import AmbitCore
+public import AmbitCore
 import AmbitModel
 import Foundation
 public import Logging
@@ -11,7 +12,8 @@ import X509
 /// Settings of `ambit-node`.
 public struct NodeAgentOptions: Sendable {
     public var nodeName: String
-    public var manifestDirectory: String
+    /// Where the configuration comes from (a manifest directory, the Kubernetes API).
+    public var config: ConfigSourceSelection
     public var caDirectory: String
     public var stateDirectory: String
     public var cniSocket: String
@@ -37,14 +39,14 @@ public struct NodeAgentOptions: Sendable {
 
     public init(
         nodeName: String,
-        manifestDirectory: String,
+        config: ConfigSourceSelection,
         caDirectory: String,
         stateDirectory: String,
         cniSocket: String? = nil,
         enrollmentFile: String? = nil
     ) {
         self.nodeName = nodeName
-        self.manifestDirectory = manifestDirectory
+        self.config = config
         self.caDirectory = caDirectory
         self.stateDirectory = stateDirectory
         self.cniSocket = cniSocket ?? "\(stateDirectory)/cni.sock"
@@ -58,7 +60,7 @@ public final class NodeAgent: Sendable {
     public let options: NodeAgentOptions
     let logger: Logger
     let store: ConfigStore
-    let source: ManifestDirectorySource
+    let source: any ConfigSource
     let certificates: CertificateManager
     let certificateCache = CertificateCache()
     let roots: [Certificate]
@@ -88,8 +90,13 @@ public final class NodeAgent: Sendable {
             logger: logger
         )
         store = ConfigStore(options: ConfigOptions(trustDomain: authority.trustDomain))
-        source = ManifestDirectorySource(directory: options.manifestDirectory, store: store, logger: logger)
         group = MultiThreadedEventLoopGroup(numberOfThreads: options.eventLoopThreads)
+        source = try options.config.makeSource(
+            store: store,
+            group: group,
+            userAgent: "ambit-node/\(options.nodeName)",
+            logger: logger
+        )
         executor = NetnsExecutor(threadCount: 2, name: "ambit-netns")
         telemetry = ConnectionTelemetry(metrics: metrics, logger: logger)
         records = try PodRecordStore(directory: "\(options.stateDirectory)/pods")
@@ -128,14 +135,16 @@ public final class NodeAgent: Sendable {
     /// Runs until SIGTERM/SIGINT, then drains.
     public func run() async throws {
         try FileManager.default.createDirectory(atPath: options.stateDirectory, withIntermediateDirectories: true)
+        // Metrics and readiness answer while the first configuration loads (not ready until then).
+        try await startOperationalEndpoints()
+        logger.info("loading configuration", metadata: ["source": "\(options.config)"])
         do {
-            _ = try source.reload()
+            try await source.start()
         } catch {
-            logger.error("manifest directory unreadable", metadata: ["error": "\(error)"])
+            logger.error("cannot load the configuration", metadata: ["error": "\(error)"])
             throw error
         }
         publishEnrollment(store.snapshot)
-        try await startOperationalEndpoints()
 
         let certificateTask = Task { await certificates.run() }
         let sourceTask = Task { try await source.run() }

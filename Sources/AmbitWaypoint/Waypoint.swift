@@ -144,8 +144,9 @@ public final class Waypoint: Sendable {
     }
 
     /// What the waypoint works from, as JSON: who it is, the services and workloads it serves,
-    /// how many policies bind to it, routes and warnings, and its counters.
-    public func configDump() -> String {
+    /// how many policies bind to it, routes and warnings, and its counters; `extra` adds the
+    /// process's own sections (its configuration source).
+    public func configDump(adding extra: [String: Any] = [:]) -> String {
         let state = self.state
         let snapshot = state.snapshot
         let services = snapshot.services.keys.sorted().filter {
@@ -163,7 +164,7 @@ public final class Waypoint: Sendable {
             }
         }
         let counters = status
-        let dump: [String: Any] = [
+        var dump: [String: Any] = [
             "gateway": options.gateway.namespacedName,
             "identity": options.identity.uri,
             "configVersion": Int(snapshot.version),
@@ -179,6 +180,7 @@ public final class Waypoint: Sendable {
                 "deniedRequests": counters.deniedRequests,
             ],
         ]
+        dump.merge(extra) { current, _ in current }
         let data =
             (try? JSONSerialization.data(withJSONObject: dump, options: [.prettyPrinted, .sortedKeys])) ?? Data()
         return String(decoding: data, as: UTF8.self) + "\n"

@@ -1,4 +1,4 @@
-import AmbitCore
+public import AmbitCore
 public import AmbitModel
 import Foundation
 public import Logging
@@ -12,7 +12,8 @@ import X509
 public struct WaypointProcessOptions: Sendable {
     public var gateway: ObjectKey
     public var serviceAccount: String
-    public var manifestDirectory: String
+    /// Where the configuration comes from (a manifest directory, the Kubernetes API).
+    public var config: ConfigSourceSelection
     public var caDirectory: String
     public var listenHost = "0.0.0.0"
     public var hbonePort = Int(MeshPorts.hbone)
@@ -22,21 +23,21 @@ public struct WaypointProcessOptions: Sendable {
     public var drainDeadline: Duration = .seconds(5)
     public var eventLoopThreads = System.coreCount
 
-    public init(gateway: ObjectKey, serviceAccount: String, manifestDirectory: String, caDirectory: String) {
+    public init(gateway: ObjectKey, serviceAccount: String, config: ConfigSourceSelection, caDirectory: String) {
         self.gateway = gateway
         self.serviceAccount = serviceAccount
-        self.manifestDirectory = manifestDirectory
+        self.config = config
         self.caDirectory = caDirectory
     }
 }
 
-/// The `ambit-waypoint` process: configuration from a manifest directory, a certificate for its
+/// The `ambit-waypoint` process: configuration from a manifest directory or the Kubernetes API, a certificate for its
 /// service account from the local CA, the HBONE listener, and the operational ports.
 public final class WaypointProcess: Sendable {
     let options: WaypointProcessOptions
     let logger: Logger
     let store: ConfigStore
-    let source: ManifestDirectorySource
+    let source: any ConfigSource
     let certificates: CertificateManager
     let cache = CertificateCache()
     let metrics = MeshMetrics()
@@ -56,7 +57,6 @@ public final class WaypointProcess: Sendable {
             serviceAccount: options.serviceAccount
         )
         store = ConfigStore(options: ConfigOptions(trustDomain: authority.trustDomain))
-        source = ManifestDirectorySource(directory: options.manifestDirectory, store: store, logger: logger)
         let certificates = CertificateManager(
             signer: LocalCertificateSigner(authority: authority),
             metrics: metrics.certificates,
@@ -64,6 +64,12 @@ public final class WaypointProcess: Sendable {
         )
         self.certificates = certificates
         group = MultiThreadedEventLoopGroup(numberOfThreads: options.eventLoopThreads)
+        source = try options.config.makeSource(
+            store: store,
+            group: group,
+            userAgent: "ambit-waypoint/\(options.gateway.namespacedName)",
+            logger: logger
+        )
         let client = HBONEClient(trustDomain: authority.trustDomain, roots: [authority.root], logger: logger)
         let cache = self.cache
         waypoint = Waypoint(
@@ -98,7 +104,8 @@ public final class WaypointProcess: Sendable {
 
     /// Runs until SIGTERM/SIGINT, then drains.
     public func run() async throws {
-        _ = try source.reload()
+        logger.info("loading configuration", metadata: ["source": "\(options.config)"])
+        try await source.start()
         let identity = waypoint.options.identity
         cache.store(try await certificates.certificate(for: identity))
         let certificateTask = Task {
@@ -156,7 +163,7 @@ public final class WaypointProcess: Sendable {
             query in
             switch path {
             case "/config_dump":
-                return .json(self.waypoint.configDump())
+                return .json(self.waypoint.configDump(adding: ["configSource": self.source.statusDump()]))
             case "/logging":
                 return LogLevelControl.shared.adminRequest(method: method, query: query, logger: self.logger)
             default:

@@ -1,10 +1,17 @@
-import AmbitCapture
+import AmbitCNI
 import Foundation
 import Glibc
 
-// ambit-cni: the chained CNI plugin. The container runtime runs it with CNI_* variables and the
-// network configuration on stdin; it hands enrolled pods to ambit-node and passes the previous
-// plugin's result through. All logic is in AmbitCapture.CNIPlugin.
+// ambit-cni: the chained CNI plugin. The container runtime runs it without arguments, with CNI_*
+// variables and the network configuration on stdin; it hands enrolled pods to ambit-node and passes
+// the previous plugin's result through. All plugin logic is in AmbitCNI.CNIPlugin.
+//
+// With arguments it is the installer the DaemonSet runs (`ambit-cni install`, `ambit-cni uninstall`).
+
+if CommandLine.arguments.count > 1 {
+    CNIInstallCommand.main()  // exits on errors and --help; returns after a successful command
+    exit(0)
+}
 
 let plugin = CNIPlugin(
     environment: ProcessInfo.processInfo.environment,

@@ -1,3 +1,4 @@
+import AmbitCLI
 import AmbitCore
 import AmbitNode
 import ArgumentParser
@@ -11,7 +12,9 @@ struct AmbitNodeCommand: AsyncParsableCommand {
         commandName: "ambit-node",
         abstract: "Ambit's node agent: captures enrolled pods and tunnels their traffic over HBONE.",
         discussion: """
-            Run one per node, as root or with NET_ADMIN, NET_RAW and SYS_ADMIN. Ports: 15020 metrics \
+            Run one per node, as root or with NET_ADMIN, NET_RAW and SYS_ADMIN. Configuration comes from \
+            --manifests DIR (the local lab), or from the Kubernetes API: --kubernetes inside a pod (its \
+            service account; deploy/), --kubeconfig FILE outside. Ports: 15020 metrics \
             (/metrics), 15021 readiness (/healthz/ready), 15000 admin on 127.0.0.1 (/config_dump, /logging). \
             Inside each captured pod: 15001 outbound, 15006 inbound plaintext, 15008 HBONE. \
             SIGTERM drains (stop accepting, GOAWAY, wait up to --drain-seconds); capture rules stay so \
@@ -22,8 +25,8 @@ struct AmbitNodeCommand: AsyncParsableCommand {
     @Option(help: "This node's name (Pod spec.nodeName of the pods it serves).")
     var nodeName: String
 
-    @Option(help: "Directory of Kubernetes-style YAML manifests, watched for changes.")
-    var manifests: String
+    @OptionGroup(title: "Configuration source")
+    var source: ConfigSourceOptions
 
     @Option(help: "Local CA directory (ambitctl ca init) used to issue workload certificates.")
     var caDir: String
@@ -62,15 +65,10 @@ struct AmbitNodeCommand: AsyncParsableCommand {
     @Option(help: "Readiness port.") var readinessPort = 15021
     @Option(help: "Admin port (bound to 127.0.0.1).") var adminPort = 15000
 
-    @Option(help: "Log format: text or json.")
-    var logFormat: String = "text"
-
-    @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
-    var logLevel: String = "info"
+    @OptionGroup(title: "Logging")
+    var logging: LoggingOptions
 
     func validate() throws {
-        guard LogFormat(rawValue: logFormat) != nil else { throw ValidationError("--log-format must be text or json") }
-        guard Logger.Level(rawValue: logLevel) != nil else { throw ValidationError("unknown --log-level \(logLevel)") }
         guard CaptureMode(rawValue: capture) != nil else {
             throw ValidationError("--capture must be nftables or ebpf, not \(capture)")
         }
@@ -78,11 +76,17 @@ struct AmbitNodeCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
-        LogFormat(rawValue: logFormat)!.bootstrapControlled(level: Logger.Level(rawValue: logLevel)!)
-        let logger = Logger(label: "ambit.node")
+        let logger = logging.bootstrap(label: "ambit.node")
+        let config: ConfigSourceSelection
+        do {
+            config = try source.selection()
+        } catch {
+            logger.critical("cannot read the configuration source", metadata: ["error": "\(error)"])
+            throw ExitCode.failure
+        }
         var options = NodeAgentOptions(
             nodeName: nodeName,
-            manifestDirectory: manifests,
+            config: config,
             caDirectory: caDir,
             stateDirectory: stateDir,
             cniSocket: cniSocket,

@@ -1,3 +1,4 @@
+import AmbitCLI
 import AmbitCore
 import AmbitModel
 import AmbitWaypoint
@@ -28,8 +29,8 @@ struct AmbitWaypointCommand: AsyncParsableCommand {
     @Option(help: "Service account whose identity the waypoint presents (default: the Gateway's name).")
     var serviceAccount: String?
 
-    @Option(help: "Directory of Kubernetes-style YAML manifests, watched for changes.")
-    var manifests: String
+    @OptionGroup(title: "Configuration source")
+    var source: ConfigSourceOptions
 
     @Option(help: "Local CA directory (ambitctl ca init) that issues the waypoint's certificate.")
     var caDir: String
@@ -41,15 +42,10 @@ struct AmbitWaypointCommand: AsyncParsableCommand {
     @Option(help: "Admin port (bound to 127.0.0.1).") var adminPort = Int(MeshPorts.admin)
     @Option(help: "Seconds to let requests finish on SIGTERM.") var drainSeconds: Int = 5
 
-    @Option(help: "Log format: text or json.")
-    var logFormat: String = "text"
-
-    @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
-    var logLevel: String = "info"
+    @OptionGroup(title: "Logging")
+    var logging: LoggingOptions
 
     func validate() throws {
-        guard LogFormat(rawValue: logFormat) != nil else { throw ValidationError("--log-format must be text or json") }
-        guard Logger.Level(rawValue: logLevel) != nil else { throw ValidationError("unknown --log-level \(logLevel)") }
         guard drainSeconds >= 0 else { throw ValidationError("--drain-seconds must not be negative") }
         _ = try gatewayKey()
     }
@@ -63,13 +59,19 @@ struct AmbitWaypointCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
-        LogFormat(rawValue: logFormat)!.bootstrapControlled(level: Logger.Level(rawValue: logLevel)!)
-        let logger = Logger(label: "ambit.waypoint")
+        let logger = logging.bootstrap(label: "ambit.waypoint")
         let key = try gatewayKey()
+        let config: ConfigSourceSelection
+        do {
+            config = try source.selection()
+        } catch {
+            logger.critical("cannot read the configuration source", metadata: ["error": "\(error)"])
+            throw ExitCode.failure
+        }
         var options = WaypointProcessOptions(
             gateway: key,
             serviceAccount: serviceAccount ?? key.name,
-            manifestDirectory: manifests,
+            config: config,
             caDirectory: caDir
         )
         options.listenHost = listen

@@ -1,6 +1,7 @@
+import AmbitCLI
 import AmbitCore
 import AmbitLab
-public import ArgumentParser
+import ArgumentParser
 import Logging
 
 @main
@@ -16,7 +17,10 @@ struct Ambitctl: ParsableCommand {
               ambitctl policy check --manifests examples/foundation --from demo/client --to 10.96.0.20:80
               ambitctl lab up && ambitctl lab status && ambitctl lab down
             """,
-        subcommands: [CACommand.self, CertCommand.self, ConfigCommand.self, PolicyCommand.self, LabCommand.self]
+        subcommands: [
+            CACommand.self, CertCommand.self, ConfigCommand.self, PolicyCommand.self, LabCommand.self,
+            WaypointCommand.self,
+        ]
     )
 }
 
@@ -33,9 +37,6 @@ struct GlobalOptions: ParsableArguments {
         return Logger(label: "ambitctl")
     }
 }
-
-extension LogFormat: ExpressibleByArgument {}
-extension Logger.Level: @retroactive ExpressibleByArgument {}
 
 /// A failure the CLI reports as `Error: <message>` with exit status 1.
 struct CLIError: Error, CustomStringConvertible {

@@ -7,7 +7,7 @@ struct CACommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "ca",
         abstract: "Manage the local certificate authority.",
-        subcommands: [Init.self, Show.self]
+        subcommands: [Init.self, Show.self, Secret.self]
     )
 
     struct Init: ParsableCommand {
@@ -46,6 +46,44 @@ struct CACommand: ParsableCommand {
             print("Created CA for trust domain \(authority.trustDomain) in \(dir)")
             print("  root:    \(dir)/\(CertificateAuthority.rootFile) (valid until \(authority.root.notValidAfter))")
             print("  key:     \(dir)/\(CertificateAuthority.keyFile) (mode 0600; keep it secret)")
+        }
+    }
+
+    struct Secret: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Print the CA as a Kubernetes Secret (local mode), for kubectl apply.",
+            discussion: """
+                The Secret holds the four files of DIR (ca-cert.pem, ca-key.pem, cert-chain.pem, root-cert.pem), \
+                the keys of Istio's cacerts Secret. The agents (namespace ambit-system) and every waypoint's \
+                namespace need it:
+                  ambitctl ca secret --dir ca/ | kubectl apply -f -
+                  ambitctl ca secret --dir ca/ --namespace demo | kubectl apply -f -
+                """
+        )
+
+        @Option(help: "CA directory (ambitctl ca init).")
+        var dir: String
+
+        @Option(help: "Namespace of the Secret.")
+        var namespace = "ambit-system"
+
+        @Option(help: "Name of the Secret.")
+        var name = "ambit-ca"
+
+        @OptionGroup var global: GlobalOptions
+
+        func validate() throws {
+            guard KubernetesNames.isDNSLabel(namespace) else {
+                throw ValidationError("--namespace \"\(namespace)\" is not a valid namespace name (RFC 1123 label)")
+            }
+            guard KubernetesNames.isDNSSubdomain(name) else {
+                throw ValidationError("--name \"\(name)\" is not a valid Secret name")
+            }
+        }
+
+        func run() throws {
+            _ = global.bootstrap()
+            print(try KubernetesManifests.caSecret(directory: dir, name: name, namespace: namespace), terminator: "")
         }
     }
 

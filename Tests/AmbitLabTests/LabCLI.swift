@@ -3,27 +3,15 @@ import Foundation
 
 /// Runs the built `ambitctl` (as a user would) for the lab tests.
 ///
-/// Which binary: `$AMBIT_LAB_AMBITCTL` if set, else the `ambitctl` next to (or above) the test bundle, i.e.
-/// `.build/debug/ambitctl` after `swift build`. To run commands in-process instead, call
+/// Which binary: `$AMBIT_AMBITCTL` if set, else the `ambitctl` next to (or above) the test bundle, i.e.
+/// `.build/debug/ambitctl` after `swift build` (``TestBinaries``). To run commands in-process instead, call
 /// `LabCommand.parseAsRoot(arguments)` and `run()` on the result (output then goes to the test's stdout).
 enum LabCLI {
     typealias Result = ProcessRunner.Result
 
-    static var packageRoot: URL {
-        URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-            .deletingLastPathComponent()
-    }
+    static var packageRoot: URL { TestBinaries.packageRoot }
 
-    static var ambitctl: String {
-        if let path = ProcessInfo.processInfo.environment["AMBIT_LAB_AMBITCTL"] { return path }
-        var directory = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
-        while directory.path != "/" {
-            let candidate = directory.appendingPathComponent("ambitctl").path
-            if FileManager.default.isExecutableFile(atPath: candidate) { return candidate }
-            directory.deleteLastPathComponent()
-        }
-        return packageRoot.appendingPathComponent(".build/debug/ambitctl").path
-    }
+    static var ambitctl: String { TestBinaries.path("ambitctl") }
 
     /// Runs `ambitctl lab <arguments>` and waits for it (output through files: `lab up` leaves detached
     /// children that must not keep a pipe open).

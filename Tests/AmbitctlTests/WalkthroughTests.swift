@@ -5,20 +5,8 @@ import Testing
 /// Runs the identity and policy walkthrough (`./scripts/walkthrough`) against the ambitctl that
 /// `swift build` produced, and checks what it printed.
 @Suite struct WalkthroughTests {
-    static let packageRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-        .deletingLastPathComponent()
-
-    /// The directory holding the test bundle also holds the executables.
-    static var ambitctl: String {
-        let executable = URL(fileURLWithPath: CommandLine.arguments[0])
-        var directory = executable.deletingLastPathComponent()
-        while directory.path != "/" {
-            let candidate = directory.appendingPathComponent("ambitctl").path
-            if FileManager.default.isExecutableFile(atPath: candidate) { return candidate }
-            directory = directory.deletingLastPathComponent()
-        }
-        return packageRoot.appendingPathComponent(".build/debug/ambitctl").path
-    }
+    static var packageRoot: URL { TestBinaries.packageRoot }
+    static var ambitctl: String { TestBinaries.path("ambitctl") }
 
     @Test func walkthroughRuns() throws {
         let result = try ProcessRunner.run(

@@ -2,9 +2,9 @@ import AmbitModel
 
 /// Kubernetes' naming rules, checked when reading manifests because names flow into SPIFFE IDs,
 /// host names and metric labels.
-enum KubernetesNames {
+public enum KubernetesNames {
     /// RFC 1123 label: at most 63 lower-case alphanumerics or '-', starting and ending alphanumeric.
-    static func isDNSLabel(_ text: String) -> Bool {
+    public static func isDNSLabel(_ text: String) -> Bool {
         let bytes = Array(text.utf8)
         guard !bytes.isEmpty, bytes.count <= 63, isLowerAlnum(bytes.first!), isLowerAlnum(bytes.last!) else {
             return false
@@ -13,7 +13,7 @@ enum KubernetesNames {
     }
 
     /// RFC 1123 subdomain: dot-separated labels, at most 253 characters.
-    static func isDNSSubdomain(_ text: String) -> Bool {
+    public static func isDNSSubdomain(_ text: String) -> Bool {
         text.utf8.count <= 253
             && text.split(separator: ".", omittingEmptySubsequences: false).allSatisfy { isDNSLabel(String($0)) }
     }

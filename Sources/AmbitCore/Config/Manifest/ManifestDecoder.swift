@@ -39,7 +39,7 @@ public struct ManifestDecoder: Sendable {
         return result
     }
 
-    private func decodeDocument(
+    func decodeDocument(
         _ value: YAMLValue,
         label: String,
         file: String?,

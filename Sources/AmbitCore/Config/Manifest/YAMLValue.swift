@@ -109,7 +109,9 @@ struct YAMLValue {
         if scalar.style == .plain {
             switch tagName {
             case .int, .float, .bool, .null:
-                throw error("expected a string, got \(kindDescription); quote it to make it a string")
+                // The hint is for YAML text, where quoting fixes it; JSON's types are explicit.
+                let hint = scalar.tag.rawValue.isEmpty ? "; quote it to make it a string" : ""
+                throw error("expected a string, got \(kindDescription)\(hint)")
             default: break
             }
         }

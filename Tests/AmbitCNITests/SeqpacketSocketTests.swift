@@ -1,3 +1,4 @@
+import AmbitCNI
 import AmbitCapture
 import Foundation
 import Testing
@@ -48,7 +49,7 @@ import Testing
         let client = try SeqpacketSocket.connect(path: path)
         let connection = try server.accept()
         try client.setTimeout(receive: .milliseconds(50), send: nil)
-        let error = #expect(throws: CaptureError.self) { try client.receive() }
+        let error = #expect(throws: CNISocketError.self) { try client.receive() }
         #expect(error?.errno == EAGAIN)
         withExtendedLifetime(connection) {}
     }
@@ -60,7 +61,7 @@ import Testing
         let client = try SeqpacketSocket.connect(path: path)
         let connection = try server.accept()
         try client.send([UInt8](repeating: 7, count: 100))
-        let error = #expect(throws: CaptureError.self) { try connection.receive(maxSize: 10) }
+        let error = #expect(throws: CNISocketError.self) { try connection.receive(maxSize: 10) }
         #expect(error?.errno == EMSGSIZE)
     }
 

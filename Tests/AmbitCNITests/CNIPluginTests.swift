@@ -1,4 +1,4 @@
-import AmbitCapture
+import AmbitCNI
 import Foundation
 import Testing
 
@@ -58,6 +58,28 @@ import Testing
 
     static func json(_ text: String) throws -> [String: Any] {
         try #require(try JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any])
+    }
+
+    /// After a reboot nothing has published enrollment yet and no agent runs: pods of the excluded
+    /// namespaces (the agent's own) still start; any other pod fails closed.
+    @Test func excludedNamespacesStartWithoutTheAgent() throws {
+        let missing = NSTemporaryDirectory() + "ambit-no-enrollment-\(UUID().uuidString).json"
+        var config = try Self.json(String(decoding: Self.config(enrollmentFile: missing), as: UTF8.self))
+        config["excludeNamespaces"] = ["kube-system", "ambit-system"]
+        let stdin = try JSONSerialization.data(withJSONObject: config)
+        let transport = RecordingTransport(.failure(Unreachable()))
+        let system = Self.run(Self.environment("ADD", namespace: "ambit-system"), stdin, transport)
+        #expect(system.exitCode == 0, "\(system.stdout)")
+        #expect(try Self.json(system.stdout)["ips"] != nil)
+        #expect(transport.requests.isEmpty)
+        let other = Self.run(Self.environment("ADD", namespace: "demo"), stdin, transport)
+        #expect(other.exitCode == 1)
+        #expect(try Self.json(other.stdout)["code"] as? Int == 100, "\(other.stdout)")
+
+        config["excludeNamespaces"] = "kube-system"
+        let bad = Self.run(Self.environment("ADD"), try JSONSerialization.data(withJSONObject: config), transport)
+        #expect(bad.exitCode == 1)
+        #expect(try Self.json(bad.stdout)["msg"] as? String == "excludeNamespaces must be a list of namespace names")
     }
 
     @Test func enrolledAddHandsThePodToTheAgentAndPassesPrevResultThrough() throws {

@@ -30,15 +30,15 @@ public final class SeqpacketSocket: Sendable {
     public var fd: Int32 { descriptor.load(ordering: .acquiring) }
 
     /// Listens on `path`, replacing a stale socket file, readable and writable by the owner only.
-    public static func listen(path: String, backlog: Int32 = 16) throws(CaptureError) -> SeqpacketSocket {
+    public static func listen(path: String, backlog: Int32 = 16) throws(CNISocketError) -> SeqpacketSocket {
         let fd = try makeSocket(path)
-        do throws(CaptureError) {
-            if unlink(path) != 0 && errno != ENOENT { throw CaptureError.lastSystemError("unlink stale socket", path) }
-            try withAddress(path) { address, length throws(CaptureError) in
-                guard Glibc.bind(fd, address, length) == 0 else { throw CaptureError.lastSystemError("bind", path) }
+        do throws(CNISocketError) {
+            if unlink(path) != 0 && errno != ENOENT { throw CNISocketError.last("unlink stale socket", path) }
+            try withAddress(path) { address, length throws(CNISocketError) in
+                guard Glibc.bind(fd, address, length) == 0 else { throw CNISocketError.last("bind", path) }
             }
-            guard chmod(path, 0o600) == 0 else { throw CaptureError.lastSystemError("chmod 0600", path) }
-            guard Glibc.listen(fd, backlog) == 0 else { throw CaptureError.lastSystemError("listen", path) }
+            guard chmod(path, 0o600) == 0 else { throw CNISocketError.last("chmod 0600", path) }
+            guard Glibc.listen(fd, backlog) == 0 else { throw CNISocketError.last("listen", path) }
             return SeqpacketSocket(adopting: fd, path: path)
         } catch {
             Glibc.close(fd)
@@ -47,13 +47,13 @@ public final class SeqpacketSocket: Sendable {
     }
 
     /// Connects to a listening socket at `path`.
-    public static func connect(path: String) throws(CaptureError) -> SeqpacketSocket {
+    public static func connect(path: String) throws(CNISocketError) -> SeqpacketSocket {
         let fd = try makeSocket(path)
-        do throws(CaptureError) {
-            try withAddress(path) { address, length throws(CaptureError) in
+        do throws(CNISocketError) {
+            try withAddress(path) { address, length throws(CNISocketError) in
                 var result: Int32
                 repeat { result = Glibc.connect(fd, address, length) } while result != 0 && errno == EINTR
-                guard result == 0 else { throw CaptureError.lastSystemError("connect", path) }
+                guard result == 0 else { throw CNISocketError.last("connect", path) }
             }
             return SeqpacketSocket(adopting: fd, path: path)
         } catch {
@@ -63,34 +63,34 @@ public final class SeqpacketSocket: Sendable {
     }
 
     /// Waits for the next connection.
-    public func accept() throws(CaptureError) -> SeqpacketSocket {
+    public func accept() throws(CNISocketError) -> SeqpacketSocket {
         let client = ambit_accept_cloexec(fd)
-        guard client >= 0 else { throw CaptureError.lastSystemError("accept", path) }
+        guard client >= 0 else { throw CNISocketError.last("accept", path) }
         return SeqpacketSocket(adopting: client, path: path)
     }
 
     /// Sends one message, with `fd` attached when given. The descriptor stays open here: the
     /// receiver gets its own copy.
-    public func send(_ bytes: [UInt8], fd attached: Int32? = nil) throws(CaptureError) {
+    public func send(_ bytes: [UInt8], fd attached: Int32? = nil) throws(CNISocketError) {
         let sent = bytes.withUnsafeBytes { ambit_send_fd(fd, $0.baseAddress, $0.count, attached ?? -1) }
-        guard sent >= 0 else { throw CaptureError.lastSystemError("sendmsg", path) }
+        guard sent >= 0 else { throw CNISocketError.last("sendmsg", path) }
         guard sent == bytes.count else {
-            throw CaptureError.invalidArgument("sendmsg on \(path) sent \(sent) of \(bytes.count) bytes")
+            throw CNISocketError("sendmsg", path, detail: "sent \(sent) of \(bytes.count) bytes")
         }
     }
 
     /// Receives one message and the descriptor sent with it (the caller owns it). Zero bytes and
     /// no descriptor mean the peer closed the connection. A message longer than `maxSize` is an error.
-    public func receive(maxSize: Int = 65536) throws(CaptureError) -> (bytes: [UInt8], fd: Int32?) {
+    public func receive(maxSize: Int = 65536) throws(CNISocketError) -> (bytes: [UInt8], fd: Int32?) {
         var received: Int32 = -1
         var buffer = [UInt8](repeating: 0, count: max(1, maxSize))
         let count = buffer.withUnsafeMutableBytes { ambit_recv_fd(fd, $0.baseAddress, $0.count, &received) }
-        guard count >= 0 else { throw CaptureError.lastSystemError("recvmsg", path) }
+        guard count >= 0 else { throw CNISocketError.last("recvmsg", path) }
         return (Array(buffer.prefix(count)), received >= 0 ? received : nil)
     }
 
     /// Sets `SO_RCVTIMEO` / `SO_SNDTIMEO`; `nil` means wait forever. A timed-out call throws `EAGAIN`.
-    public func setTimeout(receive: Duration?, send: Duration?) throws(CaptureError) {
+    public func setTimeout(receive: Duration?, send: Duration?) throws(CNISocketError) {
         for (option, label, duration) in [(SO_RCVTIMEO, "SO_RCVTIMEO", receive), (SO_SNDTIMEO, "SO_SNDTIMEO", send)] {
             var value = timeval()
             if let duration {
@@ -101,18 +101,18 @@ public final class SeqpacketSocket: Sendable {
                 if value.tv_sec == 0 && value.tv_usec == 0 { value.tv_usec = 1 }
             }
             guard setsockopt(fd, SOL_SOCKET, option, &value, socklen_t(MemoryLayout<timeval>.size)) == 0 else {
-                throw CaptureError.lastSystemError("setsockopt(\(label))", path)
+                throw CNISocketError.last("setsockopt(\(label))", path)
             }
         }
     }
 
     /// The process id and user id of the connected peer, as of `connect` (`SO_PEERCRED`).
-    public func peerCredentials() throws(CaptureError) -> (pid: Int32, uid: UInt32) {
+    public func peerCredentials() throws(CNISocketError) -> (pid: Int32, uid: UInt32) {
         var pid: pid_t = 0
         var uid: uid_t = 0
         var gid: gid_t = 0
         guard ambit_peer_credentials(fd, &pid, &uid, &gid) == 0 else {
-            throw CaptureError.lastSystemError("getsockopt(SO_PEERCRED)", path)
+            throw CNISocketError.last("getsockopt(SO_PEERCRED)", path)
         }
         return (pid, uid)
     }
@@ -125,27 +125,27 @@ public final class SeqpacketSocket: Sendable {
         Glibc.close(old)
     }
 
-    private static func makeSocket(_ path: String) throws(CaptureError) -> Int32 {
+    private static func makeSocket(_ path: String) throws(CNISocketError) -> Int32 {
         let fd = socket(AF_UNIX, Int32(SOCK_SEQPACKET.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-        guard fd >= 0 else { throw CaptureError.lastSystemError("socket(AF_UNIX, SOCK_SEQPACKET)", path) }
+        guard fd >= 0 else { throw CNISocketError.last("socket(AF_UNIX, SOCK_SEQPACKET)", path) }
         return fd
     }
 
     private static func withAddress(
         _ path: String,
-        _ body: (UnsafePointer<sockaddr>, socklen_t) throws(CaptureError) -> Void
-    ) throws(CaptureError) {
+        _ body: (UnsafePointer<sockaddr>, socklen_t) throws(CNISocketError) -> Void
+    ) throws(CNISocketError) {
         var address = sockaddr_un()
         address.sun_family = sa_family_t(AF_UNIX)
         let bytes = Array(path.utf8)
         let capacity = MemoryLayout.size(ofValue: address.sun_path)
         guard !bytes.isEmpty, bytes.count < capacity else {
-            throw CaptureError.invalidArgument("socket path \"\(path)\" must be 1..\(capacity - 1) bytes")
+            throw CNISocketError("socket address", path, detail: "the path must be 1..\(capacity - 1) bytes")
         }
         withUnsafeMutableBytes(of: &address.sun_path) { $0.copyBytes(from: bytes) }
         let length = socklen_t(MemoryLayout<sa_family_t>.size + bytes.count + 1)
-        try withUnsafePointer(to: &address) { pointer throws(CaptureError) in
-            try pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { pointer throws(CaptureError) in
+        try withUnsafePointer(to: &address) { pointer throws(CNISocketError) in
+            try pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { pointer throws(CNISocketError) in
                 try body(pointer, length)
             }
         }

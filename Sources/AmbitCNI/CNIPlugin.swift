@@ -60,6 +60,8 @@ public struct CNIPlugin {
         public var enrollmentFile: String
         /// How long an ADD waits for the agent's ack.
         public var timeout: Duration
+        /// Namespaces whose pods are passed through without asking the agent (the agent's own).
+        public var excludeNamespaces: Set<String> = []
         /// The previous plugin's result, passed through untouched (raw JSON).
         public var prevResult: [String: Any]?
     }
@@ -133,6 +135,8 @@ public struct CNIPlugin {
         }
         let passthrough = try resultJSON(prevResult, cniVersion: config.cniVersion)
         let netnsPath = try requireEnvironment("CNI_NETNS")
+        // Never enrolled, and must start even while no agent runs (the agent's own pod, after a reboot).
+        if config.excludeNamespaces.contains(pod.namespace) { return Output(stdout: passthrough, exitCode: 0) }
 
         // Not enrolled per the agent's last published state: nothing to do.
         let state: EnrollmentState?
@@ -216,6 +220,7 @@ public struct CNIPlugin {
                 details: "the network configuration has no prevResult"
             )
         }
+        if config.excludeNamespaces.contains(pod.namespace) { return Output(stdout: "", exitCode: 0) }
         let state = try? EnrollmentState.load(path: config.enrollmentFile)
         if let state, !state.isEnrolled(namespace: pod.namespace, name: pod.name) {
             return Output(stdout: "", exitCode: 0)
@@ -326,6 +331,13 @@ public struct CNIPlugin {
             }
             timeout = .milliseconds(Int(seconds * 1000))
         }
+        var excluded: Set<String> = []
+        if let raw = config["excludeNamespaces"] {
+            guard let names = raw as? [String], names.allSatisfy({ !$0.isEmpty }) else {
+                throw CNIError(.invalidNetworkConfig, "excludeNamespaces must be a list of namespace names")
+            }
+            excluded = Set(names)
+        }
         var prevResult: [String: Any]?
         if let raw = config["prevResult"] {
             guard let result = raw as? [String: Any] else {
@@ -339,6 +351,7 @@ public struct CNIPlugin {
             agentSocket: try string("agentSocket", default: Self.defaultAgentSocket),
             enrollmentFile: try string("enrollmentFile", default: Self.defaultEnrollmentFile),
             timeout: timeout,
+            excludeNamespaces: excluded,
             prevResult: prevResult
         )
     }

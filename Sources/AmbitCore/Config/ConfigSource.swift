@@ -1,0 +1,29 @@
+public import AmbitModel
+
+/// Something that feeds a ``ConfigStore``: a manifest directory, or the Kubernetes API.
+public protocol ConfigSource: Sendable {
+    /// Returns once the store holds a complete first view (every collection read once), so that
+    /// nothing acts on a partial configuration (say, releasing pods whose namespace is not read yet).
+    func start() async throws
+    /// Keeps the store current until the task is cancelled.
+    func run() async throws
+    /// What the source is reading and how it is doing, for `/config_dump` (JSON-compatible values).
+    func statusDump() -> [String: Any]
+    /// Brings the store up to date now, waiting briefly for `key` to appear (the CNI plugin may
+    /// announce a pod before the source has delivered its object).
+    func catchUp(awaiting key: ObjectKey) async
+}
+
+extension ManifestDirectorySource: ConfigSource {
+    public func start() async throws {
+        try reload()
+    }
+
+    public func statusDump() -> [String: Any] {
+        ["kind": "manifests", "directory": directory]
+    }
+
+    public func catchUp(awaiting key: ObjectKey) async {
+        _ = try? reload()
+    }
+}
