@@ -12,8 +12,8 @@ AMBIT_APT_PACKAGES=(
     bpftool
     # Benchmarks (Benchmarks/node/run).
     iperf3
-    # Independent peers for interoperability tests.
-    python3 python3-h2 openssl
+    # Independent peers for interoperability tests: HTTP/2 (h2), gRPC (grpcio), HTTP/2 load (h2load).
+    python3 python3-h2 python3-grpcio nghttp2-client openssl
     # pip for Debian's python3: ambit_install_python_packages (the deploy/ manifest validator).
     python3-pip
 )

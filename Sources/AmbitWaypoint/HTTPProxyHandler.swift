@@ -48,6 +48,8 @@ final class HTTPProxyHandler: ChannelInboundHandler, UpstreamResponseDelegate {
         var status = 0
         var flag = "-"
         var responseBytes = 0
+        /// A gRPC "trailers-only" response's status, moved from the head to the trailers.
+        var statusTrailers: HTTPHeaders?
         var perTryTimer: Scheduled<Void>?
         var requestTimer: Scheduled<Void>?
 
@@ -375,6 +377,17 @@ final class HTTPProxyHandler: ChannelInboundHandler, UpstreamResponseDelegate {
         if let modifier = exchange.plan.responseHeaders { RequestPlanner.apply(modifier, to: &head.headers) }
         head.version = exchange.head.version
         if !exchange.keepAlive { head.headers.add(name: "connection", value: "close") }
+        if exchange.grpc, head.headers.contains(name: "grpc-status") {
+            // gRPC "trailers-only": one HEADERS frame holding the status, ending the stream. The
+            // head and the end are written separately here, so the status goes in the trailers
+            // (a response with no messages, which every gRPC client reads the same way).
+            var trailers = HTTPHeaders()
+            for name in ["grpc-status", "grpc-message", "grpc-status-details-bin"] {
+                for value in head.headers[name] { trailers.add(name: name, value: value) }
+                head.headers.remove(name: name)
+            }
+            exchange.statusTrailers = trailers
+        }
         context.write(wrapOutboundOut(.head(head)), promise: nil)
     }
 
@@ -393,6 +406,10 @@ final class HTTPProxyHandler: ChannelInboundHandler, UpstreamResponseDelegate {
         guard let exchange, exchange.attempt == attempt, !exchange.finished, let context else { return }
         guard exchange.committed else { return }
         let keepAlive = exchange.keepAlive && !clientDone
+        var trailers = trailers
+        if let status = exchange.statusTrailers {
+            trailers = (trailers ?? HTTPHeaders()).isEmpty ? status : trailers
+        }
         finish(exchange, status: exchange.status)
         context.writeAndFlush(wrapOutboundOut(.end(trailers))).assumeIsolated().whenComplete { _ in
             if !keepAlive { Self.endConnection(context) }

@@ -22,6 +22,20 @@ extension LabRootTests {
             )
     }
 
+    static var grpcApp: String { LabCLI.packageRoot.appendingPathComponent("lab/apps/grpc_echo.py").path }
+
+    /// Starts `command` inside pod `pod`'s network namespace, in the background (the caller terminates it).
+    static func startInPod(_ lab: TestLab, _ pod: String, _ command: [String]) throws -> Process {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/nsenter")
+        process.arguments = ["--net=/var/run/netns/ambit-\(lab.name)-p-\(pod)"] + command
+        process.environment = ProcessInfo.processInfo.environment.merging(["AMBIT_LAB_POD": pod]) { $1 }
+        process.standardOutput = FileHandle.nullDevice
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+        return process
+    }
+
     /// `curl` in pod `pod` with `arguments`; returns stdout (`-s` is implied).
     static func curl(_ lab: TestLab, _ pod: String, _ arguments: String) throws -> String {
         let result = try exec(lab, pod, "curl -s -m 10 \(arguments)")
@@ -135,6 +149,34 @@ extension LabRootTests {
         let v2 = split.components(separatedBy: "hello from demo/server-v2").count - 1
         #expect(v1 + v2 == 1000, "\(v1) + \(v2)")
         #expect((870...930).contains(v1), "server-v1 got \(v1) of 1000 (weight 90)")
+
+        // gRPC with an independent implementation on both ends (Python grpcio): unary with metadata and
+        // trailers, server streaming, a status error, and L7 policy on the method path (denied → 403, which
+        // gRPC reads as PERMISSION_DENIED).
+        let grpcServer = try Self.startInPod(
+            lab,
+            "grpc-server",
+            ["/usr/bin/python3", Self.grpcApp, "serve", "--port", "9090"]
+        )
+        defer { kill(grpcServer.processIdentifier, SIGKILL) }  // SIGTERM may be blocked in a child of the runner
+        func grpc(_ pod: String, _ method: String, _ message: String) throws -> String {
+            try Self.exec(lab, pod, "/usr/bin/python3 \(Self.grpcApp) call 10.96.8.20:9090 \(method) \(message)")
+                .standardOutput.trimmingCharacters(in: .whitespacesAndNewlines)
+        }
+        #expect(
+            Self.eventually(10) { (try? grpc("client", "Say", "ping"))?.hasPrefix("OK echo ping") == true },
+            "\((try? grpc("client", "Say", "ping")) ?? "")"
+        )
+        #expect(try grpc("client", "Say", "hi") == "OK echo hi from grpc-server (x-lab=meta-1) [trailer done]")
+        #expect(try grpc("client", "Count", "5") == "OK 1,2,3,4,5")
+        #expect(try grpc("client", "Fail", "thing") == "NOT_FOUND no such thing: thing")
+        #expect(try grpc("tester", "Count", "2") == "OK 1,2")
+        #expect(try grpc("tester", "Say", "hi").hasPrefix("PERMISSION_DENIED"))
+
+        // h2load: 2,000 HTTP/2 requests over 4 connections, 10 streams each, all answered.
+        let load = try Self.exec(lab, "client", "h2load -n 2000 -c 4 -m 10 \(vip)/h2load").standardOutput
+        #expect(load.contains("2000 total, 2000 started, 2000 done, 2000 succeeded, 0 failed, 0 errored"), "\(load)")
+        #expect(load.contains("status codes: 2000 2xx, 0 3xx, 0 4xx, 0 5xx"), "\(load)")
 
         // Telemetry: Istio's request metrics with reporter="waypoint" and response codes.
         let metrics = try Self.shell(
