@@ -14,6 +14,7 @@ let package = Package(
         .executable(name: "ambit-node", targets: ["ambit-node"]),
         .executable(name: "ambit-cni", targets: ["ambit-cni"]),
         .executable(name: "ambit-waypoint", targets: ["ambit-waypoint"]),
+        .executable(name: "ambit-sidecar", targets: ["ambit-sidecar"]),
         .library(name: "AmbitNode", targets: ["AmbitNode"]),
         .library(name: "AmbitWaypoint", targets: ["AmbitWaypoint"]),
         .library(name: "AmbitModel", targets: ["AmbitModel"]),
@@ -167,6 +168,20 @@ let package = Package(
                 "AmbitModel",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strictSettings
+        ),
+        // The waypoint's L7 engine as one pod's sidecar, for the ambient-versus-sidecar benchmark.
+        .executableTarget(
+            name: "ambit-sidecar",
+            dependencies: [
+                "AmbitCLI",
+                "AmbitWaypoint",
+                "AmbitCore",
+                "AmbitCapture",
+                "AmbitModel",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],

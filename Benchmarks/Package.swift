@@ -50,6 +50,17 @@ let package = Package(
             ],
             path: "Benchmarks/HBONEBench"
         ),
+        // The mesh benchmark harness's HTTP server and constant-rate load generator (Benchmarks/mesh/run).
+        .executableTarget(
+            name: "MeshLoad",
+            dependencies: [
+                .product(name: "Histogram", package: "hdrhistogram-swift"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+            ],
+            path: "Benchmarks/MeshLoad"
+        ),
         .executableTarget(
             name: "Profile",
             dependencies: [

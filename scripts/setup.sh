@@ -10,8 +10,8 @@ AMBIT_APT_PACKAGES=(
     curl tcpdump tshark
     # eBPF: bpftool for `bpf/build.sh check` and the tests (the agent itself loads through libbpf).
     bpftool
-    # Benchmarks (Benchmarks/node/run).
-    iperf3
+    # Benchmarks (Benchmarks/node/run, Benchmarks/mesh/run): bulk TCP, the HAProxy reference sidecar, charts.
+    iperf3 haproxy python3-matplotlib
     # Independent peers for interoperability tests: HTTP/2 (h2), gRPC (grpcio), HTTP/2 load (h2load).
     python3 python3-h2 python3-grpcio nghttp2-client openssl
     # pip for Debian's python3: ambit_install_python_packages (the deploy/ manifest validator).

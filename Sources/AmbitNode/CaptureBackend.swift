@@ -1,4 +1,5 @@
 import AmbitCapture
+import AmbitCore
 import AmbitModel
 import NIOCore
 
@@ -41,7 +42,7 @@ enum CaptureBackend: Sendable {
             return OriginalDestination.read(channel)
         case .ebpf:
             guard let local = channel.localAddress.flatMap(IPEndpoint.init(socketAddress:)) else {
-                return channel.eventLoop.makeFailedFuture(NodeAgentError.originalDestination("no local address"))
+                return channel.eventLoop.makeFailedFuture(OriginalDestinationError("no local address"))
             }
             return channel.eventLoop.makeSucceededFuture(local)
         }

@@ -42,6 +42,13 @@ final class HTTPProxyHandler: ChannelInboundHandler, UpstreamResponseDelegate {
         let grpc: Bool
         var attempt = 0
         var upstream: (any Channel)?
+        /// The upstream connection when it is a pooled HTTP/1.1 one (kept for the next request).
+        var pooled: PooledUpstream?
+        /// Sends again after a pooled connection turned out closed by the endpoint while idle;
+        /// they do not count as retries.
+        var staleConnectionRetries = 0
+        /// The current attempt went out on a connection that had carried requests before.
+        var reusedConnection = false
         var endpoint: ChosenEndpoint?
         var committed = false
         var finished = false
@@ -63,7 +70,7 @@ final class HTTPProxyHandler: ChannelInboundHandler, UpstreamResponseDelegate {
             self.grpc = head.headers.first(name: "content-type")?.hasPrefix("application/grpc") ?? false
         }
 
-        var attemptsAllowed: Int { 1 + (plan.retry?.attempts ?? 0) }
+        var attemptsAllowed: Int { 1 + (plan.retry?.attempts ?? 0) + staleConnectionRetries }
     }
 
     init(tunnel: TunnelContext, downstreamProtocol: DownstreamProtocol) {
@@ -167,7 +174,11 @@ final class HTTPProxyHandler: ChannelInboundHandler, UpstreamResponseDelegate {
             host: head.headers.first(name: "host") ?? tunnel.authority.description,
             headers: headers
         )
-        let decision = state.authorization.evaluate(request, service: tunnel.target.serviceKey)
+        // Authorized where the traffic arrives: a sidecar's outbound side leaves it to the destination.
+        let decision =
+            tunnel.direction == .outbound
+            ? AuthorizationDecision.allowedWithoutPolicy
+            : state.authorization.evaluate(request, service: tunnel.target.serviceKey)
         if !decision.isAllowed {
             waypoint.count { $0.deniedRequests += 1 }
             waypoint.logger.info(
@@ -269,6 +280,7 @@ final class HTTPProxyHandler: ChannelInboundHandler, UpstreamResponseDelegate {
                 guard exchange.attempt == attempt, !exchange.committed else { return }
                 exchange.upstream?.close(promise: nil)
                 exchange.upstream = nil
+                exchange.pooled = nil
                 retryOrFail(
                     exchange,
                     reason: "per-try timeout",
@@ -279,6 +291,11 @@ final class HTTPProxyHandler: ChannelInboundHandler, UpstreamResponseDelegate {
             }
         }
         let traceparent = exchange.head.headers.first(name: "traceparent")
+        let http2 = UpstreamCodec.speaksHTTP2(exchange.plan.backend, grpc: exchange.grpc)
+        if !http2 {
+            sendPooled(exchange, to: endpoint, attempt: attempt, traceparent: traceparent)
+            return
+        }
         waypoint.openUpstream(to: endpoint, tunnel: tunnel, traceparent: traceparent, on: context.eventLoop)
             .assumeIsolated().whenComplete { [self] result in
                 guard exchange.attempt == attempt, !exchange.finished else {
@@ -317,6 +334,64 @@ final class HTTPProxyHandler: ChannelInboundHandler, UpstreamResponseDelegate {
                     }
                 }
             }
+    }
+
+    /// HTTP/1.1 upstream: an idle pooled connection to the endpoint if there is one, else a new one
+    /// that joins the pool once its response has ended.
+    private func sendPooled(_ exchange: Exchange, to endpoint: ChosenEndpoint, attempt: Int, traceparent: String?) {
+        guard let context else { return }
+        let waypoint = tunnel.waypoint
+        let pool = waypoint.upstreamPool(on: context.eventLoop)
+        let key = UpstreamPool.Key(address: endpoint.address, local: tunnel.toLocalApplication)
+        if let pooled = pool.take(key) {
+            use(pooled, for: exchange, attempt: attempt)
+            return
+        }
+        waypoint.openUpstream(to: endpoint, tunnel: tunnel, traceparent: traceparent, on: context.eventLoop)
+            .assumeIsolated().whenComplete { [self] result in
+                guard exchange.attempt == attempt, !exchange.finished else {
+                    if case .success(let stream) = result { stream.close(promise: nil) }
+                    return
+                }
+                switch result {
+                case .failure(let error):
+                    retryOrFail(
+                        exchange,
+                        reason: "upstream connect error: \(error)",
+                        condition: "connect-failure",
+                        status: .serviceUnavailable,
+                        flag: "UF"
+                    )
+                case .success(let stream):
+                    do {
+                        use(try PooledUpstream.configure(stream, key: key, pool: pool), for: exchange, attempt: attempt)
+                    } catch {
+                        stream.close(promise: nil)
+                        retryOrFail(
+                            exchange,
+                            reason: "cannot send upstream: \(error)",
+                            condition: "reset",
+                            status: .serviceUnavailable,
+                            flag: "UR"
+                        )
+                    }
+                }
+            }
+    }
+
+    private func use(_ pooled: PooledUpstream, for exchange: Exchange, attempt: Int) {
+        exchange.upstream = pooled.channel
+        exchange.pooled = pooled
+        if pooled.used { exchange.reusedConnection = true }
+        var head = exchange.head
+        UpstreamCodec.stripHopByHop(&head.headers)
+        head.version = .http1_1
+        if exchange.trailers == nil || exchange.trailers!.isEmpty {
+            head.headers.replaceOrAdd(name: "content-length", value: String(exchange.body.readableBytes))
+        } else {
+            head.headers.add(name: "transfer-encoding", value: "chunked")
+        }
+        pooled.send(head: head, body: exchange.body, trailers: exchange.trailers, delegate: self, attempt: attempt)
     }
 
     private func retryAfterBackoff(_ exchange: Exchange) {
@@ -367,6 +442,7 @@ final class HTTPProxyHandler: ChannelInboundHandler, UpstreamResponseDelegate {
         {
             exchange.upstream?.close(promise: nil)
             exchange.upstream = nil
+            exchange.pooled = nil
             retryAfterBackoff(exchange)
             return
         }
@@ -410,7 +486,7 @@ final class HTTPProxyHandler: ChannelInboundHandler, UpstreamResponseDelegate {
         if let status = exchange.statusTrailers {
             trailers = (trailers ?? HTTPHeaders()).isEmpty ? status : trailers
         }
-        finish(exchange, status: exchange.status)
+        finish(exchange, status: exchange.status, upstreamComplete: true)
         context.writeAndFlush(wrapOutboundOut(.end(trailers))).assumeIsolated().whenComplete { _ in
             if !keepAlive { Self.endConnection(context) }
         }
@@ -419,6 +495,15 @@ final class HTTPProxyHandler: ChannelInboundHandler, UpstreamResponseDelegate {
     func upstreamFailed(_ error: any Error, attempt: Int) {
         guard let exchange, exchange.attempt == attempt, !exchange.finished else { return }
         exchange.upstream = nil
+        exchange.pooled = nil
+        if !exchange.committed && exchange.reusedConnection {
+            // The endpoint had closed the idle connection as the request went out: send it again
+            // on a new connection (what every pooling proxy does), without counting a retry.
+            exchange.reusedConnection = false
+            exchange.staleConnectionRetries += 1
+            tryUpstream(exchange)
+            return
+        }
         if exchange.committed {
             exchange.flag = "UR"
             finish(exchange, status: exchange.status)
@@ -449,13 +534,19 @@ final class HTTPProxyHandler: ChannelInboundHandler, UpstreamResponseDelegate {
         writeLocal(response, head: exchange.head, keepAlive: exchange.keepAlive)
     }
 
-    /// Records the request and releases the upstream; the caller writes the end of the response.
-    private func finish(_ exchange: Exchange, status: Int) {
+    /// Records the request and releases the upstream (back to the pool when its response ended
+    /// cleanly); the caller writes the end of the response.
+    private func finish(_ exchange: Exchange, status: Int, upstreamComplete: Bool = false) {
         exchange.finished = true
         exchange.perTryTimer?.cancel()
         exchange.requestTimer?.cancel()
-        if let upstream = exchange.upstream {
+        if let pooled = exchange.pooled, upstreamComplete, let context {
+            exchange.pooled = nil
             exchange.upstream = nil
+            tunnel.waypoint.upstreamPool(on: context.eventLoop).release(pooled)
+        } else if let upstream = exchange.upstream {
+            exchange.upstream = nil
+            exchange.pooled = nil
             // Close the stream once the response is in; the endpoint's END_STREAM may still be on its way.
             upstream.close(promise: nil)
         }
@@ -552,7 +643,7 @@ final class HTTPProxyHandler: ChannelInboundHandler, UpstreamResponseDelegate {
             return nil
         }()
         let labels = TrafficLabels(
-            reporter: .waypoint,
+            reporter: tunnel.reporter,
             sourceWorkload: source?.name ?? TrafficLabels.unknown,
             sourceWorkloadNamespace: source?.namespace ?? TrafficLabels.unknown,
             sourcePrincipal: tunnel.peerIdentity,

@@ -57,6 +57,18 @@ extension Waypoint {
         traceparent: String?,
         on eventLoop: any EventLoop
     ) -> EventLoopFuture<any Channel> {
+        if tunnel.toLocalApplication {
+            // A sidecar's inbound request: the application listens in the same network namespace.
+            return localDialer.connect(
+                to: IPEndpoint(.v4(0x7F00_0001), endpoint.address.port),
+                from: nil,
+                on: eventLoop,
+                prepare: nil
+            ).flatMap { channel in
+                // Read as an HTTP upstream does (a relay turns it off again for opaque TCP).
+                channel.setOption(ChannelOptions.autoRead, value: true).map { channel }
+            }
+        }
         guard let workload = endpoint.workload, workload.enrollment.isEnrolled else {
             return eventLoop.makeFailedFuture(UpstreamError.notInMesh("endpoint \(endpoint.address)"))
         }
@@ -91,7 +103,11 @@ enum TCPForwarding {
         let waypoint = tunnel.waypoint
         let state = waypoint.state
         let destination = labelsAndRequest(tunnel: tunnel, snapshot: state.snapshot)
-        let decision = state.tcpAuthorization.evaluate(destination.request, service: tunnel.target.serviceKey)
+        // Authorized where the traffic arrives: a sidecar's outbound side leaves it to the destination.
+        let decision =
+            tunnel.direction == .outbound
+            ? AuthorizationDecision.allowedWithoutPolicy
+            : state.tcpAuthorization.evaluate(destination.request, service: tunnel.target.serviceKey)
         guard decision.isAllowed else {
             waypoint.logger.info(
                 "waypoint TCP connection denied",

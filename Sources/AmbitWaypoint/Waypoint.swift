@@ -17,6 +17,11 @@ public struct WaypointOptions: Sendable {
     public var maxRequestHeaderBytes = 60 << 10
     /// How long to wait for a client's first bytes before treating the tunnel as opaque TCP.
     public var sniffTimeout: TimeAmount = .seconds(1)
+    /// Set when the proxy is one pod's sidecar instead of a waypoint (the benchmark's sidecar
+    /// mode, `ambit-sidecar`): it terminates HBONE only for this pod, enforces the policies that
+    /// select the pod, forwards inbound requests to the application on 127.0.0.1, and proxies
+    /// the pod's captured outbound traffic (routes apply) over HBONE with the pod's identity.
+    public var sidecarPod: ObjectKey?
 
     public init(gateway: ObjectKey, identity: SpiffeID) {
         self.gateway = gateway
@@ -44,9 +49,22 @@ final class WaypointState: Sendable {
     /// DENY rules widen), so non-HTTP traffic fails closed.
     let tcpAuthorization: WaypointAuthorization
 
-    init(snapshot: ConfigSnapshot, gateway: ObjectKey) {
+    init(snapshot: ConfigSnapshot, gateway: ObjectKey, sidecarPod: ObjectKey? = nil) {
         self.snapshot = snapshot
         self.routes = RouteTable(routes: snapshot.httpRoutes.values.sorted { $0.key < $1.key })
+        if let key = sidecarPod {
+            let pod = snapshot.pods[key] ?? Pod(metadata: ObjectMeta(name: key.name, namespace: key.namespace))
+            let root = snapshot.options.rootNamespace
+            let policies = snapshot.authorizationPolicies.values
+            authorization = WaypointAuthorization(sidecarFor: pod, policies: policies, rootNamespace: root)
+            tcpAuthorization = WaypointAuthorization(
+                sidecarFor: pod,
+                policies: policies,
+                rootNamespace: root,
+                layer: .l4
+            )
+            return
+        }
         self.authorization = WaypointAuthorization(
             policies: snapshot.authorizationPolicies.values,
             gateway: gateway,
@@ -60,8 +78,21 @@ final class WaypointState: Sendable {
         )
     }
 
-    /// Which destination an HBONE `:authority` names, if this waypoint serves it.
-    func target(for authority: IPEndpoint, gateway: ObjectKey) -> Result<WaypointTarget, WaypointRefusal> {
+    /// Which destination an HBONE `:authority` names, if this waypoint serves it. A sidecar serves
+    /// its own pod only.
+    func target(
+        for authority: IPEndpoint,
+        gateway: ObjectKey,
+        sidecarPod: ObjectKey? = nil
+    ) -> Result<WaypointTarget, WaypointRefusal> {
+        if let sidecarPod {
+            guard let workload = snapshot.workload(for: sidecarPod),
+                workload.pod.podIPs.contains(authority.address)
+            else {
+                return .failure(.notServed("\(authority) is not an address of pod \(sidecarPod.namespacedName)"))
+            }
+            return .success(.workload(workload, port: authority.port))
+        }
         if let binding = snapshot.service(at: authority) {
             guard snapshot.waypoint(forService: binding.service).binding?.gateway == gateway else {
                 return .failure(
@@ -100,7 +131,11 @@ public final class Waypoint: Sendable {
     let metrics: MeshMetrics
     let logger: Logger
     let certificate: @Sendable () async throws -> WorkloadCertificate
+    /// Connects a sidecar to its own application (in the same network namespace).
+    let localDialer: any HBONEDialer = DirectDialer(connectTimeout: .seconds(5))
     private let cachedState = Mutex<WaypointState?>(nil)
+    /// One upstream pool per event loop (each used only on its loop).
+    private let pools = Mutex<[ObjectIdentifier: UpstreamPoolBox]>([:])
     private let counters = Mutex<WaypointCounters>(WaypointCounters())
 
     public init(
@@ -119,12 +154,30 @@ public final class Waypoint: Sendable {
         self.logger = logger
     }
 
+    /// The pool of idle upstream connections of `eventLoop` (call on that loop).
+    func upstreamPool(on eventLoop: any EventLoop) -> UpstreamPool {
+        let key = ObjectIdentifier(eventLoop)
+        return pools.withLock { pools in
+            if let box = pools[key] { return box.pool }
+            let box = UpstreamPoolBox(pool: UpstreamPool(eventLoop: eventLoop))
+            pools[key] = box
+            return box.pool
+        }
+    }
+
+    /// Closes the idle upstream connections of every loop (at shutdown).
+    public func closeIdleUpstreams() {
+        for box in pools.withLock({ Array($0.values) }) {
+            box.eventLoop.execute { box.pool.closeAll() }
+        }
+    }
+
     /// The state for the store's current snapshot (rebuilt when the configuration changed).
     var state: WaypointState {
         let snapshot = store.snapshot
         return cachedState.withLock { cached in
             if let cached, cached.snapshot.version == snapshot.version { return cached }
-            let state = WaypointState(snapshot: snapshot, gateway: options.gateway)
+            let state = WaypointState(snapshot: snapshot, gateway: options.gateway, sidecarPod: options.sidecarPod)
             for warning in state.routes.warnings + state.authorization.warnings {
                 logger.warning("\(warning)")
             }
@@ -205,7 +258,8 @@ struct WaypointInbound: HBONEInboundHandler {
 
     func open(_ request: HBONEInboundRequest, on eventLoop: any EventLoop) -> EventLoopFuture<HBONEInboundResult> {
         let state = waypoint.state
-        switch state.target(for: request.authority, gateway: waypoint.options.gateway) {
+        let options = waypoint.options
+        switch state.target(for: request.authority, gateway: options.gateway, sidecarPod: options.sidecarPod) {
         case .failure(.notServed(let reason)):
             waypoint.count { $0.refusedTunnels += 1 }
             return eventLoop.makeSucceededFuture(.badRequest(reason))
@@ -217,7 +271,8 @@ struct WaypointInbound: HBONEInboundHandler {
                 authority: request.authority,
                 peerIdentity: request.peerIdentity,
                 peerAddress: request.sourceAddress ?? request.authority.address,
-                traceparent: request.headers.traceparent
+                traceparent: request.headers.traceparent,
+                direction: .inbound
             )
             return eventLoop.makeSucceededFuture(
                 .terminate { channel in
@@ -230,10 +285,41 @@ struct WaypointInbound: HBONEInboundHandler {
 
 /// What every request of one tunnel shares.
 struct TunnelContext: Sendable {
+    /// Which way the traffic goes through the proxy.
+    enum Direction: Sendable {
+        /// Arrived over HBONE: authorized here. A waypoint forwards it over HBONE to an endpoint; a
+        /// sidecar to its own application.
+        case inbound
+        /// A sidecar's own pod calling out (captured): routed here, authorized at the destination.
+        case outbound
+    }
+
     let waypoint: Waypoint
     let target: WaypointTarget
     let authority: IPEndpoint
     let peerIdentity: SpiffeID
     let peerAddress: IPAddress
     let traceparent: String?
+    let direction: Direction
+
+    /// A sidecar's inbound traffic goes to the application in the same pod, not over HBONE.
+    var toLocalApplication: Bool { direction == .inbound && waypoint.options.sidecarPod != nil }
+
+    /// Istio's `reporter` label: a waypoint reports as such; a sidecar as the source (its pod
+    /// calling out) or the destination (its pod called).
+    var reporter: TrafficLabels.Reporter {
+        guard waypoint.options.sidecarPod != nil else { return .waypoint }
+        return direction == .outbound ? .source : .destination
+    }
+}
+
+/// Carries a pool across threads to its event loop. Safe: the pool is only ever used on that
+/// loop (``UpstreamPool`` checks), the box only hands it over.
+final class UpstreamPoolBox: @unchecked Sendable {
+    let pool: UpstreamPool
+    var eventLoop: any EventLoop { pool.eventLoopForBox }
+
+    init(pool: UpstreamPool) {
+        self.pool = pool
+    }
 }

@@ -22,6 +22,9 @@ public struct WaypointProcessOptions: Sendable {
     public var adminPort = Int(MeshPorts.admin)
     public var drainDeadline: Duration = .seconds(5)
     public var eventLoopThreads = System.coreCount
+    /// Set to run as one pod's sidecar (`ambit-sidecar`) instead of a waypoint: `gateway` then
+    /// names the pod (its namespace gives the identity's namespace) and nothing else is a Gateway.
+    public var sidecar: SidecarCapture?
 
     public init(gateway: ObjectKey, serviceAccount: String, config: ConfigSourceSelection, caDirectory: String) {
         self.gateway = gateway
@@ -70,10 +73,18 @@ public final class WaypointProcess: Sendable {
             userAgent: "ambit-waypoint/\(options.gateway.namespacedName)",
             logger: logger
         )
-        let client = HBONEClient(trustDomain: authority.trustDomain, roots: [authority.root], logger: logger)
+        // A sidecar's own connections are marked, or its pod's capture would take them again.
+        let client = HBONEClient(
+            trustDomain: authority.trustDomain,
+            roots: [authority.root],
+            dialer: DirectDialer(mark: options.sidecar?.mark),
+            logger: logger
+        )
         let cache = self.cache
+        var proxyOptions = WaypointOptions(gateway: options.gateway, identity: identity)
+        proxyOptions.sidecarPod = options.sidecar?.pod
         waypoint = Waypoint(
-            options: WaypointOptions(gateway: options.gateway, identity: identity),
+            options: proxyOptions,
             store: store,
             client: client,
             metrics: metrics,
@@ -118,14 +129,20 @@ public final class WaypointProcess: Sendable {
         }
         let sourceTask = Task { try await source.run() }
         let listener = try await server.listen(host: options.listenHost, port: options.hbonePort, group: group).get()
+        if let sidecar = options.sidecar {
+            try sidecar.install()
+            let outbound = try await outboundListener(sidecar)
+            channels.withLock { $0.append(outbound) }
+        }
         try await startOperationalEndpoints()
         channels.withLock { $0.insert(listener, at: 0) }
         ready.store(true, ordering: .relaxed)
         logger.info(
-            "ambit-waypoint started",
+            options.sidecar == nil ? "ambit-waypoint started" : "ambit-sidecar started",
             metadata: [
-                "gateway": "\(options.gateway.namespacedName)", "identity": "\(identity)",
-                "hbone": "\(options.listenHost):\(options.hbonePort)",
+                "proxy":
+                    "\(options.sidecar.map { "sidecar of pod \($0.pod.namespacedName)" } ?? "waypoint \(options.gateway.namespacedName)")",
+                "identity": "\(identity)", "hbone": "\(options.listenHost):\(options.hbonePort)",
             ]
         )
         await ProcessSignals.waitForTermination()
@@ -133,13 +150,40 @@ public final class WaypointProcess: Sendable {
         logger.info("draining", metadata: ["deadline": "\(options.drainDeadline)"])
         try? await listener.close()
         try? await server.shutdown(on: group.next()).get()
+        waypoint.closeIdleUpstreams()
         await waypoint.client.shutdown()
         sourceTask.cancel()
         certificateTask.cancel()
         store.finish()
         for channel in channels.withLock({ $0 }) { try? await channel.close() }
         try? await group.shutdownGracefully()
-        logger.info("ambit-waypoint stopped")
+        options.sidecar?.remove()
+        logger.info(options.sidecar == nil ? "ambit-waypoint stopped" : "ambit-sidecar stopped; capture removed")
+    }
+
+    /// The sidecar's listener for its pod's captured outbound connections.
+    private func outboundListener(_ sidecar: SidecarCapture) async throws -> any Channel {
+        let fd = try sidecar.outboundListener()
+        let waypoint = self.waypoint
+        let passthrough = DirectDialer(mark: sidecar.mark)
+        let logger = self.logger
+        return try await ServerBootstrap(group: group)
+            .childChannelOption(.autoRead, value: false)
+            .childChannelOption(.allowRemoteHalfClosure, value: true)
+            .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
+            .childChannelInitializer { channel in
+                OriginalDestination.read(channel).whenComplete { result in
+                    switch result {
+                    case .success(let destination):
+                        waypoint.acceptOutbound(channel, destination: destination, passthrough: passthrough)
+                    case .failure(let error):
+                        logger.warning("outbound connection dropped", metadata: ["error": "\(error)"])
+                        channel.close(promise: nil)
+                    }
+                }
+                return channel.eventLoop.makeSucceededVoidFuture()
+            }
+            .withBoundSocket(fd).get()
     }
 
     private func startOperationalEndpoints() async throws {

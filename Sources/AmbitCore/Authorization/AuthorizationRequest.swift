@@ -150,5 +150,14 @@ public struct AuthorizationDecision: Hashable, Sendable, CustomStringConvertible
 
     public var isAllowed: Bool { outcome == .allow }
 
+    /// Allowed with no policy consulted: traffic a proxy passes on to be authorized where it arrives.
+    public static let allowedWithoutPolicy = AuthorizationDecision(
+        outcome: .allow,
+        policy: nil,
+        basis: .noAllowPolicy,
+        dryRunMatches: [],
+        auditMatches: []
+    )
+
     public var description: String { "\(outcome.rawValue.uppercased()): \(reason)" }
 }

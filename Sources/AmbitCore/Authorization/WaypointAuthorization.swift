@@ -56,6 +56,33 @@ public struct WaypointAuthorization: Sendable {
         self.warnings = warnings
     }
 
+    /// The policies a sidecar enforces for its own pod, as Istio's sidecars do: selector-less
+    /// policies of the root namespace and of the pod's namespace, and selector policies matching
+    /// the pod's labels (not `targetRefs` policies, which belong to waypoints), with every
+    /// attribute checked at `layer`.
+    public init(
+        sidecarFor pod: Pod,
+        policies: some Sequence<AuthorizationPolicy>,
+        rootNamespace: String = WellKnownLabels.defaultRootNamespace,
+        layer: AuthorizationLayer = .l7
+    ) {
+        var selected: [CompiledPolicy] = []
+        var warnings: [String] = []
+        for policy in policies.sorted(by: { $0.key < $1.key }) where policy.targetRefs.isEmpty {
+            let namespace = policy.metadata.namespace
+            guard namespace == pod.metadata.namespace || namespace == rootNamespace else { continue }
+            if let selector = policy.selector, !selector.matches(pod.metadata.labels) { continue }
+            if policy.action == .custom {
+                warnings.append("\(policy.key): CUSTOM policies need an external authorizer, which Ambit does not have")
+                continue
+            }
+            selected.append(CompiledPolicy(policy, layer: layer))
+        }
+        gatewayPolicies = selected
+        servicePolicies = [:]
+        self.warnings = warnings
+    }
+
     /// Decides a request addressed to `service` (or to a workload directly when `nil`).
     public func evaluate(_ request: AuthorizationRequest, service: ObjectKey?) -> AuthorizationDecision {
         var policies = gatewayPolicies

@@ -2,6 +2,10 @@ public import AmbitModel
 public import NIOCore
 import NIOPosix
 
+#if canImport(Glibc)
+    import Glibc
+#endif
+
 /// Opens the TCP connection under an HBONE connection, or an upstream connection. The seam the
 /// node agent fills with sockets created, marked and bound inside a pod's network namespace.
 public protocol HBONEDialer: Sendable {
@@ -19,9 +23,13 @@ public protocol HBONEDialer: Sendable {
 /// Dials from the current network namespace with a plain `ClientBootstrap`.
 public struct DirectDialer: HBONEDialer {
     public var connectTimeout: TimeAmount
+    /// `SO_MARK` of the socket, set before it connects: a proxy inside a captured network
+    /// namespace (a sidecar) marks its own connections 0x539 so that the capture lets them pass.
+    public var mark: UInt32?
 
-    public init(connectTimeout: TimeAmount = .seconds(10)) {
+    public init(connectTimeout: TimeAmount = .seconds(10), mark: UInt32? = nil) {
         self.connectTimeout = connectTimeout
+        self.mark = mark
     }
 
     public func connect(
@@ -45,6 +53,9 @@ public struct DirectDialer: HBONEDialer {
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture { try prepare?(channel) }
             }
+        if let mark {
+            bootstrap = bootstrap.channelOption(.socketOption(.init(rawValue: SO_MARK)), value: .init(mark))
+        }
         if let source {
             do {
                 bootstrap = bootstrap.bind(to: try IPEndpoint(source, 1).socketAddress.withPort(0))

@@ -1,0 +1,99 @@
+import AmbitCLI
+import AmbitCapture
+import AmbitCore
+import AmbitModel
+import AmbitWaypoint
+import ArgumentParser
+import Logging
+
+/// `ambit-sidecar`: Ambit's L7 proxy run as one pod's sidecar, the way conventional sidecar meshes
+/// work. It exists to measure ambient mode against sidecar mode with the same code on both sides
+/// (Benchmarks/mesh): the waypoint's HTTP engine, inside the pod's own network namespace.
+@main
+struct AmbitSidecarCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "ambit-sidecar",
+        abstract: "Ambit's L7 proxy as one pod's sidecar (for the ambient-versus-sidecar benchmark).",
+        discussion: """
+            Run inside the pod's network namespace (as root: it installs the pod's nftables capture, \
+            the same rules as ambit-node's, and removes them on exit). Outbound: the pod's TCP is \
+            redirected to 127.0.0.1:15001; HTTP is proxied per request (HTTPRoutes apply) and sent over \
+            HBONE with the pod's identity to the destination pod's 15008; other TCP at L4; destinations \
+            outside the mesh as plain TCP. Inbound: HBONE on 15008, the AuthorizationPolicies that \
+            select the pod checked per request, then HTTP to the application on 127.0.0.1. Plaintext \
+            inbound (15006) is refused, as with PeerAuthentication STRICT. Ports 15020 metrics, 15021 \
+            readiness, 15000 admin (127.0.0.1) in the pod.
+            """
+    )
+
+    @Option(help: "The pod as namespace/name.")
+    var pod: String
+
+    @Option(help: "The pod's service account (its identity).")
+    var serviceAccount: String
+
+    @OptionGroup(title: "Configuration source")
+    var source: ConfigSourceOptions
+
+    @Option(help: "Local CA directory (ambitctl ca init) that issues the pod's certificate.")
+    var caDir: String
+
+    @Option(help: "Event loop threads (a sidecar is usually given one or two cores).") var threads = 1
+    @Option(help: "Seconds to let requests finish on SIGTERM.") var drainSeconds: Int = 2
+
+    @OptionGroup(title: "Logging")
+    var logging: LoggingOptions
+
+    func validate() throws {
+        _ = try podKey()
+        guard threads >= 1 else { throw ValidationError("--threads must be at least 1") }
+    }
+
+    private func podKey() throws -> ObjectKey {
+        let parts = pod.split(separator: "/", omittingEmptySubsequences: false)
+        guard parts.count == 2, !parts[0].isEmpty, !parts[1].isEmpty else {
+            throw ValidationError("--pod must be namespace/name, not \"\(pod)\"")
+        }
+        return ObjectKey(.pod, namespace: String(parts[0]), name: String(parts[1]))
+    }
+
+    func run() async throws {
+        let logger = logging.bootstrap(label: "ambit.sidecar")
+        let key = try podKey()
+        let config: ConfigSourceSelection
+        do {
+            config = try source.selection()
+        } catch {
+            logger.critical("cannot read the configuration source", metadata: ["error": "\(error)"])
+            throw ExitCode.failure
+        }
+        var options = WaypointProcessOptions(
+            gateway: ObjectKey(.gateway, namespace: key.namespace, name: "sidecar-\(key.name)"),
+            serviceAccount: serviceAccount,
+            config: config,
+            caDirectory: caDir
+        )
+        options.eventLoopThreads = threads
+        options.drainDeadline = .seconds(drainSeconds)
+        options.sidecar = SidecarCapture(
+            pod: key,
+            install: { try InPodRules.apply() },
+            remove: { try? InPodRules.remove() },
+            outboundListener: {
+                try CaptureSockets.listener(
+                    address: IPEndpoint(.v4(0x7F00_0001), MeshPorts.outbound),
+                    mark: MeshMarks.agentSocket,
+                    reusePort: true,
+                    transparent: false
+                )
+            },
+            mark: MeshMarks.agentSocket
+        )
+        do {
+            try await WaypointProcess(options: options, logger: logger).run()
+        } catch {
+            logger.critical("ambit-sidecar failed", metadata: ["error": "\(error)"])
+            throw ExitCode.failure
+        }
+    }
+}
