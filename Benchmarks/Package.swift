@@ -39,6 +39,19 @@ let package = Package(
             plugins: [.plugin(name: "BenchmarkPlugin", package: "benchmark")]
         ),
         .executableTarget(
+            name: "DataPath",
+            dependencies: [
+                .product(name: "Benchmark", package: "benchmark"),
+                .product(name: "AmbitCore", package: ambit),
+                .product(name: "AmbitModel", package: ambit),
+                .product(name: "AmbitTestSupport", package: ambit),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ],
+            path: "Benchmarks/DataPath",
+            plugins: [.plugin(name: "BenchmarkPlugin", package: "benchmark")]
+        ),
+        .executableTarget(
             name: "HBONEBench",
             dependencies: [
                 .product(name: "AmbitCore", package: ambit),

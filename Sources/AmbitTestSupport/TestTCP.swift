@@ -13,6 +13,10 @@ public enum TestTCPBehaviour: Sendable {
     /// Closes its output at once (half-close towards the client), reads until the client's end of
     /// stream and then reports `"<byte count> <sha256 hex>"` of what it read.
     case closeOutputFirst(report: @Sendable (String) -> Void)
+    /// Reads `count` bytes, stops reading for `stall` (so the sender backs up), then closes the
+    /// connection completely without reading the rest (an application that gives up on a
+    /// client that is still sending, as iperf3's server does at the end of a test).
+    case closeAfterReading(Int, stall: TimeAmount)
 }
 
 /// A plain TCP server on 127.0.0.1 for relay tests: the "application" behind HBONE.
@@ -127,6 +131,7 @@ private final class TestServerHandler: ChannelInboundHandler {
     typealias OutboundOut = ByteBuffer
 
     private let behaviour: TestTCPBehaviour
+    private var stalled = false
     private var hasher = SHA256()
     private var received = 0
     private var sender: PatternSender?
@@ -163,6 +168,12 @@ private final class TestServerHandler: ChannelInboundHandler {
             buffer.withUnsafeReadableBytes { hasher.update(bufferPointer: $0) }
         case .source:
             break
+        case .closeAfterReading(let count, let stall):
+            guard received >= count, !stalled else { break }
+            stalled = true
+            context.channel.setOption(ChannelOptions.autoRead, value: false).whenFailure { _ in }
+            let loopBound = NIOLoopBound(context, eventLoop: context.eventLoop)
+            context.eventLoop.scheduleTask(in: stall) { loopBound.value.close(promise: nil) }
         }
     }
 
@@ -180,7 +191,7 @@ private final class TestServerHandler: ChannelInboundHandler {
             let reply = "\(received) \(TestPattern.hex(hasher.finalize()))"
             context.writeAndFlush(wrapOutboundOut(context.channel.allocator.buffer(string: reply))).assumeIsolated()
                 .whenComplete { _ in context.close(promise: nil) }
-        case .source:
+        case .source, .closeAfterReading:
             break
         case .closeOutputFirst:
             reportOnce()

@@ -18,7 +18,7 @@ import NIOPosix
 let arguments = CommandLine.arguments.dropFirst()
 let modes: Set<String> = ["throughput", "latency", "memory"]
 let selected =
-    arguments.first == "memory-path"
+    ["memory-path", "churn", "bulk"].contains(arguments.first)
     ? []
     : (arguments.contains { modes.contains($0) } ? modes.intersection(arguments) : modes)
 let quick = arguments.contains("--quick")
@@ -354,6 +354,50 @@ if arguments.first == "memory-path" {
         let symbol = dlsym(dlopen(nil, RTLD_NOW), "malloc_stats")
     {
         unsafeBitCast(symbol, to: (@convention(c) () -> Void).self)()
+    }
+    exit(0)
+}
+
+// Connection churn: `churn <path> <count>` opens and closes `count` connections one after the
+// other (one 1 KiB round trip each) and prints the RSS every tenth of the way: memory that grows
+// with the number of connections that came and went is a leak.
+// Bulk churn: `bulk <path> <count>` sends 256 MiB through `count` connections one after the other
+// and prints the RSS after each: buffers a bulk transfer grows must be given back when it ends.
+if arguments.first == "bulk" {
+    let path = arguments.dropFirst().first ?? "hbone"
+    let count = Int(arguments.dropFirst(2).first ?? "") ?? 5
+    let paths = try await Paths(sinkBehaviour: .count)
+    print("| transfers | RSS KiB |")
+    print("|---:|---:|")
+    for index in 1...count {
+        let promise = paths.clientGroup.next().makePromise(of: String.self)
+        _ = try await connect(port: paths.port(path), group: paths.clientGroup) {
+            BulkSender(total: 256 << 20, done: promise)
+        }
+        _ = try await promise.futureResult.get()
+        try await Task.sleep(for: .milliseconds(300))
+        print("| \(index) | \(rssKiB()) |")
+    }
+    exit(0)
+}
+
+if arguments.first == "churn" {
+    let path = arguments.dropFirst().first ?? "hbone"
+    let count = Int(arguments.dropFirst(2).first ?? "") ?? 10_000
+    let paths = try await Paths(sinkBehaviour: .echo)
+    print("| connections | RSS KiB |")
+    print("|---:|---:|")
+    for index in 1...count {
+        let promise = paths.clientGroup.next().makePromise(of: Void.self)
+        let channel = try await connect(port: paths.port(path), group: paths.clientGroup) {
+            IdleAfterOneRound(done: promise)
+        }
+        try await promise.futureResult.get()
+        try await channel.close()
+        if index % max(count / 10, 1) == 0 {
+            try await Task.sleep(for: .milliseconds(200))
+            print("| \(index) | \(rssKiB()) |")
+        }
     }
     exit(0)
 }

@@ -55,6 +55,41 @@ import Testing
         await echo.close()
     }
 
+    /// The application stops reading, so the tunnel backs up (the server's relay waits for the
+    /// application socket to become writable), and then closes while the client still sends:
+    /// the tunnel must end — reset, the summary reported, the stream gone — not stay half-open
+    /// holding its buffers and window (it did, and node agents grew by hundreds of MiB over a
+    /// few iperf3 runs).
+    @Test func anApplicationThatClosesWhileTheClientStillSendsEndsTheTunnel() async throws {
+        let quitter = try await TestTCPServer.start(
+            .closeAfterReading(1 << 20, stall: .milliseconds(500)),
+            group: Self.upstreamGroup
+        )
+        let world = try await HBONEWorld(destinations: [Self.endpoint(quitter.port)])
+        let port = try await world.forwarder(to: Self.endpoint(quitter.port))
+        let started = ContinuousClock.now
+        // Far more than every buffer and window on the way holds (about 24 MiB).
+        // Like iperf3's client: it keeps sending until told otherwise, even after the other side
+        // ended its output (half-close), and never closes by itself.
+        let closed = world.clientGroup.next().makePromise(of: Void.self)
+        let sender = try await ClientBootstrap(group: world.clientGroup)
+            .channelOption(.allowRemoteHalfClosure, value: true)
+            .channelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(RelentlessSender(closed: closed))
+                }
+            }
+            .connect(host: "127.0.0.1", port: port).get()
+        let ended = await eventually(timeout: .seconds(15)) { !sender.isActive }
+        #expect(ended, "the client's connection is still open: the tunnel is stuck")
+        if !ended { try? await sender.close() }
+        #expect(ContinuousClock.now - started < .seconds(16))
+        #expect(await eventually { world.inbound.summaries.count == 1 }, "the server never finished the tunnel")
+        #expect(await eventually { await world.client.status().values.first?.streams ?? 0 == 0 })
+        await world.shutdown()
+        await quitter.close()
+    }
+
     @Test func gracefulShutdownLetsOpenStreamsFinishAndRefusesNewOnes() async throws {
         let echo = try await TestTCPServer.start(.echo, group: Self.upstreamGroup)
         var configuration = HBONEConfiguration()
@@ -93,4 +128,27 @@ import Testing
         await world.shutdown()
         await echo.close()
     }
+}
+
+/// Writes 64 KiB chunks for as long as its channel is writable and open; ignores end of input.
+final class RelentlessSender: ChannelInboundHandler {
+    typealias InboundIn = ByteBuffer
+    typealias OutboundOut = ByteBuffer
+    let closed: EventLoopPromise<Void>
+
+    init(closed: EventLoopPromise<Void>) { self.closed = closed }
+
+    func channelActive(context: ChannelHandlerContext) { pump(context) }
+    func channelWritabilityChanged(context: ChannelHandlerContext) { pump(context) }
+
+    private func pump(_ context: ChannelHandlerContext) {
+        while context.channel.isActive && context.channel.isWritable {
+            context.write(wrapOutboundOut(ByteBuffer(repeating: 0x62, count: 64 << 10)), promise: nil)
+            context.flush()
+        }
+    }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {}  // keeps sending
+    func errorCaught(context: ChannelHandlerContext, error: any Error) { context.close(promise: nil) }
+    func channelInactive(context: ChannelHandlerContext) { closed.succeed(()) }
 }

@@ -208,6 +208,7 @@ final class HBONEConnectionPool {
         timeout: Scheduled<Void>,
         rejection: ReasonBox
     ) throws {
+        try SocketTuning.tuneHBONEConnection(channel)
         let sync = channel.pipeline.syncOperations
         let tls = try NIOSSLClientHandler(
             context: contexts.clientContext(for: certificate),

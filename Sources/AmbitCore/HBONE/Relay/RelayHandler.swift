@@ -21,6 +21,10 @@ public import NIOPosix
 /// - **Reset:** an error on one side (a TCP reset, an RST_STREAM) resets the other: sockets
 ///   close abortively (TCP RST via SO_LINGER 0); streams close before END_STREAM, which sends
 ///   RST_STREAM.
+/// - **Partner gone:** once one channel has closed completely, the other never waits for it
+///   to become writable again: it reads on, and data that can no longer be delivered resets it,
+///   as a TCP stack answers data for a closed socket. (Waiting would leave a sender that
+///   blocked on backpressure stuck forever, holding its buffers and flow-control window.)
 /// - Both handlers are used on one event loop; they are not Sendable.
 final class RelayHandler: ChannelDuplexHandler, RemovableChannelHandler {
     typealias InboundIn = ByteBuffer
@@ -71,7 +75,7 @@ final class RelayHandler: ChannelDuplexHandler, RemovableChannelHandler {
         }
         for buffer in early {
             stats?.add(buffer.readableBytes, request: isRequestSide)
-            partner?.partnerWrite(buffer)
+            _ = partner?.partnerWrite(buffer)
         }
         if !early.isEmpty { partner?.partnerFlush() }
         early = []
@@ -120,7 +124,10 @@ final class RelayHandler: ChannelDuplexHandler, RemovableChannelHandler {
             return
         }
         stats?.add(buffer.readableBytes, request: isRequestSide)
-        partner.partnerWrite(buffer)
+        if !partner.partnerWrite(buffer) {
+            // The partner's channel is gone: these bytes cannot be delivered.
+            abortSelf()
+        }
     }
 
     func channelReadComplete(context: ChannelHandlerContext) {
@@ -147,8 +154,10 @@ final class RelayHandler: ChannelDuplexHandler, RemovableChannelHandler {
 
     func channelInactive(context: ChannelHandlerContext) {
         inactive = true
+        // A joined side counts its end even when it reset itself (and so let go of its partner):
+        // the summary, and the tracking of the connection, must always complete.
+        stats?.channelLeft()
         if let partner {
-            stats?.channelLeft()
             if failed {
                 partner.partnerClose(abort: true)
             } else if !inputClosed {
@@ -157,6 +166,7 @@ final class RelayHandler: ChannelDuplexHandler, RemovableChannelHandler {
                 inputClosed = true
                 partner.partnerHalfClose()
             }
+            partner.partnerWentAway()
         }
         context.fireChannelInactive()
     }
@@ -171,7 +181,7 @@ final class RelayHandler: ChannelDuplexHandler, RemovableChannelHandler {
     // MARK: Outbound to our channel.
 
     func read(context: ChannelHandlerContext) {
-        if let partner, partner.partnerIsWritable {
+        if let partner, partner.partnerIsWritable || partner.isGone {
             context.read()
         } else {
             pendingRead = true
@@ -180,14 +190,23 @@ final class RelayHandler: ChannelDuplexHandler, RemovableChannelHandler {
 
     // MARK: Calls from the partner.
 
-    private func partnerWrite(_ buffer: ByteBuffer) {
-        guard let context, !inactive else {
-            // Our channel is gone: data for it cannot be delivered, so the sender is reset, as
-            // a TCP stack answers data for a closed socket.
-            partner?.abortSelf()
-            return
-        }
+    /// Writes the partner's bytes to our channel; `false` when our channel is gone (the partner
+    /// then resets itself, as a TCP stack answers data for a closed socket).
+    private func partnerWrite(_ buffer: ByteBuffer) -> Bool {
+        guard let context, !inactive else { return false }
         context.write(wrapOutboundOut(buffer), promise: nil)
+        return true
+    }
+
+    /// Our channel closed completely.
+    private var isGone: Bool { inactive || context == nil }
+
+    /// The partner's channel closed: stop waiting for it to become writable. A read that waited
+    /// goes ahead, so that end of input ends this side cleanly and data resets it.
+    private func partnerWentAway() {
+        guard pendingRead, let context else { return }
+        pendingRead = false
+        context.read()
     }
 
     private func abortSelf() {

@@ -74,7 +74,8 @@ public final class HBONEServer: Sendable {
                 }
             }
             .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
-            .childChannelOption(.recvAllocator, value: SocketTuning.recvAllocator)
+            .childChannelOption(.recvAllocator, value: SocketTuning.hboneRecvAllocator)
+            .childChannelOption(.maxMessagesPerRead, value: SocketTuning.hboneMessagesPerRead)
             .childChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture { try self.configureConnection(channel) }
             }

@@ -1,0 +1,152 @@
+import AmbitCore
+import AmbitModel
+import AmbitTestSupport
+import Benchmark
+import Foundation
+import Logging
+import NIOCore
+import NIOPosix
+
+// The data path's hot loops on loopback: opening an HBONE stream on an established (pooled)
+// mutual-TLS HTTP/2 connection, and moving bytes through Ambit's relay (the loop every proxied
+// connection runs). Wall clock per operation, with allocations.
+
+/// An HBONE server whose tunnels end at once (no upstream connect), and a client with one
+/// pooled connection to it: what opening a stream costs on its own.
+final class StreamWorld: Sendable {
+    let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+    let serverGroup = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+    let server: HBONEServer
+    let listener: any Channel
+    let client: HBONEClient
+    let request: HBONETunnelRequest
+
+    init() throws {
+        var logger = Logger(label: "bench")
+        logger.logLevel = .error
+        let pki = try TestPKI(now: Date() - 3600)
+        let serverCertificate = try pki.issue(.test("bench", "server"), now: Date() - 60)
+        let clientCertificate = try pki.issue(.test("bench", "client"), now: Date() - 60)
+        server = HBONEServer(
+            trustDomain: "cluster.local",
+            roots: [pki.authority.root],
+            certificate: { serverCertificate },
+            inbound: EndAtOnce(),
+            logger: logger
+        )
+        listener = try server.listen(host: "127.0.0.1", port: 0, group: serverGroup).wait()
+        client = HBONEClient(trustDomain: "cluster.local", roots: [pki.authority.root], logger: logger)
+        let port = UInt16(listener.localAddress!.port!)
+        request = HBONETunnelRequest(
+            sourceCertificate: clientCertificate,
+            destinationIdentities: [.test("bench", "server")],
+            nextHop: IPEndpoint(.v4(0x7F00_0001), port),
+            authority: IPEndpoint(.v4(0x7F00_0001), 8080)
+        )
+    }
+
+    /// Opens one stream (CONNECT answered 200) and closes it.
+    func openAndClose() throws {
+        let stream = try client.openStream(request, on: group.next()).wait()
+        try stream.close().wait()
+    }
+}
+
+struct EndAtOnce: HBONEInboundHandler {
+    func open(_ request: HBONEInboundRequest, on eventLoop: any EventLoop) -> EventLoopFuture<HBONEInboundResult> {
+        eventLoop.makeSucceededFuture(.terminate { _ in })
+    }
+}
+
+/// An echo sink behind Ambit's plain TCP relay, and one client connection through it.
+final class RelayWorld: Sendable {
+    let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+    let relayGroup = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+    let sink: any Channel
+    let relay: any Channel
+
+    init() throws {
+        sink = try ServerBootstrap(group: group)
+            .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
+            .childChannelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(Echo()) }
+            }
+            .bind(host: "127.0.0.1", port: 0).wait()
+        let target = IPEndpoint(.v4(0x7F00_0001), UInt16(sink.localAddress!.port!))
+        relay = try TCPPassthrough.listen(host: "127.0.0.1", port: 0, group: relayGroup, destination: target).wait()
+    }
+
+    final class Echo: ChannelInboundHandler {
+        typealias InboundIn = ByteBuffer
+        func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+            context.writeAndFlush(data, promise: nil)
+        }
+    }
+}
+
+/// Sends `payload`, completes once as many bytes came back.
+final class RoundTrip: ChannelInboundHandler {
+    typealias InboundIn = ByteBuffer
+    private var expected = 0
+    private var promise: EventLoopPromise<Void>?
+
+    func start(_ payload: ByteBuffer, on channel: any Channel) -> EventLoopFuture<Void> {
+        channel.eventLoop.flatSubmit {
+            let promise = channel.eventLoop.makePromise(of: Void.self)
+            self.expected = payload.readableBytes
+            self.promise = promise
+            channel.writeAndFlush(payload, promise: nil)
+            return promise.futureResult
+        }
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        expected -= unwrapInboundIn(data).readableBytes
+        if expected <= 0 {
+            promise?.succeed(())
+            promise = nil
+        }
+    }
+}
+
+let benchmarks: @Sendable () -> Void = {
+    Benchmark.defaultConfiguration = .init(
+        metrics: [.wallClock, .throughput, .mallocCountTotal],
+        maxDuration: .seconds(5),
+        maxIterations: 100_000
+    )
+    let streams: StreamWorld
+    let relays: RelayWorld
+    do {
+        streams = try StreamWorld()
+        relays = try RelayWorld()
+        try streams.openAndClose()  // the pooled connection is up before measuring
+    } catch {
+        fatalError("benchmark set-up failed: \(error)")
+    }
+
+    Benchmark("HBONE stream open (pooled connection, 200, close)") { benchmark in
+        for _ in benchmark.scaledIterations {
+            try streams.openAndClose()
+        }
+    }
+
+    for size in [1024, 64 * 1024] {
+        Benchmark("Relay loop, \(size / 1024) KiB echoed through TCPPassthrough") { benchmark in
+            let handler = RoundTrip()
+            let channel = try ClientBootstrap(group: relays.group)
+                .channelOption(.socketOption(.tcp_nodelay), value: 1)
+                .channelInitializer { channel in
+                    channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(handler) }
+                }
+                .connect(to: relays.relay.localAddress!).wait()
+            let payload = ByteBuffer(repeating: 0x61, count: size)
+            benchmark.startMeasurement()
+            for _ in benchmark.scaledIterations {
+                try handler.start(payload, on: channel).wait()
+            }
+            benchmark.stopMeasurement()
+            try channel.close().wait()
+        }
+    }
+}
