@@ -19,7 +19,8 @@ enum InboundDecision: Equatable {
         peerIdentity: SpiffeID?,
         sourceAddress: IPAddress,
         plaintext: Bool,
-        snapshot: ConfigSnapshot
+        snapshot: ConfigSnapshot,
+        logger: Logger? = nil
     ) -> InboundDecision {
         guard pod.addresses.contains(target.address) else {
             return .badRequest("authority \(target) is not an address of pod \(pod.displayName)")
@@ -57,6 +58,15 @@ enum InboundDecision: Equatable {
             sourceAddress: sourceAddress
         )
         let decision = snapshot.authorization.evaluate(request)
+        if let logger {
+            decision.logObservations(
+                to: logger,
+                [
+                    "pod": "\(pod.displayName)", "dst.port": "\(target.port)",
+                    "src.identity": "\(peerIdentity.map { "\($0)" } ?? "-")", "src.ip": "\(sourceAddress)",
+                ]
+            )
+        }
         guard decision.isAllowed else { return .denied(decision.reason) }
         return .allow(workload: workload, authorization: request)
     }
@@ -92,7 +102,8 @@ struct PodInbound: HBONEInboundHandler {
             peerIdentity: request.peerIdentity,
             sourceAddress: source,
             plaintext: false,
-            snapshot: snapshot
+            snapshot: snapshot,
+            logger: agent.logger
         )
         switch decision {
         case .badRequest(let reason):
@@ -197,7 +208,8 @@ extension NodeAgent {
                 peerIdentity: nil,
                 sourceAddress: peer.address,
                 plaintext: true,
-                snapshot: snapshot
+                snapshot: snapshot,
+                logger: self.logger
             )
             guard case .allow(_, let authorization) = decision else {
                 let reason: String

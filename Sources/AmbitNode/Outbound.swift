@@ -21,8 +21,8 @@ enum OutboundRoute: Equatable {
 /// The outbound decision of PROTOCOLS.md, free of I/O so it is unit-tested on its own: a
 /// destination served by a waypoint goes to the waypoint (keeping the original destination as
 /// the authority); a service VIP:port picks a healthy endpoint and maps the service port to the
-/// target port; a pod address of an enrolled pod goes over HBONE to that pod; anything else
-/// passes through.
+/// target port, then goes to that endpoint's waypoint if it has one; a pod address of an enrolled
+/// pod goes over HBONE to that pod; anything else passes through.
 enum OutboundRouter {
     static func route(
         to destination: IPEndpoint,
@@ -44,6 +44,19 @@ enum OutboundRouter {
                 return .unavailable(
                     "service \(binding.service.namespace)/\(binding.service.name) port \(destination.port)"
                 )
+            }
+            // The chosen endpoint's own waypoint (its service account's, or its pod's or namespace's
+            // `istio.io/use-waypoint`): the endpoint accepts only that waypoint, so service-addressed
+            // traffic goes there too, with the endpoint as the authority.
+            switch snapshot.waypoint(forWorkload: endpoint.pod) {
+            case .waypoint(let waypoint):
+                return toWaypoint(waypoint, destination: endpoint.address, service: serviceName)
+            case .unresolved(let reason):
+                return .unavailable(
+                    "pod \(endpoint.pod.namespacedName) behind service \(binding.service.namespacedName): \(reason)"
+                )
+            case .none:
+                break
             }
             let workload = snapshot.workload(for: endpoint.pod)
             if let workload, workload.enrollment.isEnrolled {

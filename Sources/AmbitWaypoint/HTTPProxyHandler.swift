@@ -92,10 +92,15 @@ final class HTTPProxyHandler: ChannelInboundHandler, UpstreamResponseDelegate {
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let options = tunnel.waypoint.options
         switch unwrapInboundIn(data) {
-        case .head(let head):
-            self.head = head
+        case .head(var head):
             body.clear()
             rejection = nil
+            do {
+                head.uri = try RequestTarget.normalize(head.uri)
+            } catch {
+                rejection = LocalResponse(status: .badRequest, body: "\(error)\n")
+            }
+            self.head = head
             let headerBytes = head.headers.reduce(0) { $0 + $1.name.utf8.count + $1.value.utf8.count }
             if headerBytes > options.maxRequestHeaderBytes {
                 rejection = LocalResponse(
@@ -156,7 +161,7 @@ final class HTTPProxyHandler: ChannelInboundHandler, UpstreamResponseDelegate {
         waypoint.count { $0.requests += 1 }
         var head = head
         if head.headers.first(name: "traceparent") == nil {
-            head.headers.add(name: "traceparent", value: tunnel.traceparent ?? HBONEHeaders.newTraceparent())
+            head.headers.add(name: "traceparent", value: HBONEHeaders.childTraceparent(of: tunnel.traceparent))
         }
         let keepAlive = downstreamProtocol == .http2 || head.isKeepAlive
         if let rejection {
@@ -167,7 +172,7 @@ final class HTTPProxyHandler: ChannelInboundHandler, UpstreamResponseDelegate {
         var (request, _) = TCPForwarding.labelsAndRequest(tunnel: tunnel, snapshot: state.snapshot)
         var headers: [String: [String]] = [:]
         for header in head.headers { headers[header.name.lowercased(), default: []].append(header.value) }
-        let (path, _) = Self.splitTarget(head.uri)
+        let path = String(RequestTarget.split(head.uri).path)
         request.http = HTTPRequestAttributes(
             method: head.method.rawValue,
             path: path,
@@ -179,6 +184,13 @@ final class HTTPProxyHandler: ChannelInboundHandler, UpstreamResponseDelegate {
             tunnel.direction == .outbound
             ? AuthorizationDecision.allowedWithoutPolicy
             : state.authorization.evaluate(request, service: tunnel.target.serviceKey)
+        decision.logObservations(
+            to: waypoint.logger,
+            [
+                "method": "\(head.method.rawValue)", "path": "\(path)", "authority": "\(tunnel.authority)",
+                "src.identity": "\(tunnel.peerIdentity)",
+            ]
+        )
         if !decision.isAllowed {
             waypoint.count { $0.deniedRequests += 1 }
             waypoint.logger.info(
@@ -736,10 +748,6 @@ final class HTTPProxyHandler: ChannelInboundHandler, UpstreamResponseDelegate {
         percent >= 100 || Double.random(in: 0..<100) < percent
     }
 
-    static func splitTarget(_ uri: String) -> (path: String, query: String) {
-        guard let mark = uri.firstIndex(of: "?") else { return (uri, "") }
-        return (String(uri[..<mark]), String(uri[mark...]))
-    }
 }
 
 /// Discards a mirrored request's response and closes its stream; keeps itself alive until then.

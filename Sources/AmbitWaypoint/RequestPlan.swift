@@ -204,8 +204,8 @@ public struct RequestPlanner: Sendable {
     }
 
     private static func split(_ uri: String) -> (path: String, query: String) {
-        guard let mark = uri.firstIndex(of: "?") else { return (uri, "") }
-        return (String(uri[..<mark]), String(uri[mark...]))
+        let (path, query) = RequestTarget.split(uri)
+        return (String(path), String(query))
     }
 
     static func rewrite(_ head: inout HTTPRequestHead, _ rewrite: HTTPRoute.Rewrite, match: HTTPRoute.Match?) {

@@ -3,7 +3,7 @@ public import AmbitModel
 /// The parts of an HTTP request that HTTPRoute matches look at.
 public struct RouteRequest: Sendable {
     public var method: String
-    /// The request target as sent: path and query (`/a/b?x=1`).
+    /// The request target, path normalized (``RequestTarget``): path and query (`/a/b?x=1`).
     public var target: String
     /// Header name (any case) and value pairs, in order.
     public var headers: [(name: String, value: String)]
@@ -16,13 +16,12 @@ public struct RouteRequest: Sendable {
 
     /// The path without the query.
     public var path: String {
-        target.firstIndex(of: "?").map { String(target[..<$0]) } ?? target
+        String(RequestTarget.split(target).path)
     }
 
     /// Query parameters in order, not percent-decoded (Gateway API compares them as sent).
     public var query: [(name: String, value: String)] {
-        guard let mark = target.firstIndex(of: "?") else { return [] }
-        return target[target.index(after: mark)...].split(separator: "&").map { pair in
+        RequestTarget.split(target).query.dropFirst().split(separator: "&").map { pair in
             let parts = pair.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
             return (String(parts[0]), parts.count == 2 ? String(parts[1]) : "")
         }

@@ -108,6 +108,10 @@ enum TCPForwarding {
             tunnel.direction == .outbound
             ? AuthorizationDecision.allowedWithoutPolicy
             : state.tcpAuthorization.evaluate(destination.request, service: tunnel.target.serviceKey)
+        decision.logObservations(
+            to: waypoint.logger,
+            ["authority": "\(tunnel.authority)", "src.identity": "\(tunnel.peerIdentity)"]
+        )
         guard decision.isAllowed else {
             waypoint.logger.info(
                 "waypoint TCP connection denied",

@@ -62,9 +62,9 @@ enum KubernetesManifests {
                 # "\(account)" is tunnelled to this Gateway's address, else the cluster IP of the Service named like
                 # the Gateway, on 15008, and the waypoint must present the identity of the service account named
                 # by gateway.istio.io/service-account. Those pods then accept traffic only from this waypoint, on
-                # every port, so also label the Services that select them
-                # (kubectl -n \(ns) label service <service> istio.io/use-waypoint=\(name)): service traffic
-                # is then sent here too rather than straight to a pod that would refuse it.
+                # every port; traffic to a Service VIP that picks one of them is sent here too, addressed to
+                # the chosen pod (label the Service istio.io/use-waypoint=\(name) to have the waypoint
+                # balance across the Service itself).
                 """
             servedBy =
                 "    # Which traffic it takes: \"all\" (service and workload), the default for a Gateway with\n"

@@ -1,6 +1,7 @@
 import AmbitCore
 import AmbitModel
 import AmbitTestSupport
+import Logging
 import Testing
 
 /// The policy set every case below is evaluated against, written as an operator would.
@@ -413,6 +414,29 @@ private let cases: [AuthorizationCase] = [
 
         let inside = Self.engine.evaluate(try Self.request(allow("dry", "web", "front/ui", "10.1.0.5", 8080, nil, "")))
         #expect(inside.dryRunMatches.isEmpty)
+
+        // What the data path logs for them: one line per match, naming the policy and the decision.
+        let sink = LogSink()
+        let logger = Logger(label: "test") { JSONLogHandler(label: $0, level: .info, sink: sink) }
+        decision.logObservations(to: logger, ["pod": "shop/web"])
+        let lines = sink.lines
+        #expect(lines.count == 2, "\(lines)")
+        #expect(lines.contains { $0.contains("AUDIT policy matched") && $0.contains(#""policy":"shop/audit-all""#) })
+        #expect(
+            lines.contains {
+                $0.contains("would have matched (not enforced)") && $0.contains(#""policy":"shop/dry-deny""#)
+                    && $0.contains(#""dry_run_action":"DENY""#) && $0.contains(#""decision":"allow""#)
+                    && $0.contains(#""pod":"shop/web""#)
+            },
+            "\(lines)"
+        )
+        // Nothing matched: nothing logged.
+        let quiet = LogSink()
+        AuthorizationDecision.allowedWithoutPolicy.logObservations(
+            to: Logger(label: "test") { JSONLogHandler(label: $0, level: .info, sink: quiet) },
+            ["pod": "shop/web"]
+        )
+        #expect(quiet.lines.isEmpty)
     }
 
     @Test func explainsPoliciesNotEnforcedAtL4() {

@@ -249,6 +249,28 @@ import Testing
         #expect(service == "server.demo.svc.cluster.local")
     }
 
+    /// A per-service-account waypoint guards its pods on every port, so traffic to a Service VIP
+    /// that picks one of them goes through that waypoint too, addressed to the chosen endpoint.
+    @Test func aServiceEndpointBehindItsServiceAccountsWaypointIsReachedThroughIt() throws {
+        let snapshot = try Self.snapshot(Self.mesh + [Self.waypointGateway])
+        let route = OutboundRouter.route(to: try Self.ep("10.96.0.10:80"), in: snapshot)
+        guard case .waypoint(let nextHop, let authority, let waypoint, let service) = route else {
+            Issue.record("expected the endpoint's waypoint, got \(route)")
+            return
+        }
+        #expect(nextHop == (try Self.ep("10.244.1.50:15008")))
+        #expect(authority == (try Self.ep("10.244.2.2:8080")))
+        #expect(waypoint.identity == Self.waypointIdentity)
+        #expect(service == "server.demo.svc.cluster.local")
+        // The service of another namespace, without a waypoint, still goes straight to its endpoint.
+        guard case .passthrough(let direct, _, _) = OutboundRouter.route(to: try Self.ep("10.96.0.20:80"), in: snapshot)
+        else {
+            Issue.record("expected the legacy service to pass through")
+            return
+        }
+        #expect(direct == (try Self.ep("10.244.1.9:80")))
+    }
+
     @Test func aMissingWaypointRefusesInsteadOfBypassing() throws {
         let labelled = try Self.snapshot(
             Self.mesh.map { $0.contains("kind: Service") && $0.contains("name: server") ? Self.labelled($0) : $0 }

@@ -90,6 +90,17 @@ public struct HBONEHeaders: Hashable, Sendable {
         return newTraceparent(using: &generator)
     }
 
+    /// A `traceparent` for one request inside a traced tunnel: the parent's trace id and flags with
+    /// a span id of its own, so requests sharing a tunnel stay distinguishable; a new trace when
+    /// `parent` is absent or malformed.
+    public static func childTraceparent(of parent: String?) -> String {
+        let fresh = newTraceparent()
+        guard let parent, isValidTraceparent(parent) else { return fresh }
+        let parentParts = parent.split(separator: "-")
+        let freshParts = fresh.split(separator: "-")
+        return "00-\(parentParts[1])-\(freshParts[2])-\(parentParts[3])"
+    }
+
     /// Whether `value` is a well-formed version-00 `traceparent`.
     public static func isValidTraceparent(_ value: String) -> Bool {
         let parts = value.split(separator: "-", omittingEmptySubsequences: false)

@@ -28,6 +28,25 @@ import Testing
         #expect(headers.traceparent == "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01")
     }
 
+    @Test func requestsInATracedTunnelGetTheirOwnSpanInTheSameTrace() throws {
+        let parent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+        let first = HBONEHeaders.childTraceparent(of: parent)
+        let second = HBONEHeaders.childTraceparent(of: parent)
+        for child in [first, second] {
+            #expect(HBONEHeaders.isValidTraceparent(child), "\(child)")
+            #expect(child.hasPrefix("00-0af7651916cd43dd8448eb211c80319c-"))
+            #expect(child.hasSuffix("-01"))
+            #expect(!child.contains("b7ad6b7169203331"))
+        }
+        #expect(first != second)
+        // No parent, or a malformed one: a new trace.
+        for missing in [nil, "00-zz-b7ad6b7169203331-01"] {
+            let fresh = HBONEHeaders.childTraceparent(of: missing)
+            #expect(HBONEHeaders.isValidTraceparent(fresh))
+            #expect(!fresh.contains("0af7651916cd43dd8448eb211c80319c"))
+        }
+    }
+
     @Test(arguments: [
         (
             [(":method", "GET"), (":path", "/"), (":authority", "10.0.0.5:80")],
