@@ -27,6 +27,14 @@ public struct NodeAgentOptions: Sendable {
     public var readinessPort = Int(MeshPorts.readiness)
     public var adminPort = Int(MeshPorts.admin)
     public var drainDeadline: Duration = .seconds(5)
+
+    /// HBONE settings for the pods' servers and the agent's client: defaults, with the drain
+    /// deadline (GOAWAY grace on shutdown) taken from `drainDeadline`.
+    var hboneConfiguration: HBONEConfiguration {
+        var configuration = HBONEConfiguration()
+        configuration.drainDeadline = .init(drainDeadline)
+        return configuration
+    }
     public var eventLoopThreads = 2
     /// How pods are captured.
     public var capture: CaptureMode = .nftables
@@ -105,6 +113,7 @@ public final class NodeAgent: Sendable {
         let registry = self.registry
         let executor = self.executor
         client = HBONEClient(
+            configuration: options.hboneConfiguration,
             trustDomain: authority.trustDomain,
             roots: roots,
             dialer: NetnsDialer(registry: registry, executor: executor, placement: .sourcePod, timeout: .seconds(10)),
@@ -202,7 +211,9 @@ public final class NodeAgent: Sendable {
             tasks.addTask { await self.client.shutdown() }
             tasks.addTask {
                 let deadline = ContinuousClock.now + self.options.drainDeadline
-                while ContinuousClock.now < deadline, pods.contains(where: { $0.connections.count > 0 }) {
+                while !Task.isCancelled, ContinuousClock.now < deadline,
+                    pods.contains(where: { $0.connections.count > 0 })
+                {
                     try? await Task.sleep(for: .milliseconds(50))
                 }
             }

@@ -138,6 +138,7 @@ extension NodeAgent {
 
         let uid = record.uid
         let server = HBONEServer(
+            configuration: options.hboneConfiguration,
             trustDomain: trustDomain,
             roots: roots,
             certificate: { [self] in try self.serverCertificate(forPod: uid) },

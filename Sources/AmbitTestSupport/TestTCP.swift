@@ -1,4 +1,6 @@
+import AmbitCore
 import Crypto
+import Glibc
 public import NIOCore
 import NIOPosix
 
@@ -17,6 +19,11 @@ public enum TestTCPBehaviour: Sendable {
     /// connection completely without reading the rest (an application that gives up on a
     /// client that is still sending, as iperf3's server does at the end of a test).
     case closeAfterReading(Int, stall: TimeAmount)
+    /// Reads `count` bytes, then closes with a TCP reset (SO_LINGER 0), as a crashing
+    /// application's socket does.
+    case resetAfterReading(Int)
+    /// Reads and discards; reports how the client's side ended: `"eof"` (FIN) or `"reset"` (RST).
+    case reportEnd(@Sendable (String) -> Void)
 }
 
 /// A plain TCP server on 127.0.0.1 for relay tests: the "application" behind HBONE.
@@ -168,6 +175,12 @@ private final class TestServerHandler: ChannelInboundHandler {
             buffer.withUnsafeReadableBytes { hasher.update(bufferPointer: $0) }
         case .source:
             break
+        case .reportEnd:
+            break
+        case .resetAfterReading(let count):
+            guard received >= count, !stalled else { break }
+            stalled = true
+            RelaySockets.reset(context.channel)
         case .closeAfterReading(let count, let stall):
             guard received >= count, !stalled else { break }
             stalled = true
@@ -191,8 +204,13 @@ private final class TestServerHandler: ChannelInboundHandler {
             let reply = "\(received) \(TestPattern.hex(hasher.finalize()))"
             context.writeAndFlush(wrapOutboundOut(context.channel.allocator.buffer(string: reply))).assumeIsolated()
                 .whenComplete { _ in context.close(promise: nil) }
-        case .source, .closeAfterReading:
+        case .source, .closeAfterReading, .resetAfterReading:
             break
+        case .reportEnd(let report):
+            guard !reported else { return }
+            reported = true
+            report("eof")
+            context.close(promise: nil)
         case .closeOutputFirst:
             reportOnce()
             context.close(promise: nil)
@@ -202,6 +220,10 @@ private final class TestServerHandler: ChannelInboundHandler {
     /// NIO closes a socket fully, without an `inputClosed` event, when its second half closes.
     func channelInactive(context: ChannelHandlerContext) {
         reportOnce()
+        if case .reportEnd(let report) = behaviour, !reported {
+            reported = true
+            report("closed")
+        }
         context.fireChannelInactive()
     }
 
@@ -214,6 +236,10 @@ private final class TestServerHandler: ChannelInboundHandler {
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        if case .reportEnd(let report) = behaviour, !reported {
+            reported = true
+            report((error as? IOError)?.errnoCode == ECONNRESET ? "reset" : "error: \(error)")
+        }
         context.close(promise: nil)
     }
 }

@@ -84,6 +84,7 @@ import Testing
 
     @Test func enrolledAddHandsThePodToTheAgentAndPassesPrevResultThrough() throws {
         let file = try Self.enrollmentFile(["demo"])
+        defer { try? FileManager.default.removeItem(atPath: file) }
         let transport = RecordingTransport(.success(CNIAgentReply(captured: true)))
         let output = Self.run(Self.environment("ADD"), Self.config(enrollmentFile: file), transport)
         #expect(output.exitCode == 0)
@@ -106,6 +107,7 @@ import Testing
 
     @Test func notEnrolledReturnsAtOnceWithoutTheAgent() throws {
         let file = try Self.enrollmentFile(["other"])
+        defer { try? FileManager.default.removeItem(atPath: file) }
         let transport = RecordingTransport(.failure(Unreachable()))
         let output = Self.run(Self.environment("ADD"), Self.config(enrollmentFile: file), transport)
         #expect(output.exitCode == 0)
@@ -114,6 +116,7 @@ import Testing
 
     @Test func enrolledAddFailsClosedWhenTheAgentIsUnreachable() throws {
         let file = try Self.enrollmentFile(["demo"])
+        defer { try? FileManager.default.removeItem(atPath: file) }
         let output = Self.run(
             Self.environment("ADD"),
             Self.config(enrollmentFile: file),
@@ -128,6 +131,7 @@ import Testing
 
     @Test func agentErrorBecomesACNIError() throws {
         let file = try Self.enrollmentFile(["demo"])
+        defer { try? FileManager.default.removeItem(atPath: file) }
         let transport = RecordingTransport(.success(CNIAgentReply(captured: false, error: "netlink says no")))
         let output = Self.run(Self.environment("ADD"), Self.config(enrollmentFile: file), transport)
         let error = try Self.json(output.stdout)
@@ -138,6 +142,7 @@ import Testing
 
     @Test func badInputGetsSpecificErrors() throws {
         let file = try Self.enrollmentFile(["demo"])
+        defer { try? FileManager.default.removeItem(atPath: file) }
         let transport = RecordingTransport(.success(CNIAgentReply(captured: true)))
         func error(_ environment: [String: String], _ stdin: Data) throws -> (Int?, String?) {
             let output = Self.run(environment, stdin, transport)
@@ -171,6 +176,7 @@ import Testing
         #expect((try Self.json(version.stdout)["supportedVersions"] as? [String])?.contains("1.0.0") == true)
         // DEL succeeds even with the agent down (the runtime would retry forever otherwise).
         let file = try Self.enrollmentFile(["demo"])
+        defer { try? FileManager.default.removeItem(atPath: file) }
         let delete = Self.run(Self.environment("DEL"), Self.config(enrollmentFile: file), transport)
         #expect(delete.exitCode == 0)
         #expect(delete.stdout.isEmpty)

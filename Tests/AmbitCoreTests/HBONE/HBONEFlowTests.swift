@@ -4,6 +4,7 @@ import AmbitTestSupport
 import Foundation
 import NIOCore
 import NIOPosix
+import Synchronization
 import Testing
 
 /// Flow control between streams of one connection, and graceful shutdown.
@@ -11,6 +12,20 @@ import Testing
     static let upstreamGroup = MultiThreadedEventLoopGroup(numberOfThreads: 1)
 
     static func endpoint(_ port: Int) -> IPEndpoint { IPEndpoint(.v4(0x7F00_0001), UInt16(port)) }
+
+    /// A client connection to `port` (half-closure allowed) with `handler` in its pipeline.
+    static func connect<Handler: ChannelHandler>(
+        port: Int,
+        group: any EventLoopGroup,
+        handler: @escaping @Sendable () -> Handler
+    ) async throws -> any Channel {
+        try await ClientBootstrap(group: group)
+            .channelOption(.allowRemoteHalfClosure, value: true)
+            .channelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(handler()) }
+            }
+            .connect(host: "127.0.0.1", port: port).get()
+    }
 
     @Test func aSlowReaderDoesNotStallOtherStreamsOfTheConnection() async throws {
         let size = 64 << 20
@@ -72,14 +87,7 @@ import Testing
         // Like iperf3's client: it keeps sending until told otherwise, even after the other side
         // ended its output (half-close), and never closes by itself.
         let closed = world.clientGroup.next().makePromise(of: Void.self)
-        let sender = try await ClientBootstrap(group: world.clientGroup)
-            .channelOption(.allowRemoteHalfClosure, value: true)
-            .channelInitializer { channel in
-                channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.addHandler(RelentlessSender(closed: closed))
-                }
-            }
-            .connect(host: "127.0.0.1", port: port).get()
+        let sender = try await Self.connect(port: port, group: world.clientGroup) { RelentlessSender(closed: closed) }
         let ended = await eventually(timeout: .seconds(15)) { !sender.isActive }
         #expect(ended, "the client's connection is still open: the tunnel is stuck")
         if !ended { try? await sender.close() }
@@ -88,6 +96,49 @@ import Testing
         #expect(await eventually { await world.client.status().values.first?.streams ?? 0 == 0 })
         await world.shutdown()
         await quitter.close()
+    }
+
+    /// An application that crashes (its socket resets) resets the client's connection at the other
+    /// end of the tunnel — the server's relay resets the stream, the forwarder resets its socket —
+    /// rather than ending it with a clean end of stream the client would take for a complete reply.
+    @Test func anApplicationResetReachesTheClientAsAReset() async throws {
+        let crasher = try await TestTCPServer.start(.resetAfterReading(5), group: Self.upstreamGroup)
+        let world = try await HBONEWorld(destinations: [Self.endpoint(crasher.port)])
+        let port = try await world.forwarder(to: Self.endpoint(crasher.port))
+        let ended = world.clientGroup.next().makePromise(of: String.self)
+        let client = try await Self.connect(port: port, group: world.clientGroup) { EndWatcher(ended: ended) }
+        try await client.writeAndFlush(ByteBuffer(string: "hello"))
+        #expect(try await ended.futureResult.get() == "reset")
+        #expect(await eventually { world.inbound.summaries.count == 1 })
+        await world.shutdown()
+        await crasher.close()
+    }
+
+    /// The reverse: a client whose socket resets resets the application's connection (the
+    /// forwarder sends RST_STREAM, the server's relay closes the upstream socket with SO_LINGER 0).
+    /// A client that closes normally gives the application a clean end of stream.
+    @Test(arguments: [true, false])
+    func aClientResetReachesTheApplicationAsAReset(reset: Bool) async throws {
+        let seen = Ends()
+        let watcher = try await TestTCPServer.start(
+            .reportEnd { end in seen.record(end) },
+            group: Self.upstreamGroup
+        )
+        let world = try await HBONEWorld(destinations: [Self.endpoint(watcher.port)])
+        let port = try await world.forwarder(to: Self.endpoint(watcher.port))
+        let client = try await ClientBootstrap(group: world.clientGroup)
+            .connect(host: "127.0.0.1", port: port).get()
+        try await client.writeAndFlush(ByteBuffer(string: "hello"))
+        #expect(await eventually { await world.client.status().values.first?.streams == 1 })
+        if reset {
+            RelaySockets.reset(client)
+        } else {
+            try await client.close()
+        }
+        #expect(await eventually { !seen.all.isEmpty })
+        #expect(seen.all == [reset ? "reset" : "eof"])
+        await world.shutdown()
+        await watcher.close()
     }
 
     @Test func gracefulShutdownLetsOpenStreamsFinishAndRefusesNewOnes() async throws {
@@ -151,4 +202,41 @@ final class RelentlessSender: ChannelInboundHandler {
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {}  // keeps sending
     func errorCaught(context: ChannelHandlerContext, error: any Error) { context.close(promise: nil) }
     func channelInactive(context: ChannelHandlerContext) { closed.succeed(()) }
+}
+
+/// How the application's connections ended, as ``TestTCPBehaviour/reportEnd(_:)`` reports them.
+final class Ends: Sendable {
+    private let ends = Mutex<[String]>([])
+    func record(_ end: String) { ends.withLock { $0.append(end) } }
+    var all: [String] { ends.withLock { $0 } }
+}
+
+/// Reports how its connection ended, once: `"eof"` (the peer's FIN), `"reset"` (ECONNRESET), or
+/// `"closed"` (gone without either).
+final class EndWatcher: ChannelInboundHandler {
+    typealias InboundIn = ByteBuffer
+    private let ended: EventLoopPromise<String>
+    private var done = false
+
+    init(ended: EventLoopPromise<String>) { self.ended = ended }
+
+    private func finish(_ how: String) {
+        guard !done else { return }
+        done = true
+        ended.succeed(how)
+    }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if let event = event as? ChannelEvent, event == .inputClosed {
+            finish("eof")
+            context.close(promise: nil)
+        }
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        finish((error as? IOError)?.errnoCode == ECONNRESET ? "reset" : "error: \(error)")
+        context.close(promise: nil)
+    }
+
+    func channelInactive(context: ChannelHandlerContext) { finish("closed") }
 }
