@@ -181,12 +181,42 @@ def main():
             ("Sidecar mode CPU per request vs HAProxy", ratio(side_cpu, hap_cpu), "≤ 1.0", lambda v: v <= 1.0, "{:.3f}"),
         ]
         lines += [f"## Goals (at {reference[0]} req/s over {reference[1]} connections)", "", "| goal | measured | target | met? |", "|---|---|---|---|"]
+        def verdict(name, value, check):
+            if value is None:
+                return None
+            # Added latency below zero means the no-mesh baseline measured slower than the mesh: the
+            # host was noisier during the baseline, and the comparison says nothing.
+            if name.startswith("Latency added") and value < 0:
+                return "inconclusive"
+            return bool(check(value))
         for name, value, target, check, fmt in goals:
             measured = fmt.format(value) if value is not None else "not measured"
-            met = "–" if value is None else ("**yes**" if check(value) else "**no**")
+            result = verdict(name, value, check)
+            met = {None: "–", True: "**yes**", False: "**no**"}.get(result, "inconclusive (baseline slower: noisy host, re-run)")
             lines.append(f"| {name} | {measured} | {target} | {met} |")
         lines.append("")
-        summary["goals"] = [{"goal": g[0], "measured": g[1], "target": g[2], "met": (None if g[1] is None else bool(g[3](g[1])))} for g in goals]
+        summary["goals"] = [{"goal": g[0], "measured": g[1], "target": g[2], "met": verdict(g[0], g[1], g[3])} for g in goals]
+
+    # Host noise: CPU time the hypervisor gave to someone else while each point was measured.
+    steal = defaultdict(list)
+    for row in rows:
+        if "steal_pct" in row:
+            steal[row["mode"]].append(row["steal_pct"])
+    if steal:
+        everything = [v for values in steal.values() for v in values]
+        lines += ["## Host CPU steal while measuring", "",
+                  "Share of the machine's CPU time the hypervisor stole during each measured point (from `/proc/stat`); "
+                  "points measured under heavy steal are slower and burstier for reasons outside the mesh.", "",
+                  "| mode | steal %, median (min–max) | points over 5 % |", "|---|---|---|"]
+        for mode in modes:
+            values = steal.get(mode, [])
+            lines.append(f"| {LABELS[mode]} | {spread(values, lambda v: f'{v:.1f}')} | {sum(1 for v in values if v > 5)} of {len(values)} |")
+        lines.append("")
+        summary["steal_pct"] = {m: {"median": median(v), "max": max(v)} for m, v in steal.items()}
+        if median(everything) > 5:
+            lines.insert(2, f"**Noisy host:** the hypervisor stole a median {median(everything):.1f} % of the CPU while "
+                            "measuring (see the steal table); compare modes only within this run, and re-run on a quiet machine "
+                            "before trusting absolute figures.\n")
 
     lines += ["Charts: `latency.png`, `latency-percentiles.png`, `throughput.png`, `cpu.png`, `memory.png`; raw data: `results.jsonl`, summary `results.json`.", ""]
     (out / "report.md").write_text("\n".join(lines))
