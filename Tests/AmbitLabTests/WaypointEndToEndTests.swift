@@ -84,6 +84,17 @@ extension LabRootTests {
         #expect(badEscape.contains("malformed percent-encoding in path"), "\(badEscape)")
         #expect(try Self.curl(lab, "tester", "-o /dev/null -w '%{http_code}' \(vip)/x") == "200")
         #expect(try Self.curl(lab, "tester", "-o /dev/null -w '%{http_code}' -X POST -d a=1 \(vip)/x") == "403")
+        // DENY narrowed by namespace, host, port, a {*} template and a header (policies.yaml).
+        func code(_ pod: String, _ arguments: String) throws -> String {
+            try Self.curl(lab, pod, "-o /dev/null -w '%{http_code}' \(arguments)")
+        }
+        #expect(try code("client", "-H 'x-block: yes' \(vip)/private/x") == "403")
+        #expect(try code("client", "\(vip)/private/x") == "200")  // no header
+        #expect(try code("client", "-H 'x-block: no' \(vip)/private/x") == "200")  // other value
+        #expect(try code("client", "-H 'x-block: yes' \(vip)/private/x/y") == "200")  // {*} is one segment
+        #expect(try code("client", "-H 'x-block: yes' -H 'host: other.example' \(vip)/private/x") == "200")
+        // AUDIT never changes the outcome; the waypoint logs the match.
+        #expect(try code("client", "\(vip)/audited") == "200")
         // No bypass: straight to a pod behind the waypoint, the destination agent refuses the client.
         let bypass = try Self.exec(lab, "client", "curl -sS -m 5 http://\(v1IP):8080/")
         #expect(bypass.status == 56 || bypass.status == 52 || bypass.status == 7, "\(bypass.all)")
@@ -103,6 +114,13 @@ extension LabRootTests {
         // POST is not GET: the /api rule does not match it, the split rule does (no rewrite).
         let post = try Self.curl(lab, "client", "-i -X POST -d x=1 '\(vip)/api/items'")
         #expect(post.contains("X-Ambit-Lab-Request: POST /api/items HTTP/1.1"), "\(post)")
+        // Exact and RegularExpression paths.
+        let exact = try Self.curl(lab, "client", "-i \(vip)/exact")
+        #expect(exact.contains("x-route: exact") && exact.contains("hello from demo/server-v1"), "\(exact)")
+        #expect(!(try Self.curl(lab, "client", "-i \(vip)/exact/more")).contains("x-route: exact"))
+        let regex = try Self.curl(lab, "client", "-i \(vip)/re/42")
+        #expect(regex.contains("x-route: regex") && regex.contains("hello from demo/server-v2"), "\(regex)")
+        #expect(!(try Self.curl(lab, "client", "-i \(vip)/re/abc")).contains("x-route: regex"))
 
         // Retries, faults, timeouts: the first try of /flaky gets a 503 and is retried.
         #expect(try Self.curl(lab, "client", "-o /dev/null -w '%{http_code}' \(vip)/flaky/fail-once/k1") == "200")
@@ -200,7 +218,7 @@ extension LabRootTests {
             #"source_principal="spiffe://cluster.local/ns/demo/sa/client""#,
             #"destination_service="server.demo.svc.cluster.local""#, #"connection_security_policy="mutual_tls""#,
         ]
-        #expect(count(common + [#"response_code="403""#, #"response_flags="DENY""#]) == 5, "\(requests)")
+        #expect(count(common + [#"response_code="403""#, #"response_flags="DENY""#]) == 6, "\(requests)")
         #expect(count(common + [#"response_code="418""#, #"response_flags="FI""#]) == 1, "\(requests)")
         #expect(count(common + [#"response_code="504""#, #"response_flags="UT""#]) == 1, "\(requests)")
         #expect(count(common + [#"response_code="200""#, #"destination_workload="server-v1""#]) >= 870, "\(requests)")
@@ -212,6 +230,10 @@ extension LabRootTests {
             encoding: .utf8
         )
         #expect(log.contains(#""msg":"request""#) && log.contains(#""route":"demo/server""#), "\(log.suffix(2000))")
+        let audits = log.split(separator: "\n").filter { $0.contains("AUDIT policy matched") }
+        #expect(audits.count == 1, "\(audits)")
+        #expect(audits.first?.contains(#""policy":"demo/server-audit""#) == true, "\(audits)")
+        #expect(audits.first?.contains(#""path":"/audited""#) == true, "\(audits)")
     }
 
     @Test func l7PolicyWithoutAWaypointFailsClosedAtL4() throws {
