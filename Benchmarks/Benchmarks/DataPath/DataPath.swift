@@ -5,6 +5,7 @@ import Benchmark
 import Foundation
 import Logging
 import NIOCore
+import NIOHTTP2
 import NIOPosix
 
 // The data path's hot loops on loopback: opening an HBONE stream on an established (pooled)
@@ -45,10 +46,15 @@ final class StreamWorld: Sendable {
         )
     }
 
-    /// Opens one stream (CONNECT answered 200) and closes it.
+    /// Opens one stream (CONNECT answered 200) and closes it. Closing before either side ended
+    /// its data is a reset (RST_STREAM CANCEL), which NIO reports as the close's error: expected
+    /// here, as for any tunnel whose client gives up first.
     func openAndClose() throws {
         let stream = try client.openStream(request, on: group.next()).wait()
-        try stream.close().wait()
+        do {
+            try stream.close().wait()
+        } catch let closed as NIOHTTP2Errors.StreamClosed where closed.errorCode == .cancel {
+        }
     }
 }
 
@@ -125,7 +131,7 @@ let benchmarks: @Sendable () -> Void = {
         fatalError("benchmark set-up failed: \(error)")
     }
 
-    Benchmark("HBONE stream open (pooled connection, 200, close)") { benchmark in
+    Benchmark("HBONE stream open (pooled connection, 200, reset)") { benchmark in
         for _ in benchmark.scaledIterations {
             try streams.openAndClose()
         }
