@@ -32,13 +32,13 @@ enum OutboundRouter {
         if let binding = snapshot.service(at: destination) {
             let serviceName =
                 "\(binding.service.name).\(binding.service.namespace).svc.\(snapshot.options.clusterDomain)"
-            switch snapshot.waypoint(forService: binding.service) {
-            case .waypoint(let waypoint):
-                return toWaypoint(waypoint, destination: destination, service: serviceName)
-            case .unresolved(let reason):
-                return .unavailable("service \(binding.service.namespacedName): \(reason)")
-            case .none:
-                break
+            if let route = through(
+                snapshot.waypoint(forService: binding.service),
+                to: destination,
+                service: serviceName,
+                refusing: "service \(binding.service.namespacedName)"
+            ) {
+                return route
             }
             guard let endpoint = pick(binding.healthyEndpoints) else {
                 return .unavailable(
@@ -48,15 +48,13 @@ enum OutboundRouter {
             // The chosen endpoint's own waypoint (its service account's, or its pod's or namespace's
             // `istio.io/use-waypoint`): the endpoint accepts only that waypoint, so service-addressed
             // traffic goes there too, with the endpoint as the authority.
-            switch snapshot.waypoint(forWorkload: endpoint.pod) {
-            case .waypoint(let waypoint):
-                return toWaypoint(waypoint, destination: endpoint.address, service: serviceName)
-            case .unresolved(let reason):
-                return .unavailable(
-                    "pod \(endpoint.pod.namespacedName) behind service \(binding.service.namespacedName): \(reason)"
-                )
-            case .none:
-                break
+            if let route = through(
+                snapshot.waypoint(forWorkload: endpoint.pod),
+                to: endpoint.address,
+                service: serviceName,
+                refusing: "pod \(endpoint.pod.namespacedName) behind service \(binding.service.namespacedName)"
+            ) {
+                return route
             }
             let workload = snapshot.workload(for: endpoint.pod)
             if let workload, workload.enrollment.isEnrolled {
@@ -70,13 +68,13 @@ enum OutboundRouter {
             return .passthrough(endpoint.address, destination: workload, service: serviceName)
         }
         if let workload = snapshot.workload(at: destination.address) {
-            switch snapshot.waypoint(forWorkload: workload.key) {
-            case .waypoint(let waypoint):
-                return toWaypoint(waypoint, destination: destination, service: nil)
-            case .unresolved(let reason):
-                return .unavailable("pod \(workload.key.namespacedName): \(reason)")
-            case .none:
-                break
+            if let route = through(
+                snapshot.waypoint(forWorkload: workload.key),
+                to: destination,
+                service: nil,
+                refusing: "pod \(workload.key.namespacedName)"
+            ) {
+                return route
             }
             if workload.enrollment.isEnrolled {
                 return .hbone(
@@ -89,6 +87,21 @@ enum OutboundRouter {
             return .passthrough(destination, destination: workload, service: nil)
         }
         return .passthrough(destination, destination: nil, service: nil)
+    }
+
+    /// Through `resolution`'s waypoint; refused (naming `subject`) when the waypoint is asked for
+    /// but unusable; `nil` when there is none.
+    private static func through(
+        _ resolution: WaypointResolution,
+        to destination: IPEndpoint,
+        service: String?,
+        refusing subject: @autoclosure () -> String
+    ) -> OutboundRoute? {
+        switch resolution {
+        case .waypoint(let waypoint): return toWaypoint(waypoint, destination: destination, service: service)
+        case .unresolved(let reason): return .unavailable("\(subject()): \(reason)")
+        case .none: return nil
+        }
     }
 
     private static func toWaypoint(_ waypoint: WaypointBinding, destination: IPEndpoint, service: String?)

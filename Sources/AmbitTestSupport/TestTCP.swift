@@ -206,10 +206,8 @@ private final class TestServerHandler: ChannelInboundHandler {
                 .whenComplete { _ in context.close(promise: nil) }
         case .source, .closeAfterReading, .resetAfterReading:
             break
-        case .reportEnd(let report):
-            guard !reported else { return }
-            reported = true
-            report("eof")
+        case .reportEnd:
+            reportEnd("eof")
             context.close(promise: nil)
         case .closeOutputFirst:
             reportOnce()
@@ -220,14 +218,18 @@ private final class TestServerHandler: ChannelInboundHandler {
     /// NIO closes a socket fully, without an `inputClosed` event, when its second half closes.
     func channelInactive(context: ChannelHandlerContext) {
         reportOnce()
-        if case .reportEnd(let report) = behaviour, !reported {
-            reported = true
-            report("closed")
-        }
+        reportEnd("closed")
         context.fireChannelInactive()
     }
 
     private var reported = false
+
+    /// For ``TestTCPBehaviour/reportEnd(_:)``: the first way the connection ended, once.
+    private func reportEnd(_ how: @autoclosure () -> String) {
+        guard case .reportEnd(let report) = behaviour, !reported else { return }
+        reported = true
+        report(how())
+    }
 
     private func reportOnce() {
         guard case .closeOutputFirst(let report) = behaviour, !reported else { return }
@@ -236,10 +238,7 @@ private final class TestServerHandler: ChannelInboundHandler {
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
-        if case .reportEnd(let report) = behaviour, !reported {
-            reported = true
-            report((error as? IOError)?.errnoCode == ECONNRESET ? "reset" : "error: \(error)")
-        }
+        reportEnd((error as? IOError)?.errnoCode == ECONNRESET ? "reset" : "error: \(error)")
         context.close(promise: nil)
     }
 }

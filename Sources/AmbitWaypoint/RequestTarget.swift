@@ -64,6 +64,8 @@ public enum RequestTarget {
         }
     }
 
+    private static let upperHex = Array("0123456789ABCDEF".utf8)
+
     private static func isUnreserved(_ byte: UInt8) -> Bool {
         switch byte {
         case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"),
@@ -94,8 +96,7 @@ public enum RequestTarget {
             if isUnreserved(value) {
                 out.append(value)
             } else {
-                out.append(UInt8(ascii: "%"))
-                out.append(contentsOf: String(value, radix: 16, uppercase: true).leftPadded().utf8)
+                out.append(contentsOf: [UInt8(ascii: "%"), upperHex[Int(high)], upperHex[Int(low)]])
             }
             index += 3
         }
@@ -129,8 +130,4 @@ public enum RequestTarget {
         if trailingSlash, !segments.isEmpty { out.append(UInt8(ascii: "/")) }
         return String(decoding: out, as: UTF8.self)
     }
-}
-
-extension String {
-    fileprivate func leftPadded() -> String { count == 1 ? "0" + self : self }
 }

@@ -72,17 +72,21 @@ public struct HBONEHeaders: Hashable, Sendable {
 
     /// A new `traceparent`: version 00, random 16-byte trace id and 8-byte span id, not sampled.
     public static func newTraceparent<Generator: RandomNumberGenerator>(using generator: inout Generator) -> String {
-        func hex(_ count: Int) -> String {
-            var text = ""
-            text.reserveCapacity(count * 2)
-            var bytes = (0..<count).map { _ in UInt8.random(in: 0...255, using: &generator) }
-            if bytes.allSatisfy({ $0 == 0 }) { bytes[count - 1] = 1 }  // all-zero ids are invalid
-            for byte in bytes {
-                text += String(byte >> 4, radix: 16) + String(byte & 0xf, radix: 16)
-            }
-            return text
+        "00-\(randomID(16, using: &generator))-\(randomID(8, using: &generator))-00"
+    }
+
+    /// `count` random bytes in lower-case hex, never all zero (all-zero ids are invalid).
+    private static func randomID<Generator: RandomNumberGenerator>(_ count: Int, using generator: inout Generator)
+        -> String
+    {
+        var text = ""
+        text.reserveCapacity(count * 2)
+        var bytes = (0..<count).map { _ in UInt8.random(in: 0...255, using: &generator) }
+        if bytes.allSatisfy({ $0 == 0 }) { bytes[count - 1] = 1 }
+        for byte in bytes {
+            text += String(byte >> 4, radix: 16) + String(byte & 0xf, radix: 16)
         }
-        return "00-\(hex(16))-\(hex(8))-00"
+        return text
     }
 
     public static func newTraceparent() -> String {
@@ -94,11 +98,10 @@ public struct HBONEHeaders: Hashable, Sendable {
     /// a span id of its own, so requests sharing a tunnel stay distinguishable; a new trace when
     /// `parent` is absent or malformed.
     public static func childTraceparent(of parent: String?) -> String {
-        let fresh = newTraceparent()
-        guard let parent, isValidTraceparent(parent) else { return fresh }
-        let parentParts = parent.split(separator: "-")
-        let freshParts = fresh.split(separator: "-")
-        return "00-\(parentParts[1])-\(freshParts[2])-\(parentParts[3])"
+        guard let parent, isValidTraceparent(parent) else { return newTraceparent() }
+        var generator = SystemRandomNumberGenerator()
+        let parts = parent.split(separator: "-")
+        return "00-\(parts[1])-\(randomID(8, using: &generator))-\(parts[3])"
     }
 
     /// Whether `value` is a well-formed version-00 `traceparent`.
