@@ -193,7 +193,13 @@ public final class NodeAgent: Sendable {
         for channel in operational.withLock({ $0 }) { try? await channel.close() }
         executor.shutdown()
         try? await group.shutdownGracefully()
-        logger.info("ambit-node stopped; capture rules stay in place so enrolled pods fail closed until restart")
+        if case .ebpf(let capture) = backend, capture.capturesNoPod {
+            // No pod to keep failing closed: leave nothing attached to the host.
+            capture.detachFromHost()
+            logger.info("ambit-node stopped; no pod was captured, so the eBPF programs are detached and unpinned")
+        } else {
+            logger.info("ambit-node stopped; capture rules stay in place so enrolled pods fail closed until restart")
+        }
     }
 
     /// Stop accepting, GOAWAY on every HBONE connection, wait for connections to end (up to

@@ -58,6 +58,11 @@ struct PodRecordStore: Sendable {
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
     }
 
+    /// The records in `directory` without creating it (none when it does not exist).
+    init(existing directory: String) {
+        self.directory = directory
+    }
+
     private func path(_ uid: String) -> String {
         let safe = uid.map { $0.isLetter || $0.isNumber || $0 == "-" || $0 == "_" ? $0 : "_" }
         return "\(directory)/\(String(safe)).json"

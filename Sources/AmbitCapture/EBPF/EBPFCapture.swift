@@ -160,8 +160,24 @@ public final class EBPFCapture: @unchecked Sendable {
         return stale.sorted()
     }
 
-    /// Detaches everything and removes the pins: capture off for every pod of this agent (`ambit-node` does not do
-    /// this on exit, on purpose; `lab down` and uninstall do).
+    /// Whether no pod is captured: `enrolled_netns` is empty and no `sk_lookup` link is pinned.
+    public var capturesNoPod: Bool {
+        let pinned = (try? FileManager.default.contentsOfDirectory(atPath: "\(pinDirectory)/pods")) ?? []
+        return enrolledCookies().isEmpty && !pinned.contains { $0.hasPrefix("sk_lookup-") }
+    }
+
+    /// Detaches the cgroup programs and removes every pin, for an agent that stops with no pod captured
+    /// (``capturesNoPod``): with no pod to keep failing closed, nothing of Ambit stays attached to the host.
+    /// The maps go when this object is closed.
+    public func detachFromHost() {
+        for cookie in podLinks.withLock({ Array($0.keys) }) { release(cookie: cookie) }
+        Self.uninstall(pinDirectory: pinDirectory)
+    }
+
+    /// Removes the pins: with no process holding the links (the agent is stopped), that detaches every program
+    /// and frees the maps, so capture is off for every pod of this agent. `ambit-node` does not do this when it
+    /// stops with pods captured, on purpose (they fail closed until it is back); `ambit-node uninstall` and
+    /// `lab down` do.
     public static func uninstall(pinDirectory: String) {
         for directory in ["links", "pods"] {
             let path = "\(pinDirectory)/\(directory)"
@@ -178,7 +194,16 @@ public final class EBPFCapture: @unchecked Sendable {
 
     // MARK: Loading and attaching
 
-    private func lookupLinkPath(_ cookie: UInt64) -> String { "\(pinDirectory)/pods/sk_lookup-\(cookie)" }
+    private func lookupLinkPath(_ cookie: UInt64) -> String { Self.lookupLinkPath(pinDirectory, cookie) }
+
+    private static func lookupLinkPath(_ pinDirectory: String, _ cookie: UInt64) -> String {
+        "\(pinDirectory)/pods/sk_lookup-\(cookie)"
+    }
+
+    /// Whether the pins under `pinDirectory` hold a `sk_lookup` link for the pod with netns `cookie`.
+    public static func hasPinnedPod(pinDirectory: String, cookie: UInt64) -> Bool {
+        access(lookupLinkPath(pinDirectory, cookie), F_OK) == 0
+    }
 
     private func attachLookup(netns: NetworkNamespace, cookie: UInt64) throws(CaptureError) {
         guard let program = bpf_object__find_program_by_name(object, "ambit_sk_lookup") else {

@@ -4,12 +4,23 @@ import AmbitNode
 import ArgumentParser
 import Logging
 
-/// `ambit-node`: the per-node agent. Captures the enrolled pods of this node (in-pod mode,
-/// nftables), carries their TCP traffic in HBONE tunnels, enforces L4 policy.
+/// `ambit-node`: the per-node agent. `ambit-node [run]` captures the enrolled pods of this node, carries
+/// their TCP traffic in HBONE tunnels and enforces L4 policy; `ambit-node uninstall` removes what a stopped
+/// agent left in place.
 @main
 struct AmbitNodeCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "ambit-node",
+        abstract: "Ambit's node agent.",
+        subcommands: [RunCommand.self, UninstallCommand.self],
+        defaultSubcommand: RunCommand.self
+    )
+}
+
+/// `ambit-node run` (the default): the agent itself.
+struct RunCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "run",
         abstract: "Ambit's node agent: captures enrolled pods and tunnels their traffic over HBONE.",
         discussion: """
             Run one per node, as root or with NET_ADMIN, NET_RAW and SYS_ADMIN. Configuration comes from \
@@ -18,7 +29,7 @@ struct AmbitNodeCommand: AsyncParsableCommand {
             (/metrics), 15021 readiness (/healthz/ready), 15000 admin on 127.0.0.1 (/config_dump, /logging). \
             Inside each captured pod: 15001 outbound, 15006 inbound plaintext, 15008 HBONE. \
             SIGTERM drains (stop accepting, GOAWAY, wait up to --drain-seconds); capture rules stay so \
-            enrolled pods fail closed until the agent is back.
+            enrolled pods fail closed until the agent is back (`ambit-node uninstall` removes them for good).             "run" is the default: `ambit-node --node-name N ...` runs the agent.
             """
     )
 

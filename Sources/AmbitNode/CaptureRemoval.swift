@@ -1,0 +1,88 @@
+import AmbitCNI
+import AmbitCapture
+import Foundation
+
+#if canImport(Glibc)
+    import Glibc
+#endif
+
+/// `ambit-node uninstall`: takes the capture a stopped agent left in place off its node, for good. An agent
+/// that stops keeps every captured pod's capture on purpose (its pods fail closed until it is back); this is
+/// the way to end that when the agent will not come back (the node leaves the mesh, a broken install).
+///
+/// For each pod the agent recorded under `<state-dir>/pods`: the in-pod nftables table and policy routing
+/// (nftables capture) or the return-path routing and sysctls (eBPF capture) are removed inside the pod's
+/// namespace, and the record is deleted. Then the eBPF pins go (`EBPFCapture.uninstall`): with no agent
+/// holding them, that detaches the cgroup programs and every pod's `sk_lookup` link and frees the maps.
+/// Refuses while an agent answers on the CNI socket: it would pull the capture from under running pods.
+public enum CaptureRemoval {
+    public struct Report: Sendable, Equatable {
+        /// Pods whose capture was removed, as `namespace/name: what`.
+        public var released: [String] = []
+        /// Pods whose namespace is gone (nothing left to remove there; the record is deleted).
+        public var gone: [String] = []
+        /// Pods whose capture could not be removed (the record is kept, so a second run retries).
+        public var failed: [String] = []
+        /// The pin directory removed, if there was one.
+        public var removedPins: String?
+    }
+
+    public enum Failure: Error, CustomStringConvertible {
+        case agentRunning(socket: String)
+
+        public var description: String {
+            switch self {
+            case .agentRunning(let socket):
+                "an ambit-node answers on \(socket): stop it first (to release pods while it runs, "
+                    + "remove the namespace's istio.io/dataplane-mode label instead)"
+            }
+        }
+    }
+
+    public static func run(stateDirectory: String, cniSocket: String, pinDirectory: String) throws(Failure) -> Report {
+        if let socket = try? SeqpacketSocket.connect(path: cniSocket) {
+            socket.close()
+            throw Failure.agentRunning(socket: cniSocket)
+        }
+        var report = Report()
+        let records = PodRecordStore(existing: "\(stateDirectory)/pods")
+        let (saved, errors) = records.loadAll()
+        report.failed += errors.map { "unreadable pod record \($0)" }
+        for record in saved {
+            guard let netns = try? NetworkNamespace.open(path: record.netnsPath) else {
+                report.gone.append(record.displayName)
+                records.delete(record.uid)
+                continue
+            }
+            do {
+                let removed = try NetnsExecutor.runOnCurrentThread(in: netns) {
+                    try removeCaptureInCurrentNamespace(pinDirectory: pinDirectory)
+                }
+                report.released.append("\(record.displayName): \(removed)")
+                records.delete(record.uid)
+            } catch {
+                report.failed.append("\(record.displayName): \(error)")
+            }
+        }
+        if access(pinDirectory, F_OK) == 0 {
+            EBPFCapture.uninstall(pinDirectory: pinDirectory)
+            report.removedPins = pinDirectory
+        }
+        return report
+    }
+
+    /// Inside a pod's namespace: removes whichever capture is there; says what it removed.
+    private static func removeCaptureInCurrentNamespace(pinDirectory: String) throws -> String {
+        var removed: [String] = []
+        if try InPodRules.isApplied() {
+            try InPodRules.remove()
+            removed.append("nftables rules and policy routing")
+        }
+        let cookie = try EBPFCapture.currentNamespaceCookie()
+        if EBPFCapture.hasPinnedPod(pinDirectory: pinDirectory, cookie: cookie) {
+            _ = try EBPFCapture.cleanCurrentNamespace()
+            removed.append("eBPF return-path routing and sysctls")
+        }
+        return removed.isEmpty ? "no capture left in its namespace" : removed.joined(separator: ", ")
+    }
+}
