@@ -50,6 +50,8 @@ final class HTTPProxyHandler: ChannelInboundHandler, UpstreamResponseDelegate {
         /// The current attempt went out on a connection that had carried requests before.
         var reusedConnection = false
         var endpoint: ChosenEndpoint?
+        /// Endpoints earlier attempts went to: a retry prefers another one.
+        var triedEndpoints: Set<IPEndpoint> = []
         var committed = false
         var finished = false
         var status = 0
@@ -71,6 +73,13 @@ final class HTTPProxyHandler: ChannelInboundHandler, UpstreamResponseDelegate {
         }
 
         var attemptsAllowed: Int { 1 + (plan.retry?.attempts ?? 0) + staleConnectionRetries }
+
+        /// An attempt given up on (a per-try timeout, a status that is retried): what its upstream still
+        /// reports, its own closing included, must not count as a failure of the request.
+        var abandonedAttempt = 0
+
+        /// Whether a callback of `attempt` still speaks for this exchange.
+        func isCurrent(_ attempt: Int) -> Bool { attempt == self.attempt && attempt != abandonedAttempt }
     }
 
     init(tunnel: TunnelContext, downstreamProtocol: DownstreamProtocol) {
@@ -280,19 +289,22 @@ final class HTTPProxyHandler: ChannelInboundHandler, UpstreamResponseDelegate {
         let waypoint = tunnel.waypoint
         let endpoint: ChosenEndpoint
         do {
-            endpoint = try waypoint.chooseEndpoint(exchange.plan.backend, snapshot: waypoint.state.snapshot)
+            endpoint = try waypoint.chooseEndpoint(
+                exchange.plan.backend,
+                snapshot: waypoint.state.snapshot,
+                avoiding: exchange.triedEndpoints
+            )
         } catch {
             finishLocally(exchange, LocalResponse(status: .serviceUnavailable, body: "\(error)\n", flag: "UH"))
             return
         }
         exchange.endpoint = endpoint
+        exchange.triedEndpoints.insert(endpoint.address)
         if let perTry = exchange.plan.retry?.perTryTimeout ?? exchange.plan.timeouts?.backendRequest {
             exchange.perTryTimer?.cancel()
             exchange.perTryTimer = context.eventLoop.assumeIsolated().scheduleTask(in: .init(perTry)) { [self] in
-                guard exchange.attempt == attempt, !exchange.committed else { return }
-                exchange.upstream?.close(promise: nil)
-                exchange.upstream = nil
-                exchange.pooled = nil
+                guard exchange.isCurrent(attempt), !exchange.committed else { return }
+                abandonUpstream(exchange)
                 retryOrFail(
                     exchange,
                     reason: "per-try timeout",
@@ -310,7 +322,7 @@ final class HTTPProxyHandler: ChannelInboundHandler, UpstreamResponseDelegate {
         }
         waypoint.openUpstream(to: endpoint, tunnel: tunnel, traceparent: traceparent, on: context.eventLoop)
             .assumeIsolated().whenComplete { [self] result in
-                guard exchange.attempt == attempt, !exchange.finished else {
+                guard exchange.isCurrent(attempt), !exchange.finished else {
                     if case .success(let stream) = result { stream.close(promise: nil) }
                     return
                 }
@@ -361,7 +373,7 @@ final class HTTPProxyHandler: ChannelInboundHandler, UpstreamResponseDelegate {
         }
         waypoint.openUpstream(to: endpoint, tunnel: tunnel, traceparent: traceparent, on: context.eventLoop)
             .assumeIsolated().whenComplete { [self] result in
-                guard exchange.attempt == attempt, !exchange.finished else {
+                guard exchange.isCurrent(attempt), !exchange.finished else {
                     if case .success(let stream) = result { stream.close(promise: nil) }
                     return
                 }
@@ -406,6 +418,15 @@ final class HTTPProxyHandler: ChannelInboundHandler, UpstreamResponseDelegate {
         pooled.send(head: head, body: exchange.body, trailers: exchange.trailers, delegate: self, attempt: attempt)
     }
 
+    /// Gives up on the current attempt's upstream and closes it; its later callbacks are ignored.
+    private func abandonUpstream(_ exchange: Exchange) {
+        exchange.abandonedAttempt = exchange.attempt
+        let upstream = exchange.upstream
+        exchange.upstream = nil
+        exchange.pooled = nil
+        upstream?.close(promise: nil)
+    }
+
     private func retryAfterBackoff(_ exchange: Exchange) {
         guard let backoff = exchange.plan.retry?.backoff, let context else {
             tryUpstream(exchange)
@@ -447,14 +468,12 @@ final class HTTPProxyHandler: ChannelInboundHandler, UpstreamResponseDelegate {
     }
 
     func upstreamHead(_ head: HTTPResponseHead, attempt: Int) {
-        guard let exchange, exchange.attempt == attempt, !exchange.finished, let context else { return }
+        guard let exchange, exchange.isCurrent(attempt), !exchange.finished, let context else { return }
         exchange.perTryTimer?.cancel()
         if let retry = exchange.plan.retry, retry.retries(status: Int(head.status.code)),
             exchange.attempt < exchange.attemptsAllowed
         {
-            exchange.upstream?.close(promise: nil)
-            exchange.upstream = nil
-            exchange.pooled = nil
+            abandonUpstream(exchange)
             retryAfterBackoff(exchange)
             return
         }
@@ -480,7 +499,7 @@ final class HTTPProxyHandler: ChannelInboundHandler, UpstreamResponseDelegate {
     }
 
     func upstreamBody(_ body: ByteBuffer, attempt: Int) {
-        guard let exchange, exchange.attempt == attempt, exchange.committed, !exchange.finished, let context else {
+        guard let exchange, exchange.isCurrent(attempt), exchange.committed, !exchange.finished, let context else {
             return
         }
         exchange.responseBytes += body.readableBytes
@@ -491,7 +510,7 @@ final class HTTPProxyHandler: ChannelInboundHandler, UpstreamResponseDelegate {
     }
 
     func upstreamEnd(_ trailers: HTTPHeaders?, attempt: Int) {
-        guard let exchange, exchange.attempt == attempt, !exchange.finished, let context else { return }
+        guard let exchange, exchange.isCurrent(attempt), !exchange.finished, let context else { return }
         guard exchange.committed else { return }
         let keepAlive = exchange.keepAlive && !clientDone
         var trailers = trailers
@@ -505,7 +524,7 @@ final class HTTPProxyHandler: ChannelInboundHandler, UpstreamResponseDelegate {
     }
 
     func upstreamFailed(_ error: any Error, attempt: Int) {
-        guard let exchange, exchange.attempt == attempt, !exchange.finished else { return }
+        guard let exchange, exchange.isCurrent(attempt), !exchange.finished else { return }
         exchange.upstream = nil
         exchange.pooled = nil
         if !exchange.committed && exchange.reusedConnection {

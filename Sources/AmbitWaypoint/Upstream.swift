@@ -27,11 +27,17 @@ enum UpstreamError: Error, CustomStringConvertible {
 extension Waypoint {
     /// Picks a healthy endpoint of a backend at random (every request, so weights and load
     /// spread evenly over pods).
-    func chooseEndpoint(_ backend: ForwardPlan.Backend, snapshot: ConfigSnapshot) throws -> ChosenEndpoint {
+    func chooseEndpoint(
+        _ backend: ForwardPlan.Backend,
+        snapshot: ConfigSnapshot,
+        avoiding tried: Set<IPEndpoint> = []
+    ) throws -> ChosenEndpoint {
         switch backend {
         case .service(let binding):
             let name = "\(binding.service.name).\(binding.service.namespace).svc.\(snapshot.options.clusterDomain)"
-            guard let endpoint = binding.healthyEndpoints.randomElement() else {
+            // A retry goes to an endpoint not tried yet when there is one (Istio's default `previous_hosts`).
+            let untried = binding.healthyEndpoints.filter { !tried.contains($0.address) }
+            guard let endpoint = (untried.isEmpty ? binding.healthyEndpoints : untried).randomElement() else {
                 throw UpstreamError.noHealthyEndpoint(
                     "service \(binding.service.namespacedName) port \(binding.port.port)"
                 )

@@ -234,6 +234,8 @@ extension LabRootTests {
         #expect(audits.count == 1, "\(audits)")
         #expect(audits.first?.contains(#""policy":"demo/server-audit""#) == true, "\(audits)")
         #expect(audits.first?.contains(#""path":"/audited""#) == true, "\(audits)")
+
+        try Self.checkRetriesTimeoutsFaultsAndOpaqueTCP(lab, waypointIP: waypointIP)
     }
 
     @Test func l7PolicyWithoutAWaypointFailsClosedAtL4() throws {

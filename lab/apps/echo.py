@@ -10,7 +10,8 @@ ends of the connection as the app sees them:
 `X-Ambit-Lab-Request` (the request line) and `X-Ambit-Lab-Request-Headers` (the request's `x-*` and
 `traceparent` headers as `name=value; ...`). Path segments anywhere in the path drive the answer:
 `/status/<code>` answers that status, `/delay/<ms>` waits first, `/fail-once/<key>` answers 503 the first
-time a key is seen and 200 after.
+time a key is seen and 200 after, `/delay-once/<ms>/<key>` waits only the first time a key is seen, and
+`/reset-once/<key>` resets the connection (RST, no answer) the first time a key is seen.
 Anything else is echoed back until the peer closes its side, then the connection closes.
 Standard library only; runs inside the pod's network namespace (`ambitctl lab up` starts it there).
 """
@@ -19,6 +20,7 @@ import argparse
 import re
 import socket
 import socketserver
+import struct
 import sys
 import threading
 import time
@@ -40,6 +42,15 @@ def looks_like_http(prefix: bytes) -> bool:
 REASONS = {200: "OK", 403: "Forbidden", 404: "Not Found", 500: "Internal Server Error", 503: "Service Unavailable"}
 SEEN_KEYS = set()
 SEEN_LOCK = threading.Lock()
+
+
+def first_time(kind, key):
+    """True the first time this app sees `key` for `kind` (a path's `-once` behaviour)."""
+    with SEEN_LOCK:
+        if (kind, key) in SEEN_KEYS:
+            return False
+        SEEN_KEYS.add((kind, key))
+        return True
 
 
 class Handler(socketserver.BaseRequestHandler):
@@ -98,10 +109,16 @@ class Handler(socketserver.BaseRequestHandler):
         elif match := re.search(r"/delay/(\d+)", path):
             time.sleep(int(match.group(1)) / 1000)
         elif match := re.search(r"/fail-once/([^/?]+)", path):
-            with SEEN_LOCK:
-                if match.group(1) not in SEEN_KEYS:
-                    SEEN_KEYS.add(match.group(1))
-                    status = 503
+            if first_time("fail", match.group(1)):
+                status = 503
+        elif match := re.search(r"/delay-once/(\d+)/([^/?]+)", path):
+            if first_time("delay", match.group(2)):
+                time.sleep(int(match.group(1)) / 1000)
+        elif match := re.search(r"/reset-once/([^/?]+)", path):
+            if first_time("reset", match.group(1)):
+                conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                conn.close()
+                return
         local, peer = self.endpoints(conn)
         head_only = buffered.startswith(b"HEAD ")
         body = f"hello from {self.server.app_name} to {local} from {peer}\n".encode()
