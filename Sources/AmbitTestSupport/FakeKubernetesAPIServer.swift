@@ -280,7 +280,7 @@ public final class FakeKubernetesAPIServer: Sendable {
         let kinds = [
             "namespaces": "Namespace", "pods": "Pod", "services": "Service", "serviceaccounts": "ServiceAccount",
             "authorizationpolicies": "AuthorizationPolicy", "peerauthentications": "PeerAuthentication",
-            "gateways": "Gateway", "httproutes": "HTTPRoute",
+            "gateways": "Gateway", "httproutes": "HTTPRoute", "virtualservices": "VirtualService",
         ]
         return kinds[plural] ?? plural
     }

@@ -11,6 +11,7 @@ public enum KubernetesFixtures {
     public static let peerAuthentications = "/apis/security.istio.io/v1/peerauthentications"
     public static let gateways = "/apis/gateway.networking.k8s.io/v1/gateways"
     public static let httpRoutes = "/apis/gateway.networking.k8s.io/v1/httproutes"
+    public static let virtualServices = "/apis/networking.istio.io/v1/virtualservices"
 
     /// The name of the recorded client pod (namespace `demo`, node `node-1`, IP 10.244.1.7).
     public static let clientPod = "client-7d9c8b6f4-x2vkq"
@@ -34,7 +35,7 @@ public enum KubernetesFixtures {
     }
 
     /// Namespace `demo` (enrolled) and `istio-system`, the client pod and its service account, service
-    /// `server`, an ALLOW policy, a waypoint Gateway and an HTTPRoute.
+    /// `server`, an ALLOW policy, a waypoint Gateway, an HTTPRoute and a VirtualService.
     public static func seed(_ server: FakeKubernetesAPIServer) {
         server.put(namespaces, json("namespace-demo"))
         server.put(
@@ -50,5 +51,6 @@ public enum KubernetesFixtures {
         server.put(authorizationPolicies, json("authorizationpolicy-allow-client"))
         server.put(gateways, json("gateway-waypoint"))
         server.put(httpRoutes, json("httproute-server"))
+        server.put(virtualServices, json("virtualservice-server"))
     }
 }

@@ -152,7 +152,9 @@ public struct RequestPlanner: Sendable {
         guard reference.kind == "Service", reference.group.isEmpty || reference.group == "core" else { return nil }
         let key = ObjectKey(.service, namespace: reference.namespace ?? namespace, name: reference.name)
         guard let service = snapshot.services[key], let vip = service.clusterIPs.first else { return nil }
-        return snapshot.service(at: IPEndpoint(vip, reference.port ?? defaultPort.port.port))
+        // No port: the service's only port (a VirtualService destination may omit it), else the parent's.
+        let port = reference.port ?? (service.ports.count == 1 ? service.ports[0].port : defaultPort.port.port)
+        return snapshot.service(at: IPEndpoint(vip, port))
     }
 
     private func pickWeighted(_ backends: [HTTPRoute.BackendRef]) -> HTTPRoute.BackendRef? {
@@ -198,6 +200,10 @@ public struct RequestPlanner: Sendable {
         case .replaceFullPath(let full):
             return full
         case .replacePrefixMatch(let replacement):
+            if let prefix = match?.path, prefix.kind == .stringPrefix {
+                // A VirtualService prefix is a plain string: exactly the matched characters are replaced.
+                return replacement + path.dropFirst(prefix.value.count)
+            }
             let matched = match?.path.flatMap { $0.kind == .pathPrefix ? $0.value : nil } ?? "/"
             return replacePrefix(path: path, matched: matched, with: replacement)
         }

@@ -47,6 +47,11 @@ public struct RouteSelection: Sendable {
 /// before prefixes), then a longer prefix before a shorter one, then a method match, then more
 /// header matches, then more query matches; ties go to the older route (creation time, then
 /// namespace/name) and to the earlier rule.
+///
+/// A service no HTTPRoute attaches to takes the HTTP routes of the VirtualServices naming it in
+/// `hosts` instead, in Istio's order: the older VirtualService first, then its routes and matches
+/// as written, the first match winning. Where both exist the HTTPRoutes win (Istio does not define
+/// a mix) and the VirtualService is reported in ``warnings``.
 public struct RouteTable: Sendable {
     private struct Entry: Sendable {
         let route: ObjectKey
@@ -82,7 +87,11 @@ public struct RouteTable: Sendable {
     /// Routes or matches that cannot be used, with the reason (shown in logs and the config dump).
     public let warnings: [String]
 
-    public init(routes: some Sequence<HTTPRoute>) {
+    public init(
+        routes: some Sequence<HTTPRoute>,
+        virtualServices: [VirtualService] = [],
+        clusterDomain: String = "cluster.local"
+    ) {
         var entries: [ObjectKey: [Entry]] = [:]
         var warnings: [String] = []
         for route in routes {
@@ -129,7 +138,59 @@ public struct RouteTable: Sendable {
                 }
             }
         }
-        self.entries = entries.mapValues { $0.sorted { $0.rank < $1.rank } }
+        var ordered = entries.mapValues { $0.sorted { $0.rank < $1.rank } }
+        let byAge = virtualServices.filter(\.appliesToMesh).sorted {
+            ($0.metadata.creationTimestamp ?? "", $0.key) < ($1.metadata.creationTimestamp ?? "", $1.key)
+        }
+        for virtualService in byAge {
+            for host in virtualService.hosts {
+                guard let (namespace, name) = virtualService.service(forHost: host, clusterDomain: clusterDomain) else {
+                    warnings.append("\(virtualService.key) host \(host): not a Service of this cluster; ignored")
+                    continue
+                }
+                let service = ObjectKey(.service, namespace: namespace, name: name)
+                if entries[service] != nil {
+                    warnings.append(
+                        "\(virtualService.key) host \(host): HTTPRoutes attach to \(service.namespacedName); they win"
+                    )
+                    continue
+                }
+                for (ruleIndex, rule) in virtualService.http.enumerated() {
+                    let matches: [HTTPRoute.Match?] = rule.matches.isEmpty ? [nil] : rule.matches
+                    for (matchIndex, match) in matches.enumerated() {
+                        do {
+                            let compiled = try CompiledMatch(match)
+                            ordered[service, default: []].append(
+                                Entry(
+                                    route: virtualService.key,
+                                    ruleIndex: ruleIndex,
+                                    rule: rule,
+                                    match: match,
+                                    compiled: compiled,
+                                    port: nil,
+                                    rank: Rank(
+                                        pathKind: 0,
+                                        pathLength: 0,
+                                        method: 0,
+                                        headers: 0,
+                                        query: 0,
+                                        age: "",
+                                        name: "",
+                                        rule: ruleIndex,
+                                        match: matchIndex
+                                    )
+                                )
+                            )
+                        } catch {
+                            warnings.append(
+                                "\(virtualService.key) http \(ruleIndex) match \(matchIndex): \(error); match ignored"
+                            )
+                        }
+                    }
+                }
+            }
+        }
+        self.entries = ordered
         self.warnings = warnings
     }
 
@@ -170,7 +231,7 @@ struct CompiledMatch: @unchecked Sendable {
         case .exact:
             pathKind = 3
             pathRegex = nil
-        case .pathPrefix:
+        case .pathPrefix, .stringPrefix:
             pathKind = 1
             pathRegex = nil
         case .regularExpression:
@@ -206,6 +267,8 @@ struct CompiledMatch: @unchecked Sendable {
             guard path == pathMatch.value else { return false }
         case .pathPrefix:
             guard Self.hasPathPrefix(path, pathMatch.value) else { return false }
+        case .stringPrefix:
+            guard path.hasPrefix(pathMatch.value) else { return false }
         case .regularExpression:
             guard let pathRegex, (try? pathRegex.wholeMatch(in: path)) != nil else { return false }
         }

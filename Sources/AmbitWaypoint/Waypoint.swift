@@ -51,7 +51,11 @@ final class WaypointState: Sendable {
 
     init(snapshot: ConfigSnapshot, gateway: ObjectKey, sidecarPod: ObjectKey? = nil) {
         self.snapshot = snapshot
-        self.routes = RouteTable(routes: snapshot.httpRoutes.values.sorted { $0.key < $1.key })
+        self.routes = RouteTable(
+            routes: snapshot.httpRoutes.values.sorted { $0.key < $1.key },
+            virtualServices: Array(snapshot.virtualServices.values),
+            clusterDomain: snapshot.options.clusterDomain
+        )
         if let key = sidecarPod {
             let pod = snapshot.pods[key] ?? Pod(metadata: ObjectMeta(name: key.name, namespace: key.namespace))
             let root = snapshot.options.rootNamespace
@@ -216,6 +220,13 @@ public final class Waypoint: Sendable {
                     )
             }
         }
+        let virtualServices = snapshot.virtualServices.values.filter { virtualService in
+            virtualService.hosts.contains { host in
+                virtualService.service(forHost: host, clusterDomain: snapshot.options.clusterDomain).map {
+                    services.contains(ObjectKey(.service, namespace: $0.namespace, name: $0.name))
+                } ?? false
+            }
+        }
         let counters = status
         var dump: [String: Any] = [
             "gateway": options.gateway.namespacedName,
@@ -224,6 +235,7 @@ public final class Waypoint: Sendable {
             "services": services.map(\.namespacedName),
             "workloads": workloads.map(\.namespacedName),
             "httpRoutes": routes.map(\.key.namespacedName).sorted(),
+            "virtualServices": virtualServices.map(\.key.namespacedName).sorted(),
             "policies": state.authorization.policyCount,
             "warnings": state.routes.warnings + state.authorization.warnings,
             "counters": [

@@ -36,6 +36,7 @@ struct ConfigCommand: ParsableCommand {
             counts[.peerAuthentication] = snapshot.peerAuthentications.count
             counts[.gateway] = snapshot.gateways.count
             counts[.httpRoute] = snapshot.httpRoutes.count
+            counts[.virtualService] = snapshot.virtualServices.count
             print(ResourceKind.allCases.map { "\($0): \(counts[$0] ?? 0)" }.joined(separator: ", "))
 
             print("\nWorkloads")

@@ -9,8 +9,8 @@ import Testing
 extension LabRootTests {
     static func checkRetriesTimeoutsFaultsAndOpaqueTCP(_ lab: TestLab, waypointIP: String) throws {
         let vip = "http://10.96.8.10"
-        func timed(_ path: String) throws -> (code: String, seconds: Double) {
-            let out = try curl(lab, "client", "-o /dev/null -w '%{http_code} %{time_total}' \(vip)\(path)")
+        func timed(_ path: String, host: String = vip) throws -> (code: String, seconds: Double) {
+            let out = try curl(lab, "client", "-o /dev/null -w '%{http_code} %{time_total}' \(host)\(path)")
             let parts = out.split(separator: " ")
             return (parts.first.map(String.init) ?? out, Double(parts.last ?? "") ?? -1)
         }
@@ -51,6 +51,16 @@ extension LabRootTests {
         #expect(added([#"response_code="504""#, #"response_flags="UT""#]) == 1)
         #expect(added([#"response_code="503""#, #"response_flags="UR""#]) == 1)
         #expect(added([#"response_code="503""#, #"response_flags="UF""#]) == noRetry.filter { $0 == "503" }.count)
+
+        // server-v1's VirtualService (routes.yaml): in order, first match wins, string prefixes, Istio's fields.
+        let vsFault = try curl(lab, "client", "-i http://10.96.8.11/vs-fault")
+        #expect(vsFault.hasPrefix("HTTP/1.1 429"), "\(vsFault)")
+        #expect(try timed("http://10.96.8.11/vs-retry/fail-once/vs1", host: "").code == "200")
+        let vsRewrite = try curl(lab, "client", "-i 'http://10.96.8.11/vsx/y?z=1'")
+        #expect(vsRewrite.contains("X-Ambit-Lab-Request: GET /rewrittenx/y?z=1 HTTP/1.1"), "\(vsRewrite)")
+        #expect(vsRewrite.contains("x-route: virtual-service"), "\(vsRewrite)")
+        let vsDefault = try curl(lab, "client", "-i http://10.96.8.11/plain")
+        #expect(vsDefault.contains("X-Ambit-Lab-Request: GET /plain HTTP/1.1") && !vsDefault.contains("x-route"))
 
         // Opaque TCP (no HTTP method first): server-v1's service has the waypoint and no L7 policy, so L4
         // allows it and the bytes come back from the echo app; for `server`, whose ALLOW rules all need HTTP

@@ -19,6 +19,7 @@ public final class ConfigSnapshot: Sendable {
     public let peerAuthentications: [ObjectKey: PeerAuthentication]
     public let gateways: [ObjectKey: Gateway]
     public let httpRoutes: [ObjectKey: HTTPRoute]
+    public let virtualServices: [ObjectKey: VirtualService]
 
     /// Problems found while indexing (address conflicts, policies not enforceable here, missing
     /// waypoints): the objects are valid on their own but do not fit together.
@@ -51,6 +52,7 @@ public final class ConfigSnapshot: Sendable {
         var peerAuthentications: [ObjectKey: PeerAuthentication] = [:]
         var gateways: [ObjectKey: Gateway] = [:]
         var httpRoutes: [ObjectKey: HTTPRoute] = [:]
+        var virtualServices: [ObjectKey: VirtualService] = [:]
         for object in objects {
             switch object {
             case .namespace(let namespace): namespaces[namespace.metadata.name] = namespace
@@ -61,6 +63,7 @@ public final class ConfigSnapshot: Sendable {
             case .peerAuthentication(let policy): peerAuthentications[policy.key] = policy
             case .gateway(let gateway): gateways[gateway.key] = gateway
             case .httpRoute(let route): httpRoutes[route.key] = route
+            case .virtualService(let service): virtualServices[service.key] = service
             }
         }
         self.version = version
@@ -73,6 +76,7 @@ public final class ConfigSnapshot: Sendable {
         self.peerAuthentications = peerAuthentications
         self.gateways = gateways
         self.httpRoutes = httpRoutes
+        self.virtualServices = virtualServices
 
         var warnings: [String] = []
         var workloadsByIP: [IPAddress: Workload] = [:]

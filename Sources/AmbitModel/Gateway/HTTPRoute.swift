@@ -98,6 +98,9 @@ public struct HTTPRoute: KubernetesObject {
             case exact = "Exact"
             case pathPrefix = "PathPrefix"
             case regularExpression = "RegularExpression"
+            /// A plain string prefix (`/foo` matches `/foobar`): a VirtualService's `uri.prefix`.
+            /// Gateway API has no such type, so an HTTPRoute never carries it.
+            case stringPrefix = "VirtualServicePrefix"
         }
 
         public var kind: Kind

@@ -8,6 +8,7 @@ public enum ResourceKind: String, Hashable, Sendable, CaseIterable, Comparable, 
     case peerAuthentication = "PeerAuthentication"
     case gateway = "Gateway"
     case httpRoute = "HTTPRoute"
+    case virtualService = "VirtualService"
 
     /// `apiVersion` values accepted for the kind, newest first.
     public var apiVersions: [String] {
@@ -15,6 +16,8 @@ public enum ResourceKind: String, Hashable, Sendable, CaseIterable, Comparable, 
         case .namespace, .serviceAccount, .pod, .service: return ["v1"]
         case .authorizationPolicy, .peerAuthentication: return ["security.istio.io/v1", "security.istio.io/v1beta1"]
         case .gateway, .httpRoute: return ["gateway.networking.k8s.io/v1", "gateway.networking.k8s.io/v1beta1"]
+        case .virtualService:
+            return ["networking.istio.io/v1", "networking.istio.io/v1beta1", "networking.istio.io/v1alpha3"]
         }
     }
 

@@ -27,8 +27,17 @@ import Testing
         )
         #expect(snapshot.gateways.values.first?.addresses == [IPAddress("10.96.200.5")!])
         #expect(snapshot.httpRoutes.values.first?.rules.first?.backendRefs.map(\.weight) == [90, 10])
+        // A VirtualService as the API server returns it: the Istio fields a Gateway API CRD would prune.
+        let virtualService = try #require(snapshot.virtualServices.values.first)
+        #expect(virtualService.hosts == ["server-v1"])
+        let rule = try #require(virtualService.http.first)
+        #expect(rule.retry?.attempts == 3 && rule.retry?.perTryTimeout == .milliseconds(500))
+        #expect(rule.retry?.retryOn == ["connect-failure", "reset", "503"])
+        #expect(rule.fault?.abortStatus == 503 && rule.fault?.abortPercent == 5)
+        #expect(rule.timeouts?.request == .seconds(2))
+        #expect(rule.backendRefs.map(\.backend.name) == ["server-v1"] && rule.backendRefs.map(\.weight) == [100])
         #expect(snapshot.namespaces.keys.sorted() == ["demo", "istio-system"])
-        #expect(await eventually { world.server.openWatches == 8 })
+        #expect(await eventually { world.server.openWatches == 9 })
 
         // Each collection: a paginated list, then a watch with bookmarks from the list's version.
         let requests = world.server.requests
@@ -87,7 +96,7 @@ import Testing
     @Test func aBrokenWatchResumesFromTheLastBookmark() async throws {
         let world = try await World()
         try await world.start()
-        #expect(await eventually { world.server.openWatches == 8 })
+        #expect(await eventually { world.server.openWatches == 9 })
         let bookmark = world.server.bookmark()
         #expect(await eventually { world.collection(.pod)?.resourceVersion == String(bookmark) })
         let before = world.server.requests.count
@@ -113,7 +122,7 @@ import Testing
         world.server.put(World.pods, World.pod("doomed", ip: "10.244.4.4"))
         try await world.start()
         #expect(world.store.snapshot.workload(at: IPAddress("10.244.4.4")!) != nil)
-        #expect(await eventually { world.server.openWatches == 8 })
+        #expect(await eventually { world.server.openWatches == 9 })
 
         // Keep the source away while the pod goes and the server forgets its history.
         world.server.fail(World.pods, status: 503, count: 1_000_000)
@@ -204,12 +213,12 @@ import Testing
     @Test func rotatedTokensAreReadForEveryRequest() async throws {
         let world = try await World()
         try await world.start()
-        #expect(await eventually { world.server.openWatches == 8 })
+        #expect(await eventually { world.server.openWatches == 9 })
         try "t2".write(toFile: world.tokenFile, atomically: true, encoding: .utf8)
         world.server.acceptTokens(["t2"])
         let before = world.server.requests.count
         world.server.dropWatches()
-        #expect(await eventually { world.server.openWatches == 8 })
+        #expect(await eventually { world.server.openWatches == 9 })
         #expect(world.server.requests.dropFirst(before).allSatisfy { $0.authorization == "Bearer t2" })
         await world.close()
     }

@@ -48,10 +48,12 @@ extension ResourceKind {
         case .peerAuthentication: return "peerauthentications"
         case .gateway: return "gateways"
         case .httpRoute: return "httproutes"
+        case .virtualService: return "virtualservices"
         }
     }
 
     static let syncOrder: [ResourceKind] = [
         .namespace, .serviceAccount, .pod, .service, .authorizationPolicy, .peerAuthentication, .gateway, .httpRoute,
+        .virtualService,
     ]
 }

@@ -106,7 +106,7 @@ extension ManifestDecoder {
 
     /// Istio VirtualService `retries`: `attempts`, `perTryTimeout`, `retryOn` (comma-separated
     /// conditions: connect-failure, reset, 5xx, gateway-error, retriable-status-codes or status codes).
-    private func istioRetries(_ value: YAMLValue) throws(FieldError) -> HTTPRoute.Retry {
+    func istioRetries(_ value: YAMLValue) throws(FieldError) -> HTTPRoute.Retry {
         let mapping = try value.mapping()
         try mapping.rejectUnknownKeys(["attempts", "perTryTimeout", "retryOn"])
         var conditions: Set<String> = ["connect-failure", "reset", "503"]
@@ -127,14 +127,14 @@ extension ManifestDecoder {
         }
         return HTTPRoute.Retry(
             attempts: try mapping["attempts"]?.integer(Int.self, in: 0...10) ?? 2,
-            perTryTimeout: try mapping["perTryTimeout"]?.parsed { try GatewayDuration(parsing: $0).duration },
+            perTryTimeout: try mapping["perTryTimeout"].map(istioDuration),
             retryOn: conditions
         )
     }
 
     /// Istio VirtualService `fault`: `delay` (`fixedDelay`, `percentage.value`) and `abort`
     /// (`httpStatus`, `percentage.value`).
-    private func istioFault(_ value: YAMLValue) throws(FieldError) -> HTTPRoute.Fault {
+    func istioFault(_ value: YAMLValue) throws(FieldError) -> HTTPRoute.Fault {
         let mapping = try value.mapping()
         try mapping.rejectUnknownKeys(["delay", "abort"])
         var fault = HTTPRoute.Fault()
@@ -149,7 +149,7 @@ extension ManifestDecoder {
         if let delay = mapping["delay"] {
             let entry = try delay.mapping()
             try entry.rejectUnknownKeys(["fixedDelay", "percentage"])
-            fault.delay = try entry.required("fixedDelay").parsed { try GatewayDuration(parsing: $0).duration }
+            fault.delay = try istioDuration(entry.required("fixedDelay"))
             fault.delayPercent = try percentage(entry)
         }
         if let abort = mapping["abort"] {
@@ -178,6 +178,8 @@ extension ManifestDecoder {
                 guard text.hasPrefix("/") else { throw pathValue.error("path \"\(text)\" must start with \"/\"") }
             case .regularExpression:
                 try validateRegex(text, at: path["value"] ?? pathValue)
+            case .stringPrefix:
+                throw (path["type"] ?? pathValue).error("unsupported type \"\(kind.rawValue)\"")
             }
             match.path = HTTPRoute.PathMatch(kind, text)
         }
@@ -268,7 +270,24 @@ extension ManifestDecoder {
         }
     }
 
-    private func headerModifier(_ mapping: YAMLMapping) throws(FieldError) -> HTTPRoute.HeaderModifier {
+    /// A duration in an Istio field: Gateway API notation (`500ms`, `1m30s`) or protobuf's decimal
+    /// seconds (`0.5s`, `1.25s`), as Istio writes them.
+    func istioDuration(_ value: YAMLValue) throws(FieldError) -> Duration {
+        try value.parsed { text in
+            if let gateway = try? GatewayDuration(parsing: text) { return gateway.duration }
+            guard text.hasSuffix("s"), let seconds = Double(text.dropLast()), seconds >= 0, seconds < 1e9,
+                text.dropLast().allSatisfy({ $0.isNumber || $0 == "." })
+            else { throw IstioDurationError(text: text) }
+            return .milliseconds(Int64((seconds * 1000).rounded()))
+        }
+    }
+
+    private struct IstioDurationError: Error, CustomStringConvertible {
+        let text: String
+        var description: String { "\"\(text)\" is not a duration (examples: 500ms, 0.5s, 10s, 1m30s)" }
+    }
+
+    func headerModifier(_ mapping: YAMLMapping) throws(FieldError) -> HTTPRoute.HeaderModifier {
         try mapping.rejectUnknownKeys(["set", "add", "remove"])
         func headers(_ value: YAMLValue?) throws(FieldError) -> [HTTPRoute.Header] {
             try value?.list { (item) throws(FieldError) in
@@ -312,7 +331,7 @@ extension ManifestDecoder {
         return reference
     }
 
-    private func enumValue<T: RawRepresentable<String>>(_ value: YAMLValue?, default fallback: T) throws(FieldError)
+    func enumValue<T: RawRepresentable<String>>(_ value: YAMLValue?, default fallback: T) throws(FieldError)
         -> T
     {
         guard let value else { return fallback }
@@ -323,7 +342,7 @@ extension ManifestDecoder {
         return result
     }
 
-    private func validateRegex(_ pattern: String, at value: YAMLValue) throws(FieldError) {
+    func validateRegex(_ pattern: String, at value: YAMLValue) throws(FieldError) {
         do {
             _ = try Regex(pattern)
         } catch {

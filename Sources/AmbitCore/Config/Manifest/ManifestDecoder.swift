@@ -111,6 +111,8 @@ public struct ManifestDecoder: Sendable {
             return .peerAuthentication(try decodePeerAuthentication(metadata: metadata, document: document))
         case .gateway: return .gateway(try decodeGateway(metadata: metadata, document: document))
         case .httpRoute: return .httpRoute(try decodeHTTPRoute(metadata: metadata, document: document))
+        case .virtualService:
+            return .virtualService(try decodeVirtualService(metadata: metadata, document: document))
         }
     }
 

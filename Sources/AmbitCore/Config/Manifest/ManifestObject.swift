@@ -10,6 +10,7 @@ public enum ManifestObject: Hashable, Sendable {
     case peerAuthentication(PeerAuthentication)
     case gateway(Gateway)
     case httpRoute(HTTPRoute)
+    case virtualService(VirtualService)
 
     public var key: ObjectKey {
         switch self {
@@ -21,6 +22,7 @@ public enum ManifestObject: Hashable, Sendable {
         case .peerAuthentication(let object): return object.key
         case .gateway(let object): return object.key
         case .httpRoute(let object): return object.key
+        case .virtualService(let object): return object.key
         }
     }
 }
