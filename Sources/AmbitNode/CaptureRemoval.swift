@@ -14,7 +14,9 @@ import Foundation
 /// (nftables capture) or the return-path routing and sysctls (eBPF capture) are removed inside the pod's
 /// namespace, and the record is deleted. Then the eBPF pins go (`EBPFCapture.uninstall`): with no agent
 /// holding them, that detaches the cgroup programs and every pod's `sk_lookup` link and frees the maps.
-/// Refuses while an agent answers on the CNI socket: it would pull the capture from under running pods.
+/// Refuses while an agent holds `<state-dir>/agent.lock` (from before it loads any capture until it exits) or
+/// answers on the CNI socket: it would pull the capture from under running pods. When a pod's capture cannot
+/// be removed, the pins stay too, so a second run still knows which pods had eBPF capture.
 public enum CaptureRemoval {
     public struct Report: Sendable, Equatable {
         /// Pods whose capture was removed, as `namespace/name: what`.
@@ -25,36 +27,64 @@ public enum CaptureRemoval {
         public var failed: [String] = []
         /// The pin directory removed, if there was one.
         public var removedPins: String?
+        /// Pins left in place because some pod failed (they still tell which pods had eBPF capture).
+        public var keptPins: String?
     }
 
     public enum Failure: Error, CustomStringConvertible {
-        case agentRunning(socket: String)
+        case agentRunning(String)
+        case cannotCheck(String)
 
         public var description: String {
             switch self {
-            case .agentRunning(let socket):
-                "an ambit-node answers on \(socket): stop it first (to release pods while it runs, "
-                    + "remove the namespace's istio.io/dataplane-mode label instead)"
+            case .agentRunning(let what):
+                "\(what): stop it first (to release pods while it runs, remove the namespace's "
+                    + "istio.io/dataplane-mode label instead)"
+            case .cannotCheck(let reason): "cannot tell whether an ambit-node is running: \(reason)"
             }
         }
     }
 
     public static func run(stateDirectory: String, cniSocket: String, pinDirectory: String) throws(Failure) -> Report {
-        if let socket = try? SeqpacketSocket.connect(path: cniSocket) {
+        do {
+            if let pid = try AgentLock.holder(stateDirectory: stateDirectory) {
+                throw Failure.agentRunning(
+                    "an ambit-node (pid \(pid)) holds \(AgentLock.path(stateDirectory: stateDirectory))"
+                )
+            }
+        } catch let error as AgentLockError {
+            throw Failure.cannotCheck("\(error)")
+        } catch let error as Failure {
+            throw error
+        } catch {
+            throw Failure.cannotCheck("\(error)")
+        }
+        do {
+            let socket = try SeqpacketSocket.connect(path: cniSocket)
             socket.close()
-            throw Failure.agentRunning(socket: cniSocket)
+            throw Failure.agentRunning("an ambit-node answers on \(cniSocket)")
+        } catch let error as CNISocketError {
+            // Only a socket that is not there, or that nobody listens on, means no agent.
+            guard error.errno == ENOENT || error.errno == ECONNREFUSED else {
+                throw Failure.cannotCheck("\(error)")
+            }
+        } catch let error as Failure {
+            throw error
+        } catch {
+            throw Failure.cannotCheck("\(error)")
         }
         var report = Report()
         let records = PodRecordStore(existing: "\(stateDirectory)/pods")
         let (saved, errors) = records.loadAll()
         report.failed += errors.map { "unreadable pod record \($0)" }
         for record in saved {
-            guard let netns = try? NetworkNamespace.open(path: record.netnsPath) else {
+            if access(record.netnsPath, F_OK) != 0 && errno == ENOENT {
                 report.gone.append(record.displayName)
                 records.delete(record.uid)
                 continue
             }
             do {
+                let netns = try NetworkNamespace.open(path: record.netnsPath)
                 let removed = try NetnsExecutor.runOnCurrentThread(in: netns) {
                     try removeCaptureInCurrentNamespace(pinDirectory: pinDirectory)
                 }
@@ -65,8 +95,12 @@ public enum CaptureRemoval {
             }
         }
         if access(pinDirectory, F_OK) == 0 {
-            EBPFCapture.uninstall(pinDirectory: pinDirectory)
-            report.removedPins = pinDirectory
+            if report.failed.isEmpty {
+                EBPFCapture.uninstall(pinDirectory: pinDirectory)
+                report.removedPins = pinDirectory
+            } else {
+                report.keptPins = pinDirectory
+            }
         }
         return report
     }

@@ -82,6 +82,8 @@ public final class NodeAgent: Sendable {
     let records: PodRecordStore
     let lifecycle: PodLifecycle
     let backend: CaptureBackend
+    /// Held from before any capture is loaded until the agent is gone (see ``AgentLock``).
+    let lock: AgentLock
     private let operational = Mutex<[any Channel]>([])
     let readiness = Mutex<(restored: Bool, missing: [String])>((false, ["initial configuration not loaded"]))
 
@@ -109,6 +111,12 @@ public final class NodeAgent: Sendable {
         telemetry = ConnectionTelemetry(metrics: metrics, logger: logger)
         records = try PodRecordStore(directory: "\(options.stateDirectory)/pods")
         lifecycle = PodLifecycle()
+        lock = try AgentLock(stateDirectory: options.stateDirectory) { holder in
+            logger.warning(
+                "another ambit-node holds the state directory; waiting for it to exit",
+                metadata: ["lock": "\(AgentLock.path(stateDirectory: options.stateDirectory))", "pid": "\(holder)"]
+            )
+        }
         backend = try Self.makeBackend(options, logger: logger)
         let registry = self.registry
         let executor = self.executor
@@ -193,9 +201,14 @@ public final class NodeAgent: Sendable {
         for channel in operational.withLock({ $0 }) { try? await channel.close() }
         executor.shutdown()
         try? await group.shutdownGracefully()
-        if case .ebpf(let capture) = backend, capture.capturesNoPod {
-            // No pod to keep failing closed: leave nothing attached to the host.
+        // No pod to keep failing closed: leave nothing attached to the host. Checked with no capture in
+        // flight, and only while this agent holds the state directory's lock (no other agent shares the pins).
+        let detached = await lifecycle.serialized { () -> Bool in
+            guard case .ebpf(let capture) = backend, registry.all.isEmpty, capture.capturesNoPod else { return false }
             capture.detachFromHost()
+            return true
+        }
+        if detached {
             logger.info("ambit-node stopped; no pod was captured, so the eBPF programs are detached and unpinned")
         } else {
             logger.info("ambit-node stopped; capture rules stay in place so enrolled pods fail closed until restart")

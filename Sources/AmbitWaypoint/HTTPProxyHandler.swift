@@ -29,6 +29,9 @@ final class HTTPProxyHandler: ChannelInboundHandler, UpstreamResponseDelegate {
 
     // The request being forwarded.
     private var exchange: Exchange?
+    /// Numbers every upstream attempt of this connection, across its requests: a late callback from an
+    /// earlier request's upstream can never pass for the current attempt of a later one.
+    private var attemptSerial = 0
     /// The client ended its side (HTTP/1.1 half-close): close once the response in flight is out.
     private var clientDone = false
 
@@ -40,7 +43,11 @@ final class HTTPProxyHandler: ChannelInboundHandler, UpstreamResponseDelegate {
         let started: ContinuousClock.Instant
         let keepAlive: Bool
         let grpc: Bool
+        /// How many attempts were made (retries are counted against the policy with it).
         var attempt = 0
+        /// The connection-wide number (``HTTPProxyHandler/attemptSerial``) of the current attempt; the
+        /// upstream callbacks carry it.
+        var currentAttempt = 0
         var upstream: (any Channel)?
         /// The upstream connection when it is a pooled HTTP/1.1 one (kept for the next request).
         var pooled: PooledUpstream?
@@ -78,8 +85,8 @@ final class HTTPProxyHandler: ChannelInboundHandler, UpstreamResponseDelegate {
         /// reports, its own closing included, must not count as a failure of the request.
         var abandonedAttempt = 0
 
-        /// Whether a callback of `attempt` still speaks for this exchange.
-        func isCurrent(_ attempt: Int) -> Bool { attempt == self.attempt && attempt != abandonedAttempt }
+        /// Whether a callback of attempt number `attempt` still speaks for this exchange.
+        func isCurrent(_ attempt: Int) -> Bool { attempt == currentAttempt && attempt != abandonedAttempt }
     }
 
     init(tunnel: TunnelContext, downstreamProtocol: DownstreamProtocol) {
@@ -285,7 +292,9 @@ final class HTTPProxyHandler: ChannelInboundHandler, UpstreamResponseDelegate {
     private func tryUpstream(_ exchange: Exchange) {
         guard let context, !exchange.finished else { return }
         exchange.attempt += 1
-        let attempt = exchange.attempt
+        attemptSerial += 1
+        exchange.currentAttempt = attemptSerial
+        let attempt = attemptSerial
         let waypoint = tunnel.waypoint
         let endpoint: ChosenEndpoint
         do {
@@ -420,7 +429,7 @@ final class HTTPProxyHandler: ChannelInboundHandler, UpstreamResponseDelegate {
 
     /// Gives up on the current attempt's upstream and closes it; its later callbacks are ignored.
     private func abandonUpstream(_ exchange: Exchange) {
-        exchange.abandonedAttempt = exchange.attempt
+        exchange.abandonedAttempt = exchange.currentAttempt
         let upstream = exchange.upstream
         exchange.upstream = nil
         exchange.pooled = nil

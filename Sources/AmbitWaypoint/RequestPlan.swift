@@ -199,11 +199,16 @@ public struct RequestPlanner: Sendable {
         switch modifier {
         case .replaceFullPath(let full):
             return full
-        case .replacePrefixMatch(let replacement):
-            if let prefix = match?.path, prefix.kind == .stringPrefix {
-                // A VirtualService prefix is a plain string: exactly the matched characters are replaced.
+        case .virtualServiceURI(let replacement):
+            switch match?.path {
+            case .some(let prefix) where prefix.kind == .stringPrefix:
                 return replacement + path.dropFirst(prefix.value.count)
+            case .none:
+                return replacement + path.dropFirst()
+            case .some:
+                return replacement
             }
+        case .replacePrefixMatch(let replacement):
             let matched = match?.path.flatMap { $0.kind == .pathPrefix ? $0.value : nil } ?? "/"
             return replacePrefix(path: path, matched: matched, with: replacement)
         }

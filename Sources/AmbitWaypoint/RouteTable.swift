@@ -48,8 +48,8 @@ public struct RouteSelection: Sendable {
 /// header matches, then more query matches; ties go to the older route (creation time, then
 /// namespace/name) and to the earlier rule.
 ///
-/// A service no HTTPRoute attaches to takes the HTTP routes of the VirtualServices naming it in
-/// `hosts` instead, in Istio's order: the older VirtualService first, then its routes and matches
+/// A service no HTTPRoute attaches to takes the HTTP routes of the VirtualServices of its own
+/// namespace naming it in `hosts` instead, in Istio's order: the older VirtualService first, then its routes and matches
 /// as written, the first match winning. Where both exist the HTTPRoutes win (Istio does not define
 /// a mix) and the VirtualService is reported in ``warnings``.
 public struct RouteTable: Sendable {
@@ -149,6 +149,14 @@ public struct RouteTable: Sendable {
                     continue
                 }
                 let service = ObjectKey(.service, namespace: namespace, name: name)
+                guard namespace == virtualService.metadata.namespace else {
+                    // Otherwise any namespace could reroute another's service.
+                    warnings.append(
+                        "\(virtualService.key) host \(host): only a VirtualService in the namespace of "
+                            + "\(service.namespacedName) routes it; ignored"
+                    )
+                    continue
+                }
                 if entries[service] != nil {
                     warnings.append(
                         "\(virtualService.key) host \(host): HTTPRoutes attach to \(service.namespacedName); they win"

@@ -29,7 +29,8 @@ struct RunCommand: AsyncParsableCommand {
             (/metrics), 15021 readiness (/healthz/ready), 15000 admin on 127.0.0.1 (/config_dump, /logging). \
             Inside each captured pod: 15001 outbound, 15006 inbound plaintext, 15008 HBONE. \
             SIGTERM drains (stop accepting, GOAWAY, wait up to --drain-seconds); capture rules stay so \
-            enrolled pods fail closed until the agent is back (`ambit-node uninstall` removes them for good).             "run" is the default: `ambit-node --node-name N ...` runs the agent.
+            enrolled pods fail closed until the agent is back (`ambit-node uninstall` removes them for good). \
+            "run" is the default: `ambit-node --node-name N ...` runs the agent.
             """
     )
 

@@ -44,10 +44,13 @@ struct UninstallCommand: ParsableCommand {
         )
         for pod in report.released { print("released  \(pod)") }
         for pod in report.gone { print("gone      \(pod) (its network namespace no longer exists)") }
-        print(
-            report.removedPins.map { "unpinned  \($0) (eBPF programs detached, maps freed)" }
-                ?? "unpinned  nothing at \(pins)"
-        )
+        if let kept = report.keptPins {
+            print("kept      \(kept) (a pod failed; the pins tell the next run which pods had eBPF capture)")
+        } else if let removed = report.removedPins {
+            print("unpinned  \(removed) (eBPF programs detached, maps freed)")
+        } else {
+            print("unpinned  nothing at \(pins)")
+        }
         for failure in report.failed { print("failed    \(failure) (record kept: run uninstall again)") }
         if !report.failed.isEmpty { throw ExitCode.failure }
     }

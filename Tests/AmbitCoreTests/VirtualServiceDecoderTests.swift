@@ -46,6 +46,8 @@ import Testing
                 - match: [{uri: {exact: /old}}]
                   redirect: {uri: /new, authority: shop.example, redirectCode: 308}
                 - route: [{destination: {host: reviews-v1}}]
+                  timeout: 0s
+                  retries: {attempts: 1, perTryTimeout: 0s}
             """
         )
         #expect(service.hosts == ["reviews", "reviews.shop.svc.cluster.local"])
@@ -62,7 +64,7 @@ import Testing
             ]
         )
         #expect(match.queryParams == [HTTPRoute.ValueMatch(.regularExpression, name: "v", value: "[0-9]+")])
-        #expect(match.method == "POST")
+        #expect(match.method == "post")  // as written: Istio's exact match is case-sensitive
         #expect(
             canary.filters == [
                 .requestHeaderModifier(
@@ -71,7 +73,7 @@ import Testing
                 .responseHeaderModifier(
                     HTTPRoute.HeaderModifier(add: [HTTPRoute.Header(name: "x-served-by", value: "canary")])
                 ),
-                .urlRewrite(HTTPRoute.Rewrite(hostname: "reviews.internal", path: .replacePrefixMatch("/v2"))),
+                .urlRewrite(HTTPRoute.Rewrite(hostname: "reviews.internal", path: .virtualServiceURI("/v2"))),
                 .requestMirror(
                     HTTPRoute.Mirror(
                         backend: HTTPRoute.BackendObjectReference(
@@ -109,6 +111,8 @@ import Testing
             ]
         )
         #expect(service.http[2].matches.isEmpty && service.http[2].backendRefs.map(\.weight) == [100])
+        // Zero means no timeout, as in Istio.
+        #expect(service.http[2].timeouts == nil && service.http[2].retry?.perTryTimeout == nil)
     }
 
     @Test func hostsNameServicesOfThisCluster() throws {
@@ -157,8 +161,8 @@ import Testing
             "spec.http[0].match[0].uri.regex: invalid regular expression \"(\""
         ),
         (
-            "  http: [{match: [{uri: {prefix: /a}}, {uri: {exact: /b}}], rewrite: {uri: /c}, route: [{destination: {host: r}}]}]\n",
-            "spec.http[0].rewrite.uri: some matches are uri prefixes and some are not"
+            "  exportTo: [\".\"]\n  http: [{route: [{destination: {host: r}}]}]\n",
+            "spec.exportTo: only [\"*\"] is supported"
         ),
         (
             "  http: [{redirect: {uri: /x}, route: [{destination: {host: r}}]}]\n",

@@ -27,7 +27,13 @@ extension LabRootTests {
         // While the agent runs: refused, and nothing is touched.
         let refused = try ProcessRunner.run(ambitNode, uninstall)
         #expect(refused.status != 0, "\(refused.all)")
-        #expect(refused.standardError.contains("an ambit-node answers on \(state)/cni.sock: stop it first"))
+        #expect(
+            refused.standardError.range(
+                of: #"an ambit-node \(pid [0-9]+\) holds "# + state + "/agent.lock: stop it first",
+                options: .regularExpression
+            ) != nil,
+            "\(refused.all)"
+        )
         #expect(try Self.exec(lab, "client", "curl -sS -m 5 http://\(serverIP):8080/").status == 0)
 
         // Stopped (SIGTERM, a clean drain) with pods captured: their capture stays and they fail closed.

@@ -97,6 +97,57 @@ import Testing
         #expect(planner.routes.warnings.isEmpty, "\(planner.routes.warnings)")
     }
 
+    @Test func olderVirtualServicesComeFirstAndRewritesFollowTheMatch() throws {
+        // b-older sorts after a-newer by name but is older: its routes come before a-newer's catch-all.
+        let older = """
+            apiVersion: networking.istio.io/v1
+            kind: VirtualService
+            metadata: {name: b-older, namespace: shop, creationTimestamp: "2025-06-01T00:00:00Z"}
+            spec:
+              hosts: [web.shop.svc.cluster.local]
+              http:
+                - match: [{uri: {exact: /exact}}]
+                  rewrite: {uri: /whole}
+                  route: [{destination: {host: web-v1}}]
+                - match: [{headers: {x-h: {exact: "1"}}}]
+                  rewrite: {uri: /h}
+                  route: [{destination: {host: web-v1}}]
+            """
+        let newer = """
+            apiVersion: networking.istio.io/v1
+            kind: VirtualService
+            metadata: {name: a-newer, namespace: shop, creationTimestamp: "2026-06-01T00:00:00Z"}
+            spec:
+              hosts: [web]
+              http: [{match: [{uri: {prefix: /}}], route: [{destination: {host: web-v2}}]}]
+            """
+        let planner = try Self.planner(with: [newer, older])
+        let exact = try Self.forward(planner, "/exact?x=1")
+        #expect(Self.destination(exact) == "web-v1:80" && exact.head.uri == "/whole?x=1")
+        // A match without a uri counts as prefix "/": Envoy's prefix rewrite of "/".
+        let binding = try #require(planner.snapshot.service(at: try IPEndpoint(parsing: "10.96.0.1:80")))
+        var head = HTTPRequestHead(version: .http1_1, method: .GET, uri: "/abc")
+        head.headers.add(name: "x-h", value: "1")
+        guard case .forward(let byHeader) = planner.plan(head, to: binding) else {
+            Issue.record("expected a forward")
+            return
+        }
+        #expect(byHeader.head.uri == "/habc")
+        #expect(Self.destination(try Self.forward(planner, "/exact/not")) == "web-v2:8081")
+    }
+
+    @Test func aVirtualServiceFromAnotherNamespaceIsIgnored() throws {
+        let elsewhere = Self.virtualService.replacingOccurrences(of: "namespace: shop", with: "namespace: other")
+            .replacingOccurrences(of: "  hosts: [web]", with: "  hosts: [web.shop]")
+        let planner = try Self.planner(with: [elsewhere])
+        #expect(Self.destination(try Self.forward(planner, "/api/x")) == "web:80")
+        #expect(
+            planner.routes.warnings == [
+                "VirtualService other/web host web.shop: only a VirtualService in the namespace of shop/web routes it; ignored"
+            ]
+        )
+    }
+
     @Test func anHTTPRouteForTheSameServiceWinsAndTheVirtualServiceIsReported() throws {
         let route = """
             apiVersion: gateway.networking.k8s.io/v1

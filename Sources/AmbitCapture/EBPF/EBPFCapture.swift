@@ -160,10 +160,15 @@ public final class EBPFCapture: @unchecked Sendable {
         return stale.sorted()
     }
 
-    /// Whether no pod is captured: `enrolled_netns` is empty and no `sk_lookup` link is pinned.
+    /// Whether no pod is captured: `enrolled_netns` is empty and no `sk_lookup` link is pinned. Anything
+    /// that cannot be read counts as captured.
     public var capturesNoPod: Bool {
-        let pinned = (try? FileManager.default.contentsOfDirectory(atPath: "\(pinDirectory)/pods")) ?? []
-        return enrolledCookies().isEmpty && !pinned.contains { $0.hasPrefix("sk_lookup-") }
+        var next: UInt64 = 0
+        guard bpf_map_get_next_key(enrolledMap, nil, &next) != 0, errno == ENOENT else { return false }
+        guard let pinned = try? FileManager.default.contentsOfDirectory(atPath: "\(pinDirectory)/pods") else {
+            return access("\(pinDirectory)/pods", F_OK) != 0 && errno == ENOENT
+        }
+        return !pinned.contains { $0.hasPrefix("sk_lookup-") }
     }
 
     /// Detaches the cgroup programs and removes every pin, for an agent that stops with no pod captured

@@ -155,6 +155,10 @@ public struct HTTPRoute: KubernetesObject {
     public enum PathModifier: Hashable, Sendable {
         case replaceFullPath(String)
         case replacePrefixMatch(String)
+        /// A VirtualService's `rewrite.uri`, applied per the match that chose the route: a `uri.prefix`
+        /// match has exactly its characters replaced, no uri match counts as prefix `/`, an exact or
+        /// regex match has the whole path replaced.
+        case virtualServiceURI(String)
     }
 
     public struct Redirect: Hashable, Sendable {

@@ -76,9 +76,11 @@ extension ManifestDecoder {
         if let timeouts = mapping["timeouts"] {
             let entry = try timeouts.mapping()
             try entry.rejectUnknownKeys(["request", "backendRequest"])
+            // A zero timeout means none (Gateway API and Istio alike).
             rule.timeouts = HTTPRoute.Timeouts(
-                request: try entry["request"]?.parsed { try GatewayDuration(parsing: $0).duration },
+                request: try entry["request"]?.parsed { try GatewayDuration(parsing: $0).duration }.nonZero,
                 backendRequest: try entry["backendRequest"]?.parsed { try GatewayDuration(parsing: $0).duration }
+                    .nonZero
             )
         }
         if mapping["retry"] != nil && mapping["retries"] != nil {
@@ -127,7 +129,7 @@ extension ManifestDecoder {
         }
         return HTTPRoute.Retry(
             attempts: try mapping["attempts"]?.integer(Int.self, in: 0...10) ?? 2,
-            perTryTimeout: try mapping["perTryTimeout"].map(istioDuration),
+            perTryTimeout: try mapping["perTryTimeout"].map(istioDuration)?.nonZero,
             retryOn: conditions
         )
     }
@@ -282,7 +284,7 @@ extension ManifestDecoder {
         }
     }
 
-    private struct IstioDurationError: Error, CustomStringConvertible {
+    fileprivate struct IstioDurationError: Error, CustomStringConvertible {
         let text: String
         var description: String { "\"\(text)\" is not a duration (examples: 500ms, 0.5s, 10s, 1m30s)" }
     }
@@ -349,4 +351,9 @@ extension ManifestDecoder {
             throw value.error("invalid regular expression \"\(pattern)\": \(error)")
         }
     }
+}
+
+extension Duration {
+    /// `nil` for zero: a timeout of zero means no timeout.
+    var nonZero: Duration? { self == .zero ? nil : self }
 }

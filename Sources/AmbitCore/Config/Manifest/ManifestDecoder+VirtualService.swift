@@ -11,6 +11,9 @@ extension ManifestDecoder {
             )
         }
         try spec.rejectUnknownKeys(["hosts", "gateways", "http", "exportTo"])
+        if let exportTo = spec["exportTo"], try exportTo.strings() != ["*"] {
+            throw exportTo.error("only [\"*\"] is supported (a waypoint applies the routes to every client)")
+        }
         let hosts = try spec.required("hosts").strings()
         guard !hosts.isEmpty else { throw spec.values["hosts"]!.error("needs at least one host") }
         return VirtualService(
@@ -33,7 +36,7 @@ extension ManifestDecoder {
         var rule = HTTPRoute.Rule(name: try mapping["name"]?.nonEmptyString())
         rule.matches = try mapping["match"]?.list(virtualServiceMatch) ?? []
         if let headers = mapping["headers"] { rule.filters += try headerOperations(headers) }
-        if let rewrite = mapping["rewrite"] { rule.filters.append(try self.rewrite(rewrite, matches: rule.matches)) }
+        if let rewrite = mapping["rewrite"] { rule.filters.append(try self.rewrite(rewrite)) }
         if let redirect = mapping["redirect"] {
             guard mapping["route"] == nil else {
                 throw redirect.error("give either redirect or route, not both")
@@ -74,7 +77,9 @@ extension ManifestDecoder {
         } else if mapping["redirect"] == nil {
             throw value.error("an http route needs route or redirect")
         }
-        if let timeout = mapping["timeout"] { rule.timeouts = HTTPRoute.Timeouts(request: try istioDuration(timeout)) }
+        if let timeout = mapping["timeout"], let request = try istioDuration(timeout).nonZero {
+            rule.timeouts = HTTPRoute.Timeouts(request: request)
+        }
         if let retries = mapping["retries"] { rule.retry = try istioRetries(retries) }
         if let fault = mapping["fault"] { rule.fault = try istioFault(fault) }
         return rule
@@ -133,7 +138,7 @@ extension ManifestDecoder {
         if let method = mapping["method"] {
             let (kind, text) = try stringMatch(method)
             guard kind == "exact" else { throw method.error("method: only exact is supported") }
-            match.method = text.uppercased()
+            match.method = text
         }
         return match
     }
@@ -207,25 +212,17 @@ extension ManifestDecoder {
         return filters
     }
 
-    /// `rewrite: {uri, authority}`: the uri replaces the matched prefix when every match is a uri
-    /// prefix, the whole path otherwise (Istio's rule).
-    private func rewrite(_ value: YAMLValue, matches: [HTTPRoute.Match]) throws(FieldError) -> HTTPRoute.Filter {
+    /// `rewrite: {uri, authority}`: the uri replaces what the match matched (``HTTPRoute/PathModifier/virtualServiceURI(_:)``).
+    private func rewrite(_ value: YAMLValue) throws(FieldError) -> HTTPRoute.Filter {
         let mapping = try value.mapping()
         try rejectUnsupported(mapping, ["uriRegexRewrite"])
         try mapping.rejectUnknownKeys(["uri", "authority"])
-        var rewrite = HTTPRoute.Rewrite(hostname: try mapping["authority"]?.nonEmptyString())
-        if let uriValue = mapping["uri"] {
-            let uri = try uriValue.string()
-            let prefixes = matches.filter { $0.path?.kind == .stringPrefix }.count
-            if prefixes == 0 {
-                rewrite.path = .replaceFullPath(uri)
-            } else if prefixes == matches.count {
-                rewrite.path = .replacePrefixMatch(uri)
-            } else {
-                throw uriValue.error("some matches are uri prefixes and some are not: split them into separate routes")
-            }
-        }
-        return .urlRewrite(rewrite)
+        return .urlRewrite(
+            HTTPRoute.Rewrite(
+                hostname: try mapping["authority"]?.nonEmptyString(),
+                path: try mapping["uri"].map { (uri) throws(FieldError) in .virtualServiceURI(try uri.string()) }
+            )
+        )
     }
 
     /// `redirect: {uri, authority, port, scheme, redirectCode}` (301 by default, as in Istio).
