@@ -25,6 +25,19 @@ public final class HTTPMetrics: Sendable {
     static let sizeBuckets: [Double] = [1, 10, 100, 1000, 10000, 100_000, 1_000_000, 10_000_000]
 
     private let registry: PrometheusCollectorRegistry
+    private let cache = SeriesCache<SeriesKey, Series>()
+
+    private struct SeriesKey: Hashable, Sendable {
+        var labels: TrafficLabels
+        var responseCode: Int
+    }
+
+    private struct Series: Sendable {
+        let requests: Counter
+        let duration: ValueHistogram
+        let requestBytes: ValueHistogram
+        let responseBytes: ValueHistogram
+    }
 
     init(registry: PrometheusCollectorRegistry) {
         self.registry = registry
@@ -38,14 +51,31 @@ public final class HTTPMetrics: Sendable {
         requestBytes: Int,
         responseBytes: Int
     ) {
-        let pairs = labels.pairs + [("response_code", String(responseCode))]
-        registry.makeCounter(descriptor: Self.requests, labels: pairs).increment()
-        // A value histogram in milliseconds: Istio's unit (a duration histogram would emit seconds).
-        registry.makeValueHistogram(descriptor: Self.duration, labels: pairs, buckets: Self.durationBuckets)
-            .record(milliseconds)
-        registry.makeValueHistogram(descriptor: Self.requestBytes, labels: pairs, buckets: Self.sizeBuckets)
-            .record(Double(requestBytes))
-        registry.makeValueHistogram(descriptor: Self.responseBytes, labels: pairs, buckets: Self.sizeBuckets)
-            .record(Double(responseBytes))
+        let series = cache.series(for: SeriesKey(labels: labels, responseCode: responseCode)) {
+            let pairs = labels.pairs + [("response_code", String(responseCode))]
+            return Series(
+                requests: registry.makeCounter(descriptor: Self.requests, labels: pairs),
+                // A value histogram in milliseconds: Istio's unit (a duration histogram would emit seconds).
+                duration: registry.makeValueHistogram(
+                    descriptor: Self.duration,
+                    labels: pairs,
+                    buckets: Self.durationBuckets
+                ),
+                requestBytes: registry.makeValueHistogram(
+                    descriptor: Self.requestBytes,
+                    labels: pairs,
+                    buckets: Self.sizeBuckets
+                ),
+                responseBytes: registry.makeValueHistogram(
+                    descriptor: Self.responseBytes,
+                    labels: pairs,
+                    buckets: Self.sizeBuckets
+                )
+            )
+        }
+        series.requests.increment()
+        series.duration.record(milliseconds)
+        series.requestBytes.record(Double(requestBytes))
+        series.responseBytes.record(Double(responseBytes))
     }
 }

@@ -106,6 +106,7 @@ public final class TCPMetrics: Sendable {
     }
 
     private let registry: PrometheusCollectorRegistry
+    private let cache = SeriesCache<TrafficLabels, TCPConnectionCounters>()
 
     init(registry: PrometheusCollectorRegistry) {
         self.registry = registry
@@ -113,13 +114,15 @@ public final class TCPMetrics: Sendable {
 
     /// The counters for one label set (created on first use, shared afterwards).
     public func counters(_ labels: TrafficLabels) -> TCPConnectionCounters {
-        let pairs = labels.pairs
-        return TCPConnectionCounters(
-            opened: registry.makeCounter(descriptor: Self.opened, labels: pairs),
-            closed: registry.makeCounter(descriptor: Self.closed, labels: pairs),
-            sent: registry.makeCounter(descriptor: Self.sent, labels: pairs),
-            received: registry.makeCounter(descriptor: Self.received, labels: pairs)
-        )
+        cache.series(for: labels) {
+            let pairs = labels.pairs
+            return TCPConnectionCounters(
+                opened: registry.makeCounter(descriptor: Self.opened, labels: pairs),
+                closed: registry.makeCounter(descriptor: Self.closed, labels: pairs),
+                sent: registry.makeCounter(descriptor: Self.sent, labels: pairs),
+                received: registry.makeCounter(descriptor: Self.received, labels: pairs)
+            )
+        }
     }
 }
 
