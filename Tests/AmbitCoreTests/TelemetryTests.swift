@@ -43,6 +43,29 @@ import Testing
         #expect(text.contains("istio_tcp_received_bytes_total{\(expectedLabels)} 10\n"))
     }
 
+    /// Series are cached per label set: each set keeps its own counts, however the calls interleave.
+    @Test func eachLabelSetKeepsItsOwnSeries() {
+        let metrics = MeshMetrics()
+        let allowed = TrafficLabels(reporter: .destination, sourceWorkload: "a")
+        var denied = allowed
+        denied.responseFlags = "DENY"
+        for _ in 0..<3 { metrics.tcp.counters(allowed).opened.increment() }
+        metrics.tcp.counters(denied).opened.increment()
+        metrics.http.record(allowed, responseCode: 200, milliseconds: 3, requestBytes: 10, responseBytes: 20)
+        metrics.http.record(allowed, responseCode: 200, milliseconds: 7, requestBytes: 10, responseBytes: 20)
+        metrics.http.record(allowed, responseCode: 503, milliseconds: 1, requestBytes: 0, responseBytes: 0)
+        let lines = metrics.render().split(separator: "\n")
+        func value(_ prefix: String, _ fragments: [String]) -> String? {
+            lines.first { line in line.hasPrefix(prefix) && fragments.allSatisfy { line.contains($0) } }?
+                .split(separator: " ").last.map(String.init)
+        }
+        #expect(value("istio_tcp_connections_opened_total{", [#"response_flags="-""#]) == "3")
+        #expect(value("istio_tcp_connections_opened_total{", [#"response_flags="DENY""#]) == "1")
+        #expect(value("istio_requests_total{", [#"response_code="200""#]) == "2")
+        #expect(value("istio_requests_total{", [#"response_code="503""#]) == "1")
+        #expect(value("istio_request_duration_milliseconds_sum{", [#"response_code="200""#]) == "10.0")
+    }
+
     @Test func plaintextPeersAreUnknown() {
         let labels = TrafficLabels(reporter: .destination, responseFlags: "DENY")
         #expect(labels.pairs.first { $0.0 == "source_principal" }?.1 == "unknown")
