@@ -104,6 +104,12 @@ import Testing
         // Changes while the watch is down are delivered from the server's history once it resumes.
         world.server.put(World.pods, World.pod("late", ip: "10.244.3.3"))
         #expect(await eventually { world.store.snapshot.workload(at: IPAddress("10.244.3.3")!) != nil })
+        // Each collection re-watches on its own schedule: wait for the namespaces one too.
+        #expect(
+            await eventually {
+                world.server.requests.dropFirst(before).contains { $0.path == World.namespaces && $0.isWatch }
+            }
+        )
         let rewatch = try #require(
             world.server.requests.dropFirst(before).first { $0.path == World.namespaces && $0.isWatch }
         )
@@ -284,9 +290,10 @@ import Testing
         let source = world.source
         let starting = Task { try await source.start() }
         #expect(
-            await eventually {
+            await eventually(timeout: .seconds(30)) {
                 world.collection(.namespace)?.lastError?.contains("TLS with the API server") == true
-            }
+            },
+            "\(world.collection(.namespace)?.lastError ?? "no error")"
         )
         #expect(world.server.requests.isEmpty)
         starting.cancel()

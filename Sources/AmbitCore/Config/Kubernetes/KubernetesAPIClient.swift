@@ -3,6 +3,7 @@ import NIOCore
 import NIOHTTP1
 import NIOPosix
 import NIOSSL
+import Synchronization
 
 /// Why a request to the API server failed.
 enum KubernetesAPIError: Error, CustomStringConvertible {
@@ -129,6 +130,7 @@ final class KubernetesAPIClient: Sendable {
         let authorization = try config.authorization()
         let serverName = config.serverName ?? (Self.isIPAddress(config.host) ? nil : config.host)
         let context = self.context
+        let tlsFailure = TLSFailure()
         let channel: NIOAsyncChannel<HTTPClientResponsePart, HTTPClientRequestPart>
         do {
             channel = try await ClientBootstrap(group: group)
@@ -138,6 +140,7 @@ final class KubernetesAPIClient: Sendable {
                     channel.eventLoop.makeCompletedFuture {
                         let sync = channel.pipeline.syncOperations
                         try sync.addHandler(NIOSSLClientHandler(context: context, serverHostname: serverName))
+                        try sync.addHandler(tlsFailure)
                         try sync.addHandler(IdleStateHandler(readTimeout: idleTimeout))
                         try sync.addHandler(CloseOnIdle())
                         try sync.addHTTPClientHandlers()
@@ -188,11 +191,28 @@ final class KubernetesAPIClient: Sendable {
         } catch let error as KubernetesAPIError {
             throw error
         } catch let error as NIOSSLError {
-            throw KubernetesAPIError.transport(
-                "TLS with the API server \(config) failed (\(error)); check the cluster CA and the server name"
-            )
+            throw tlsError(error)
         } catch {
+            // A failed handshake may reach the request as a closed channel before its own error does.
+            if let failure = tlsFailure.error { throw tlsError(failure) }
             throw KubernetesAPIError.transport("request to \(config) failed: \(error)")
+        }
+    }
+
+    private func tlsError(_ error: NIOSSLError) -> KubernetesAPIError {
+        .transport("TLS with the API server \(config) failed (\(error)); check the cluster CA and the server name")
+    }
+
+    /// Sits after the TLS handler and remembers its error (and passes it on).
+    private final class TLSFailure: ChannelInboundHandler, Sendable {
+        typealias InboundIn = NIOAny
+        private let recorded = Mutex<NIOSSLError?>(nil)
+
+        var error: NIOSSLError? { recorded.withLock { $0 } }
+
+        func errorCaught(context: ChannelHandlerContext, error: any Error) {
+            if let tls = error as? NIOSSLError { recorded.withLock { $0 = $0 ?? tls } }
+            context.fireErrorCaught(error)
         }
     }
 
