@@ -203,7 +203,7 @@ final class KubernetesAPIClient: Sendable {
         .transport("TLS with the API server \(config) failed (\(error)); check the cluster CA and the server name")
     }
 
-    /// Sits after the TLS handler and remembers its error (and passes it on).
+    /// Sits after the TLS handler and remembers a failed handshake (and passes the error on).
     private final class TLSFailure: ChannelInboundHandler, Sendable {
         typealias InboundIn = NIOAny
         private let recorded = Mutex<NIOSSLError?>(nil)
@@ -211,7 +211,7 @@ final class KubernetesAPIClient: Sendable {
         var error: NIOSSLError? { recorded.withLock { $0 } }
 
         func errorCaught(context: ChannelHandlerContext, error: any Error) {
-            if let tls = error as? NIOSSLError { recorded.withLock { $0 = $0 ?? tls } }
+            if let tls = error as? NIOSSLError, case .handshakeFailed = tls { recorded.withLock { $0 = $0 ?? tls } }
             context.fireErrorCaught(error)
         }
     }
