@@ -43,7 +43,7 @@ final class AgentLock: Sendable {
     deinit { close(descriptor) }
 
     /// The pid of the agent holding the lock of `stateDirectory`, or `nil` when none does.
-    static func holder(stateDirectory: String) throws -> String? {
+    static func holder(stateDirectory: String) throws(AgentLockError) -> String? {
         let path = Self.path(stateDirectory: stateDirectory)
         let fd = open(path, O_RDONLY | O_CLOEXEC)
         if fd < 0 {

@@ -46,33 +46,16 @@ public enum CaptureRemoval {
     }
 
     public static func run(stateDirectory: String, cniSocket: String, pinDirectory: String) throws(Failure) -> Report {
+        let holder: String?
         do {
-            if let pid = try AgentLock.holder(stateDirectory: stateDirectory) {
-                throw Failure.agentRunning(
-                    "an ambit-node (pid \(pid)) holds \(AgentLock.path(stateDirectory: stateDirectory))"
-                )
-            }
-        } catch let error as AgentLockError {
-            throw Failure.cannotCheck("\(error)")
-        } catch let error as Failure {
-            throw error
+            holder = try AgentLock.holder(stateDirectory: stateDirectory)
         } catch {
-            throw Failure.cannotCheck("\(error)")
+            throw .cannotCheck("\(error)")
         }
-        do {
-            let socket = try SeqpacketSocket.connect(path: cniSocket)
-            socket.close()
-            throw Failure.agentRunning("an ambit-node answers on \(cniSocket)")
-        } catch let error as CNISocketError {
-            // Only a socket that is not there, or that nobody listens on, means no agent.
-            guard error.errno == ENOENT || error.errno == ECONNREFUSED else {
-                throw Failure.cannotCheck("\(error)")
-            }
-        } catch let error as Failure {
-            throw error
-        } catch {
-            throw Failure.cannotCheck("\(error)")
+        if let holder {
+            throw .agentRunning("an ambit-node (pid \(holder)) holds \(AgentLock.path(stateDirectory: stateDirectory))")
         }
+        if try agentAnswers(on: cniSocket) { throw .agentRunning("an ambit-node answers on \(cniSocket)") }
         var report = Report()
         let records = PodRecordStore(existing: "\(stateDirectory)/pods")
         let (saved, errors) = records.loadAll()
@@ -103,6 +86,19 @@ public enum CaptureRemoval {
             }
         }
         return report
+    }
+
+    /// Whether something accepts connections on the CNI socket. Only a socket that is not there, or that
+    /// nobody listens on, means no agent; any other error means we cannot tell.
+    private static func agentAnswers(on path: String) throws(Failure) -> Bool {
+        do {
+            try SeqpacketSocket.connect(path: path).close()
+            return true
+        } catch  where error.errno == ENOENT || error.errno == ECONNREFUSED {
+            return false
+        } catch {
+            throw .cannotCheck("\(error)")
+        }
     }
 
     /// Inside a pod's namespace: removes whichever capture is there; says what it removed.
