@@ -1,3 +1,4 @@
+public import AmbitCore
 public import AmbitModel
 
 /// The parts of an HTTP request that HTTPRoute matches look at.
@@ -200,6 +201,15 @@ public struct RouteTable: Sendable {
         }
         self.entries = ordered
         self.warnings = warnings
+    }
+
+    /// The routes of a snapshot: its HTTPRoutes and VirtualServices, in a stable order.
+    public init(snapshot: ConfigSnapshot) {
+        self.init(
+            routes: snapshot.httpRoutes.values.sorted { $0.key < $1.key },
+            virtualServices: Array(snapshot.virtualServices.values),
+            clusterDomain: snapshot.options.clusterDomain
+        )
     }
 
     /// Whether any route is attached to `service`.

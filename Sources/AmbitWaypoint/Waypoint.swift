@@ -51,11 +51,7 @@ final class WaypointState: Sendable {
 
     init(snapshot: ConfigSnapshot, gateway: ObjectKey, sidecarPod: ObjectKey? = nil) {
         self.snapshot = snapshot
-        self.routes = RouteTable(
-            routes: snapshot.httpRoutes.values.sorted { $0.key < $1.key },
-            virtualServices: Array(snapshot.virtualServices.values),
-            clusterDomain: snapshot.options.clusterDomain
-        )
+        self.routes = RouteTable(snapshot: snapshot)
         if let key = sidecarPod {
             let pod = snapshot.pods[key] ?? Pod(metadata: ObjectMeta(name: key.name, namespace: key.namespace))
             let root = snapshot.options.rootNamespace

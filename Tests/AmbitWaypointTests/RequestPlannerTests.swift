@@ -40,8 +40,9 @@ import Testing
                 - {name: web-v2, port: 80, weight: 10}
         """
 
-    static func planner(random: Double = 0.5) throws -> RequestPlanner {
-        let documents = [
+    /// Services web (10.96.0.1:80), web-v1 (10.96.0.2:80) and web-v2 (10.96.0.3, `webV2`) in namespace shop.
+    static func shopServices(webV2: (port: Int, targetPort: String) = (80, "8080")) -> [String] {
+        [
             Manifests.service(
                 "web",
                 namespace: "shop",
@@ -61,18 +62,22 @@ import Testing
                 namespace: "shop",
                 clusterIP: "10.96.0.3",
                 selector: ["v": "2"],
-                ports: [(80, "8080")]
+                ports: [webV2]
             ),
-            routes,
         ]
+    }
+
+    /// A planner over `documents`, with the routes of the snapshot they make.
+    static func planner(_ documents: [String], random: Double = 0.5) throws -> RequestPlanner {
         let objects = try ManifestDecoder().decode(Manifests.join(documents)).objects
         let snapshot = ConfigSnapshot(objects: objects, options: ConfigOptions(), version: 1)
-        var planner = RequestPlanner(
-            snapshot: snapshot,
-            routes: RouteTable(routes: snapshot.httpRoutes.values)
-        )
+        var planner = RequestPlanner(snapshot: snapshot, routes: RouteTable(snapshot: snapshot))
         planner.random = { random }
         return planner
+    }
+
+    static func planner(random: Double = 0.5) throws -> RequestPlanner {
+        try planner(shopServices() + [routes], random: random)
     }
 
     static func plan(

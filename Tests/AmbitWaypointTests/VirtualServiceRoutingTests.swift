@@ -25,40 +25,9 @@ import Testing
               retries: {attempts: 4, retryOn: reset}
         """
 
+    /// web-v2 listens on 8081 only: a destination without a port takes it.
     static func planner(with documents: [String]) throws -> RequestPlanner {
-        let services = [
-            Manifests.service(
-                "web",
-                namespace: "shop",
-                clusterIP: "10.96.0.1",
-                selector: ["app": "web"],
-                ports: [(80, "8080")]
-            ),
-            Manifests.service(
-                "web-v1",
-                namespace: "shop",
-                clusterIP: "10.96.0.2",
-                selector: ["v": "1"],
-                ports: [(80, "8080")]
-            ),
-            Manifests.service(
-                "web-v2",
-                namespace: "shop",
-                clusterIP: "10.96.0.3",
-                selector: ["v": "2"],
-                ports: [(8081, "8081")]
-            ),
-        ]
-        let objects = try ManifestDecoder().decode(Manifests.join(services + documents)).objects
-        let snapshot = ConfigSnapshot(objects: objects, options: ConfigOptions(), version: 1)
-        return RequestPlanner(
-            snapshot: snapshot,
-            routes: RouteTable(
-                routes: snapshot.httpRoutes.values,
-                virtualServices: Array(snapshot.virtualServices.values),
-                clusterDomain: snapshot.options.clusterDomain
-            )
-        )
+        try RequestPlannerTests.planner(RequestPlannerTests.shopServices(webV2: (8081, "8081")) + documents)
     }
 
     static func forward(_ planner: RequestPlanner, _ uri: String) throws -> ForwardPlan {
