@@ -15,11 +15,16 @@ let package = Package(
         .executable(name: "ambit-cni", targets: ["ambit-cni"]),
         .executable(name: "ambit-waypoint", targets: ["ambit-waypoint"]),
         .executable(name: "ambit-sidecar", targets: ["ambit-sidecar"]),
+        .library(name: "AmbitModel", targets: ["AmbitModel"]),
+        .library(name: "AmbitTelemetry", targets: ["AmbitTelemetry"]),
+        .library(name: "AmbitPolicy", targets: ["AmbitPolicy"]),
+        .library(name: "AmbitIdentity", targets: ["AmbitIdentity"]),
+        .library(name: "AmbitConfig", targets: ["AmbitConfig"]),
+        .library(name: "AmbitRelay", targets: ["AmbitRelay"]),
+        .library(name: "AmbitHBONE", targets: ["AmbitHBONE"]),
+        .library(name: "AmbitCapture", targets: ["AmbitCapture"]),
         .library(name: "AmbitNode", targets: ["AmbitNode"]),
         .library(name: "AmbitWaypoint", targets: ["AmbitWaypoint"]),
-        .library(name: "AmbitModel", targets: ["AmbitModel"]),
-        .library(name: "AmbitCore", targets: ["AmbitCore"]),
-        .library(name: "AmbitCapture", targets: ["AmbitCapture"]),
         // Test helpers (in-code CA, loopback servers), also used by the benchmarks.
         .library(name: "AmbitTestSupport", targets: ["AmbitTestSupport"]),
     ],
@@ -59,26 +64,99 @@ let package = Package(
             swiftSettings: strictSettings
         ),
 
-        // State store, identity and certificates, authorization, telemetry (later: HBONE, proxy).
+        // Metrics in Istio's names, the access-log schema, response flags, the JSON log handler.
         .target(
-            name: "AmbitCore",
+            name: "AmbitTelemetry",
             dependencies: [
                 "AmbitModel",
-                .product(name: "NIOCore", package: "swift-nio"),
-                .product(name: "NIOPosix", package: "swift-nio"),
-                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
-                .product(name: "NIOHTTP1", package: "swift-nio"),
-                .product(name: "NIOSSL", package: "swift-nio-ssl"),
-                .product(name: "NIOHTTP2", package: "swift-nio-http2"),
-                .product(name: "NIOExtras", package: "swift-nio-extras"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+            ],
+            swiftSettings: strictSettings
+        ),
+
+        // L4 and L7 authorization with Istio's semantics: pure decisions over model values. No NIO.
+        .target(
+            name: "AmbitPolicy",
+            dependencies: [
+                "AmbitModel",
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strictSettings
+        ),
+
+        // SPIFFE certificates: the local CA, the certificate manager (rotation), peer verification. No NIO.
+        .target(
+            name: "AmbitIdentity",
+            dependencies: [
+                "AmbitModel",
                 .product(name: "X509", package: "swift-certificates"),
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "SwiftASN1", package: "swift-asn1"),
                 .product(name: "Logging", package: "swift-log"),
-                .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
+            ],
+            swiftSettings: strictSettings
+        ),
+
+        // The configuration store and its sources: manifest files, the Kubernetes API (list/watch).
+        .target(
+            name: "AmbitConfig",
+            dependencies: [
+                "AmbitModel",
+                "AmbitPolicy",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Yams", package: "Yams"),
+            ],
+            swiftSettings: strictSettings
+        ),
+
+        // Byte relays between sockets and streams (backpressure, half-close, reset), and dialers.
+        .target(
+            name: "AmbitRelay",
+            dependencies: [
+                "AmbitModel",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ],
+            swiftSettings: strictSettings
+        ),
+
+        // HBONE: mutual TLS, the HTTP/2 CONNECT server and the pooled client.
+        .target(
+            name: "AmbitHBONE",
+            dependencies: [
+                "AmbitModel",
+                "AmbitIdentity",
+                "AmbitRelay",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "NIOTLS", package: "swift-nio"),
+                .product(name: "NIOHTTP2", package: "swift-nio-http2"),
+                .product(name: "NIOHPACK", package: "swift-nio-http2"),
+                .product(name: "NIOExtras", package: "swift-nio-extras"),
+                .product(name: "X509", package: "swift-certificates"),
+                .product(name: "SwiftASN1", package: "swift-asn1"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strictSettings
+        ),
+
+        // What every Ambit daemon has: metrics, readiness and admin ports, termination signals.
+        .target(
+            name: "AmbitProcess",
+            dependencies: [
+                "AmbitTelemetry",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: strictSettings
         ),
@@ -91,7 +169,8 @@ let package = Package(
             swiftSettings: strictSettings
         ),
 
-        // Kernel-facing capture: network namespaces, nftables (libnftnl), eBPF (libbpf).
+        // Kernel-facing capture: network namespaces, nftables (libnftnl), eBPF (libbpf), capture
+        // sockets and the original destination of a captured connection.
         .target(
             name: "AmbitCapture",
             dependencies: [
@@ -99,7 +178,7 @@ let package = Package(
                 "CLibBPF",
                 "CLibNFTNL",
                 "CAmbitShim",
-                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
             ],
             swiftSettings: strictSettings,
             // Compiles bpf/*.c with clang -target bpf and embeds the object (see bpf/README.md).
@@ -112,9 +191,15 @@ let package = Package(
             name: "AmbitNode",
             dependencies: [
                 "AmbitCNI",
-                "AmbitModel",
-                "AmbitCore",
                 "AmbitCapture",
+                "AmbitConfig",
+                "AmbitHBONE",
+                "AmbitIdentity",
+                "AmbitModel",
+                "AmbitPolicy",
+                "AmbitProcess",
+                "AmbitRelay",
+                "AmbitTelemetry",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
@@ -127,7 +212,8 @@ let package = Package(
         .target(
             name: "AmbitCLI",
             dependencies: [
-                "AmbitCore",
+                "AmbitConfig",
+                "AmbitTelemetry",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -137,8 +223,9 @@ let package = Package(
             name: "ambit-node",
             dependencies: [
                 "AmbitCLI",
+                "AmbitConfig",
+                "AmbitModel",
                 "AmbitNode",
-                "AmbitCore",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -148,13 +235,20 @@ let package = Package(
         .target(
             name: "AmbitWaypoint",
             dependencies: [
+                "AmbitConfig",
+                "AmbitHBONE",
+                "AmbitIdentity",
                 "AmbitModel",
-                "AmbitCore",
+                "AmbitPolicy",
+                "AmbitProcess",
+                "AmbitRelay",
+                "AmbitTelemetry",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "NIOHTTP2", package: "swift-nio-http2"),
                 .product(name: "NIOHPACK", package: "swift-nio-http2"),
+                .product(name: "X509", package: "swift-certificates"),
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: strictSettings
@@ -163,11 +257,9 @@ let package = Package(
             name: "ambit-waypoint",
             dependencies: [
                 "AmbitCLI",
-                "AmbitWaypoint",
-                "AmbitCore",
+                "AmbitConfig",
                 "AmbitModel",
-                .product(name: "NIOCore", package: "swift-nio"),
-                .product(name: "NIOPosix", package: "swift-nio"),
+                "AmbitWaypoint",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -178,10 +270,10 @@ let package = Package(
             name: "ambit-sidecar",
             dependencies: [
                 "AmbitCLI",
-                "AmbitWaypoint",
-                "AmbitCore",
                 "AmbitCapture",
+                "AmbitConfig",
                 "AmbitModel",
+                "AmbitWaypoint",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -207,12 +299,16 @@ let package = Package(
             name: "ambitctl",
             dependencies: [
                 "AmbitCLI",
+                "AmbitConfig",
+                "AmbitIdentity",
                 "AmbitLab",
                 "AmbitModel",
-                "AmbitCore",
-                "AmbitCapture",
+                "AmbitPolicy",
+                "AmbitTelemetry",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "X509", package: "swift-certificates"),
             ],
             swiftSettings: strictSettings
         ),
@@ -221,8 +317,9 @@ let package = Package(
         .target(
             name: "AmbitTestSupport",
             dependencies: [
+                "AmbitIdentity",
                 "AmbitModel",
-                "AmbitCore",
+                "AmbitRelay",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
@@ -240,20 +337,76 @@ let package = Package(
             swiftSettings: strictSettings
         ),
         .testTarget(
-            name: "AmbitCoreTests",
+            name: "AmbitTelemetryTests",
             dependencies: [
-                "AmbitCore",
+                "AmbitModel", "AmbitTelemetry", "AmbitTestSupport", .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strictSettings
+        ),
+        .testTarget(
+            name: "AmbitPolicyTests",
+            dependencies: [
+                "AmbitConfig", "AmbitModel", "AmbitPolicy", "AmbitTelemetry", "AmbitTestSupport",
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strictSettings
+        ),
+        .testTarget(
+            name: "AmbitIdentityTests",
+            dependencies: [
+                "AmbitIdentity",
                 "AmbitModel",
+                "AmbitTelemetry",
                 "AmbitTestSupport",
-                .product(name: "X509", package: "swift-certificates"),
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
-                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "SwiftASN1", package: "swift-asn1"),
+                .product(name: "X509", package: "swift-certificates"),
+            ],
+            swiftSettings: strictSettings
+        ),
+        .testTarget(
+            name: "AmbitConfigTests",
+            dependencies: [
+                "AmbitConfig",
+                "AmbitModel",
+                "AmbitTestSupport",
+                .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOPosix", package: "swift-nio"),
+            ],
+            swiftSettings: strictSettings
+        ),
+        .testTarget(
+            name: "AmbitRelayTests",
+            dependencies: [
+                "AmbitModel",
+                "AmbitRelay",
+                "AmbitTestSupport",
+                .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOEmbedded", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ],
+            swiftSettings: strictSettings
+        ),
+        .testTarget(
+            name: "AmbitHBONETests",
+            dependencies: [
+                "AmbitHBONE",
+                "AmbitIdentity",
+                "AmbitModel",
+                "AmbitRelay",
+                "AmbitTelemetry",
+                "AmbitTestSupport",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOEmbedded", package: "swift-nio"),
+                .product(name: "NIOHPACK", package: "swift-nio-http2"),
                 .product(name: "NIOHTTP2", package: "swift-nio-http2"),
+                .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "NIOTLS", package: "swift-nio"),
+                .product(name: "X509", package: "swift-certificates"),
             ],
             swiftSettings: strictSettings
         ),
@@ -269,12 +422,20 @@ let package = Package(
         ),
         .testTarget(
             name: "AmbitNodeTests",
-            dependencies: ["AmbitNode", "AmbitCore", "AmbitModel", "AmbitTestSupport"],
+            dependencies: ["AmbitConfig", "AmbitModel", "AmbitNode", "AmbitTestSupport"],
             swiftSettings: strictSettings
         ),
         .testTarget(
             name: "AmbitWaypointTests",
-            dependencies: ["AmbitWaypoint", "AmbitCore", "AmbitModel", "AmbitTestSupport"],
+            dependencies: [
+                "AmbitConfig",
+                "AmbitModel",
+                "AmbitTestSupport",
+                "AmbitWaypoint",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOEmbedded", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+            ],
             swiftSettings: strictSettings
         ),
         .testTarget(
@@ -285,7 +446,7 @@ let package = Package(
         .testTarget(
             name: "AmbitctlTests",
             dependencies: [
-                "AmbitTestSupport", "AmbitModel", .product(name: "NIOPosix", package: "swift-nio"),
+                "AmbitTestSupport", .product(name: "NIOPosix", package: "swift-nio"),
             ],
             swiftSettings: strictSettings
         ),

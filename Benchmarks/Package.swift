@@ -23,7 +23,7 @@ let package = Package(
             name: "PolicyEvaluation",
             dependencies: [
                 .product(name: "Benchmark", package: "benchmark"),
-                .product(name: "AmbitCore", package: ambit),
+                .product(name: "AmbitPolicy", package: ambit),
                 .product(name: "AmbitModel", package: ambit),
             ],
             path: "Benchmarks/PolicyEvaluation",
@@ -33,7 +33,7 @@ let package = Package(
             name: "ConfigLookup",
             dependencies: [
                 .product(name: "Benchmark", package: "benchmark"),
-                .product(name: "AmbitCore", package: ambit),
+                .product(name: "AmbitConfig", package: ambit),
                 .product(name: "AmbitModel", package: ambit),
             ],
             path: "Benchmarks/ConfigLookup",
@@ -43,7 +43,8 @@ let package = Package(
             name: "DataPath",
             dependencies: [
                 .product(name: "Benchmark", package: "benchmark"),
-                .product(name: "AmbitCore", package: ambit),
+                .product(name: "AmbitHBONE", package: ambit),
+                .product(name: "AmbitRelay", package: ambit),
                 .product(name: "AmbitModel", package: ambit),
                 .product(name: "AmbitTestSupport", package: ambit),
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -56,7 +57,8 @@ let package = Package(
         .executableTarget(
             name: "HBONEBench",
             dependencies: [
-                .product(name: "AmbitCore", package: ambit),
+                .product(name: "AmbitHBONE", package: ambit),
+                .product(name: "AmbitRelay", package: ambit),
                 .product(name: "AmbitModel", package: ambit),
                 .product(name: "AmbitTestSupport", package: ambit),
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
@@ -79,7 +81,7 @@ let package = Package(
         .executableTarget(
             name: "Profile",
             dependencies: [
-                .product(name: "AmbitCore", package: ambit),
+                .product(name: "AmbitPolicy", package: ambit),
                 .product(name: "AmbitModel", package: ambit),
             ],
             path: "Benchmarks/Profile"

@@ -1,4 +1,5 @@
-public import AmbitCore
+public import AmbitConfig
+public import AmbitTelemetry
 public import ArgumentParser
 public import Logging
 

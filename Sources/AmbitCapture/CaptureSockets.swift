@@ -90,33 +90,23 @@ public enum CaptureSockets {
     public static func originalDestination(fd: Int32) throws(CaptureError) -> IPEndpoint {
         let local = try localAddress(fd: fd)
         var storage = sockaddr_storage()
-        var length: socklen_t
-        let level: Int32
-        if local.address.isIPv4 {
-            level = Int32(IPPROTO_IP)  // SOL_IP
-            length = socklen_t(MemoryLayout<sockaddr_in>.size)
-        } else {
-            level = Int32(IPPROTO_IPV6)  // SOL_IPV6
-            length = socklen_t(MemoryLayout<sockaddr_in6>.size)
-        }
+        var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
+        let level = OriginalDestination.level(isIPv4: local.address.isIPv4)
         let result = withUnsafeMutablePointer(to: &storage) {
-            getsockopt(fd, level, SocketOption.originalDestination, $0, &length)
+            getsockopt(fd, level, OriginalDestination.optionName, $0, &length)
         }
         guard result == 0 else { throw CaptureError.lastSystemError("getsockopt(SO_ORIGINAL_DST)", "\(local)") }
-        guard let endpoint = SocketAddress.endpoint(from: storage) else {
-            throw CaptureError.invalidArgument("SO_ORIGINAL_DST of socket \(fd) returned family \(storage.ss_family)")
-        }
-        return endpoint
+        return try OriginalDestination.decode(storage, socket: "socket \(fd)")
     }
 
     /// `getsockname` as an endpoint.
     public static func localAddress(fd: Int32) throws(CaptureError) -> IPEndpoint {
-        try SocketAddress.query("getsockname", fd: fd) { getsockname($0, $1, $2) }
+        try Sockaddr.query("getsockname", fd: fd) { getsockname($0, $1, $2) }
     }
 
     /// `getpeername` as an endpoint.
     public static func peerAddress(fd: Int32) throws(CaptureError) -> IPEndpoint {
-        try SocketAddress.query("getpeername", fd: fd) { getpeername($0, $1, $2) }
+        try Sockaddr.query("getpeername", fd: fd) { getpeername($0, $1, $2) }
     }
 
     /// `SO_NETNS_COOKIE`: a 64-bit id of the socket's network namespace, never reused while the
@@ -172,13 +162,13 @@ public enum CaptureSockets {
     }
 
     private static func bind(_ fd: Int32, _ endpoint: IPEndpoint) throws(CaptureError) {
-        let result = SocketAddress.withSockaddr(endpoint) { Glibc.bind(fd, $0, $1) }
+        let result = Sockaddr.withSockaddr(endpoint) { Glibc.bind(fd, $0, $1) }
         guard result == 0 else { throw CaptureError.lastSystemError("bind", "\(endpoint)") }
     }
 
     /// Non-blocking connect, then `poll` for writability until the deadline, then `SO_ERROR`.
     private static func finishConnect(_ fd: Int32, _ destination: IPEndpoint, timeout: Duration) throws(CaptureError) {
-        let result = SocketAddress.withSockaddr(destination) { Glibc.connect(fd, $0, $1) }
+        let result = Sockaddr.withSockaddr(destination) { Glibc.connect(fd, $0, $1) }
         if result == 0 { return }
         guard errno == EINPROGRESS || errno == EINTR else {
             throw CaptureError.connect(endpoint: destination, errno: errno)
@@ -219,6 +209,4 @@ enum SocketOption {
     static let ipv6Transparent: Int32 = 75  // IPV6_TRANSPARENT
     static let ipv6Freebind: Int32 = 78  // IPV6_FREEBIND
     static let ipv6Only: Int32 = 26  // IPV6_V6ONLY
-    /// SO_ORIGINAL_DST (SOL_IP) and IP6T_SO_ORIGINAL_DST (SOL_IPV6) share the number.
-    static let originalDestination: Int32 = 80
 }

@@ -1,5 +1,6 @@
-import AmbitCore
 import AmbitModel
+import AmbitProcess
+import AmbitTelemetry
 import Foundation
 import Logging
 import NIOHTTP1

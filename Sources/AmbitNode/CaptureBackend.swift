@@ -1,6 +1,6 @@
 import AmbitCapture
-import AmbitCore
 import AmbitModel
+import AmbitRelay
 import NIOCore
 
 /// How the agent captures a pod's traffic (`ambit-node --capture`).
@@ -42,7 +42,9 @@ enum CaptureBackend: Sendable {
             return OriginalDestination.read(channel)
         case .ebpf:
             guard let local = channel.localAddress.flatMap(IPEndpoint.init(socketAddress:)) else {
-                return channel.eventLoop.makeFailedFuture(OriginalDestinationError("no local address"))
+                return channel.eventLoop.makeFailedFuture(
+                    CaptureError.invalidArgument("an accepted socket without a local IP address")
+                )
             }
             return channel.eventLoop.makeSucceededFuture(local)
         }

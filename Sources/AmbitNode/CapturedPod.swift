@@ -1,12 +1,12 @@
 import AmbitCapture
-import AmbitCore
+import AmbitHBONE
 import AmbitModel
 import Foundation
 import NIOCore
 import Synchronization
 
 /// What the agent keeps on disk for each captured pod, so a restarted agent can restore its
-/// capture (PROTOCOLS.md: pods are never re-created for that).
+/// capture (docs/protocols.md: pods are never re-created for that).
 struct PodRecord: Codable, Hashable, Sendable {
     var uid: String
     var namespace: String

@@ -1,5 +1,7 @@
-import AmbitCore
 import AmbitModel
+import AmbitPolicy
+import AmbitRelay
+import AmbitTelemetry
 import Foundation
 import Logging
 import NIOCore
@@ -62,7 +64,7 @@ final class ConnectionSet: Sendable {
     var count: Int { connections.withLock { $0.count } }
 }
 
-/// Metrics and the access log for connections, in Istio's names (PROTOCOLS.md, telemetry).
+/// Metrics and the access log for connections, in Istio's names (docs/telemetry.md).
 final class ConnectionTelemetry: Sendable {
     let metrics: MeshMetrics
     let logger: Logger
@@ -105,7 +107,7 @@ final class ConnectionTelemetry: Sendable {
         metrics.tcp.counters(connection.labels).opened.increment()
     }
 
-    func finished(_ connection: TrackedConnection, summary: HBONETunnelSummary, responseFlags: String? = nil) {
+    func finished(_ connection: TrackedConnection, summary: RelaySummary, responseFlags: String? = nil) {
         var labels = connection.labels
         if let responseFlags { labels.responseFlags = responseFlags }
         if connection.deniedLater.load(ordering: .relaxed) { labels.responseFlags = "DENY" }
@@ -127,7 +129,7 @@ final class ConnectionTelemetry: Sendable {
         )
     }
 
-    /// One line per finished connection (PROTOCOLS.md): addresses, workloads, identities,
+    /// One line per finished connection (docs/telemetry.md): addresses, workloads, identities,
     /// direction, bytes each way, duration, error.
     private func accessLog(
         direction: TrackedConnection.Direction,

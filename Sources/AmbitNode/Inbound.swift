@@ -1,5 +1,9 @@
-import AmbitCore
+import AmbitConfig
+import AmbitHBONE
 import AmbitModel
+import AmbitPolicy
+import AmbitRelay
+import AmbitTelemetry
 import Logging
 import NIOCore
 import Synchronization
@@ -158,7 +162,7 @@ struct PodInbound: HBONEInboundHandler {
         }
     }
 
-    func finished(_ request: HBONEInboundRequest, summary: HBONETunnelSummary) {
+    func finished(_ request: HBONEInboundRequest, summary: RelaySummary) {
         guard let connection = live.remove(request.id), let pod = agent.registry.pod(uid: podUID) else { return }
         agent.untrack(connection, pod: pod, summary: summary)
     }

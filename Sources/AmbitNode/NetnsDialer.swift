@@ -1,6 +1,6 @@
 import AmbitCapture
-import AmbitCore
 import AmbitModel
+import AmbitRelay
 import NIOCore
 import NIOPosix
 
@@ -8,7 +8,7 @@ import NIOPosix
 /// rules let it pass. Serves both the HBONE client (source = the pod's own address) and the
 /// inbound side (connecting to the application from the client's address, with IP_TRANSPARENT,
 /// so the application sees the real client).
-struct NetnsDialer: HBONEDialer {
+struct NetnsDialer: Dialer {
     enum Placement: Sendable {
         /// The namespace of the pod that owns the source address (outbound).
         case sourcePod

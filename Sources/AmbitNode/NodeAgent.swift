@@ -1,7 +1,12 @@
 import AmbitCNI
 import AmbitCapture
-public import AmbitCore
+public import AmbitConfig
+public import AmbitHBONE
+public import AmbitIdentity
 import AmbitModel
+public import AmbitPolicy
+public import AmbitProcess
+public import AmbitTelemetry
 import Foundation
 public import Logging
 import NIOCore
@@ -63,7 +68,7 @@ public struct NodeAgentOptions: Sendable {
 }
 
 /// `ambit-node`: captures the enrolled pods of one node (in-pod mode) and carries their
-/// traffic in HBONE tunnels. See ARCHITECTURE.md, "Data path".
+/// traffic in HBONE tunnels. See docs/architecture.md, "Data path".
 public final class NodeAgent: Sendable {
     public let options: NodeAgentOptions
     let logger: Logger
@@ -96,7 +101,7 @@ public final class NodeAgent: Sendable {
         metrics = MeshMetrics()
         certificates = CertificateManager(
             signer: LocalCertificateSigner(authority: authority),
-            metrics: metrics.certificates,
+            metrics: CertificateMetrics(registry: metrics.registry),
             logger: logger
         )
         store = ConfigStore(options: ConfigOptions(trustDomain: authority.trustDomain))

@@ -1,5 +1,11 @@
-import AmbitCore
+import AmbitCapture
+import AmbitConfig
+import AmbitHBONE
+import AmbitIdentity
 import AmbitModel
+import AmbitPolicy
+import AmbitRelay
+import AmbitTelemetry
 import Foundation
 import Logging
 import NIOCore
@@ -18,7 +24,7 @@ enum OutboundRoute: Equatable {
     case unavailable(String)
 }
 
-/// The outbound decision of PROTOCOLS.md, free of I/O so it is unit-tested on its own: a
+/// The outbound decision of docs/protocols.md, free of I/O so it is unit-tested on its own: a
 /// destination served by a waypoint goes to the waypoint (keeping the original destination as
 /// the authority); a service VIP:port picks a healthy endpoint and maps the service port to the
 /// target port, then goes to that endpoint's waypoint if it has one; a pod address of an enrolled
@@ -295,7 +301,7 @@ extension NodeAgent {
     func untrack(
         _ connection: TrackedConnection,
         pod: CapturedPod,
-        summary: HBONETunnelSummary,
+        summary: RelaySummary,
         responseFlags: String? = nil
     ) {
         guard pod.connections.removeIfPresent(connection.id) else { return }
@@ -308,7 +314,7 @@ extension NodeAgent {
         untrack(
             connection,
             pod: pod,
-            summary: HBONETunnelSummary(requestBytes: 0, responseBytes: 0, error: "\(error)"),
+            summary: RelaySummary(requestBytes: 0, responseBytes: 0, error: "\(error)"),
             responseFlags: "CONNECT"
         )
     }

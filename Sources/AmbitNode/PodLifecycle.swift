@@ -1,6 +1,8 @@
 import AmbitCapture
-import AmbitCore
+import AmbitHBONE
+import AmbitIdentity
 import AmbitModel
+import AmbitRelay
 import Foundation
 import Logging
 import NIOCore

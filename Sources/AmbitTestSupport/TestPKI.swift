@@ -1,4 +1,4 @@
-public import AmbitCore
+public import AmbitIdentity
 public import AmbitModel
 import Crypto
 public import Foundation

@@ -1,4 +1,4 @@
-import AmbitCore
+import AmbitRelay
 import Crypto
 import Glibc
 public import NIOCore

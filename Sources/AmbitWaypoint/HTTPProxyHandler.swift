@@ -1,5 +1,7 @@
-import AmbitCore
+import AmbitHBONE
 import AmbitModel
+import AmbitPolicy
+import AmbitTelemetry
 import Logging
 import NIOCore
 import NIOHTTP1

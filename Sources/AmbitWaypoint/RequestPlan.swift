@@ -1,4 +1,4 @@
-public import AmbitCore
+public import AmbitConfig
 public import AmbitModel
 public import NIOHTTP1
 

@@ -1,4 +1,4 @@
-public import AmbitCore
+public import AmbitConfig
 public import AmbitModel
 
 /// The parts of an HTTP request that HTTPRoute matches look at.

@@ -1,5 +1,9 @@
-import AmbitCore
+import AmbitConfig
+import AmbitHBONE
+import AmbitIdentity
 import AmbitModel
+import AmbitPolicy
+import AmbitRelay
 import Logging
 import NIOCore
 

@@ -1,4 +1,3 @@
-import AmbitCore
 import AmbitModel
 import NIOCore
 import NIOHTTP1

@@ -1,5 +1,5 @@
-public import AmbitCore
 public import AmbitModel
+public import AmbitRelay
 public import NIOCore
 
 /// What a sidecar needs from the capture layer, which this library does not link: the process
@@ -13,6 +13,8 @@ public struct SidecarCapture: Sendable {
     public var remove: @Sendable () -> Void
     /// A listening socket for the pod's captured outbound connections (127.0.0.1:15001, marked).
     public var outboundListener: @Sendable () throws -> Int32
+    /// The original destination of a connection accepted on that listener (`SO_ORIGINAL_DST`).
+    public var originalDestination: @Sendable (any Channel) -> EventLoopFuture<IPEndpoint>
     /// `SO_MARK` of the sidecar's own connections, which the capture lets pass.
     public var mark: UInt32
 
@@ -21,12 +23,14 @@ public struct SidecarCapture: Sendable {
         install: @escaping @Sendable () throws -> Void,
         remove: @escaping @Sendable () -> Void,
         outboundListener: @escaping @Sendable () throws -> Int32,
+        originalDestination: @escaping @Sendable (any Channel) -> EventLoopFuture<IPEndpoint>,
         mark: UInt32
     ) {
         self.pod = pod
         self.install = install
         self.remove = remove
         self.outboundListener = outboundListener
+        self.originalDestination = originalDestination
         self.mark = mark
     }
 }
@@ -36,7 +40,7 @@ extension Waypoint {
     /// off), to `destination` (its SO_ORIGINAL_DST). A mesh destination (a service or an enrolled
     /// pod) is proxied: HTTP per request with routes, other TCP at L4, over HBONE with the pod's
     /// identity. Anything else is relayed as plain TCP to where the application asked.
-    public func acceptOutbound(_ channel: any Channel, destination: IPEndpoint, passthrough: any HBONEDialer) {
+    public func acceptOutbound(_ channel: any Channel, destination: IPEndpoint, passthrough: any Dialer) {
         let snapshot = state.snapshot
         guard let pod = options.sidecarPod, let own = snapshot.workload(for: pod) else {
             logger.warning("outbound connection refused: the sidecar's own pod is unknown (fail closed)")

@@ -1,5 +1,10 @@
-public import AmbitCore
+public import AmbitConfig
+public import AmbitHBONE
+public import AmbitIdentity
 public import AmbitModel
+public import AmbitPolicy
+public import AmbitRelay
+public import AmbitTelemetry
 import Foundation
 public import Logging
 public import NIOCore
@@ -132,7 +137,7 @@ public final class Waypoint: Sendable {
     let logger: Logger
     let certificate: @Sendable () async throws -> WorkloadCertificate
     /// Connects a sidecar to its own application (in the same network namespace).
-    let localDialer: any HBONEDialer = DirectDialer(connectTimeout: .seconds(5))
+    let localDialer: any Dialer = DirectDialer(connectTimeout: .seconds(5))
     private let cachedState = Mutex<WaypointState?>(nil)
     /// One upstream pool per event loop (each used only on its loop).
     private let pools = Mutex<[ObjectIdentifier: UpstreamPoolBox]>([:])

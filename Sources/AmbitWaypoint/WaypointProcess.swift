@@ -1,5 +1,10 @@
-public import AmbitCore
+public import AmbitConfig
+public import AmbitHBONE
+public import AmbitIdentity
 public import AmbitModel
+public import AmbitProcess
+public import AmbitRelay
+public import AmbitTelemetry
 import Foundation
 public import Logging
 import NIOCore
@@ -62,7 +67,7 @@ public final class WaypointProcess: Sendable {
         store = ConfigStore(options: ConfigOptions(trustDomain: authority.trustDomain))
         let certificates = CertificateManager(
             signer: LocalCertificateSigner(authority: authority),
-            metrics: metrics.certificates,
+            metrics: CertificateMetrics(registry: metrics.registry),
             logger: logger
         )
         self.certificates = certificates
@@ -172,7 +177,7 @@ public final class WaypointProcess: Sendable {
             .childChannelOption(.allowRemoteHalfClosure, value: true)
             .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
             .childChannelInitializer { channel in
-                OriginalDestination.read(channel).whenComplete { result in
+                sidecar.originalDestination(channel).whenComplete { result in
                     switch result {
                     case .success(let destination):
                         waypoint.acceptOutbound(channel, destination: destination, passthrough: passthrough)

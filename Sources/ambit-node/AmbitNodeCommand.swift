@@ -1,5 +1,6 @@
 import AmbitCLI
-import AmbitCore
+import AmbitConfig
+import AmbitModel
 import AmbitNode
 import ArgumentParser
 import Logging

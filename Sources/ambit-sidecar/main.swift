@@ -1,6 +1,6 @@
 import AmbitCLI
 import AmbitCapture
-import AmbitCore
+import AmbitConfig
 import AmbitModel
 import AmbitWaypoint
 import ArgumentParser
@@ -87,6 +87,7 @@ struct AmbitSidecarCommand: AsyncParsableCommand {
                     transparent: false
                 )
             },
+            originalDestination: { OriginalDestination.read($0) },
             mark: MeshMarks.agentSocket
         )
         do {

@@ -1,5 +1,5 @@
 import AmbitCLI
-import AmbitCore
+import AmbitConfig
 import AmbitModel
 import AmbitWaypoint
 import ArgumentParser

@@ -1,6 +1,6 @@
 import AmbitCLI
-import AmbitCore
 import AmbitLab
+import AmbitTelemetry
 import ArgumentParser
 import Logging
 

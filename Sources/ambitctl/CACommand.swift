@@ -1,4 +1,5 @@
-import AmbitCore
+import AmbitConfig
+import AmbitIdentity
 import AmbitModel
 import ArgumentParser
 import Foundation

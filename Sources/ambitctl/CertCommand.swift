@@ -1,4 +1,4 @@
-import AmbitCore
+import AmbitIdentity
 import AmbitModel
 import ArgumentParser
 import Crypto

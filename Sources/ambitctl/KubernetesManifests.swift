@@ -1,4 +1,4 @@
-import AmbitCore
+import AmbitIdentity
 import Foundation
 
 /// Kubernetes objects `ambitctl` writes for an installation: the CA Secret of local mode and a

@@ -1,4 +1,4 @@
-import AmbitCore
+import AmbitConfig
 import AmbitModel
 import ArgumentParser
 import Glibc

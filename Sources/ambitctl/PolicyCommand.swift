@@ -1,5 +1,6 @@
-import AmbitCore
+import AmbitConfig
 import AmbitModel
+import AmbitPolicy
 public import ArgumentParser
 import Logging
 

@@ -1,4 +1,5 @@
-import AmbitCore
+import AmbitConfig
+import AmbitModel
 import ArgumentParser
 
 struct WaypointCommand: ParsableCommand {

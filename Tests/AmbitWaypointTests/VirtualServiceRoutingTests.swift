@@ -1,4 +1,3 @@
-import AmbitCore
 import AmbitModel
 import AmbitTestSupport
 import NIOHTTP1

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""An independent HBONE peer, written against the wire format in PROTOCOLS.md with the Python
+"""An independent HBONE peer, written against the wire format in docs/protocols.md with the Python
 `h2` package and the standard `ssl` module: mutual TLS 1.3, ALPN h2, HTTP/2 CONNECT.
 
 client: opens one CONNECT tunnel, sends a payload, half-closes, reads until the server ends the

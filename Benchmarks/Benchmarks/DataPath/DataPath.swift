@@ -1,5 +1,6 @@
-import AmbitCore
+import AmbitHBONE
 import AmbitModel
+import AmbitRelay
 import AmbitTestSupport
 import Benchmark
 import Foundation

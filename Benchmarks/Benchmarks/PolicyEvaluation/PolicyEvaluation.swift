@@ -1,5 +1,5 @@
-import AmbitCore
 import AmbitModel
+import AmbitPolicy
 import Benchmark
 
 /// 10,000 AuthorizationPolicies in one namespace: most select one app each (the common

@@ -1,5 +1,5 @@
-import AmbitCore
 import AmbitModel
+import AmbitPolicy
 
 // A plain loop over one hot path, for `perf record` or `valgrind --tool=callgrind`:
 //   swift build -c release --product Profile && valgrind --tool=callgrind .build/release/Profile policy 10000

@@ -1,0 +1,265 @@
+public import AmbitModel
+public import AmbitPolicy
+import Synchronization
+
+/// An immutable, fully indexed view of every object the config store holds.
+///
+/// A new snapshot is built for each change and swapped in whole, so the data path reads one
+/// consistent state without locks. Every lookup the data path makes is a dictionary access:
+/// workload by IP, service by VIP:port (endpoints precomputed), identity, enrollment, waypoint.
+public final class ConfigSnapshot: Sendable {
+    /// Increases with every applied change; 0 is the empty snapshot.
+    public let version: UInt64
+    public let options: ConfigOptions
+
+    public let namespaces: [String: Namespace]
+    public let serviceAccounts: [ObjectKey: ServiceAccount]
+    public let pods: [ObjectKey: Pod]
+    public let services: [ObjectKey: Service]
+    public let authorizationPolicies: [ObjectKey: AuthorizationPolicy]
+    public let peerAuthentications: [ObjectKey: PeerAuthentication]
+    public let gateways: [ObjectKey: Gateway]
+    public let httpRoutes: [ObjectKey: HTTPRoute]
+    public let virtualServices: [ObjectKey: VirtualService]
+
+    /// Problems found while indexing (address conflicts, policies not enforceable here, missing
+    /// waypoints): the objects are valid on their own but do not fit together.
+    public let warnings: [String]
+
+    /// Compiled L4 authorization policies.
+    public let authorization: AuthorizationEngine
+
+    let workloadsByIP: [IPAddress: Workload]
+    /// Pod keys per node, sorted, for the node agent's view of its own pods.
+    let podsByNode: [String: [ObjectKey]]
+    let servicesByAddress: [IPEndpoint: ServiceBinding]
+    let servicesByHostname: [String: ObjectKey]
+    let serviceAccountWaypoints: ServiceAccountWaypointIndex
+    let peerAuthenticationIndex: PeerAuthenticationIndex
+    /// Built on first use: which waypoints guard a pod's target ports (see ``waypointsGuarding(pod:port:)``).
+    let waypointGuards = Mutex<WaypointGuardIndex?>(nil)
+
+    /// The empty snapshot.
+    public convenience init(options: ConfigOptions = ConfigOptions()) {
+        self.init(objects: [], options: options, version: 0)
+    }
+
+    public init(objects: some Sequence<ManifestObject>, options: ConfigOptions, version: UInt64) {
+        var namespaces: [String: Namespace] = [:]
+        var serviceAccounts: [ObjectKey: ServiceAccount] = [:]
+        var pods: [ObjectKey: Pod] = [:]
+        var services: [ObjectKey: Service] = [:]
+        var authorizationPolicies: [ObjectKey: AuthorizationPolicy] = [:]
+        var peerAuthentications: [ObjectKey: PeerAuthentication] = [:]
+        var gateways: [ObjectKey: Gateway] = [:]
+        var httpRoutes: [ObjectKey: HTTPRoute] = [:]
+        var virtualServices: [ObjectKey: VirtualService] = [:]
+        for object in objects {
+            switch object {
+            case .namespace(let namespace): namespaces[namespace.metadata.name] = namespace
+            case .serviceAccount(let account): serviceAccounts[account.key] = account
+            case .pod(let pod): pods[pod.key] = pod
+            case .service(let service): services[service.key] = service
+            case .authorizationPolicy(let policy): authorizationPolicies[policy.key] = policy
+            case .peerAuthentication(let policy): peerAuthentications[policy.key] = policy
+            case .gateway(let gateway): gateways[gateway.key] = gateway
+            case .httpRoute(let route): httpRoutes[route.key] = route
+            case .virtualService(let service): virtualServices[service.key] = service
+            }
+        }
+        self.version = version
+        self.options = options
+        self.namespaces = namespaces
+        self.serviceAccounts = serviceAccounts
+        self.pods = pods
+        self.services = services
+        self.authorizationPolicies = authorizationPolicies
+        self.peerAuthentications = peerAuthentications
+        self.gateways = gateways
+        self.httpRoutes = httpRoutes
+        self.virtualServices = virtualServices
+
+        var warnings: [String] = []
+        var workloadsByIP: [IPAddress: Workload] = [:]
+        var podsByNode: [String: [ObjectKey]] = [:]
+        // Sorted so that conflicts resolve the same way every time.
+        for key in pods.keys.sorted() {
+            let pod = pods[key]!
+            if let node = pod.nodeName { podsByNode[node, default: []].append(key) }
+            guard !pod.hostNetwork else { continue }  // host-network pods share the node's address
+            let workload = Workload(
+                pod: pod,
+                identity: Self.identity(of: pod, trustDomain: options.trustDomain),
+                enrollment: Self.enrollment(of: pod, namespace: namespaces[pod.metadata.namespace])
+            )
+            for address in pod.podIPs {
+                if let existing = workloadsByIP[address] {
+                    // A finished pod's address may be reused by a new one: the live pod wins.
+                    let keepNew = pod.isHealthy && !existing.pod.isHealthy
+                    let winner = keepNew ? key : existing.key
+                    warnings.append("address \(address) is claimed by \(existing.key) and \(key); using \(winner)")
+                    if keepNew { workloadsByIP[address] = workload }
+                } else {
+                    workloadsByIP[address] = workload
+                }
+            }
+        }
+        self.workloadsByIP = workloadsByIP
+        self.podsByNode = podsByNode
+
+        let podIndex = PodLabelIndex(pods: pods.values)
+        var servicesByAddress: [IPEndpoint: ServiceBinding] = [:]
+        var servicesByHostname: [String: ObjectKey] = [:]
+        for key in services.keys.sorted() {
+            let service = services[key]!
+            servicesByHostname[service.hostname(clusterDomain: options.clusterDomain)] = key
+            let selected = service.selector.map { podIndex.pods(in: key.namespace, matching: $0) } ?? []
+            for port in service.ports where port.transport == .tcp {
+                let endpoints = Self.endpoints(of: selected, targetPort: port.targetPort)
+                let binding = ServiceBinding(service: key, port: port, endpoints: endpoints)
+                for address in service.clusterIPs {
+                    let endpoint = IPEndpoint(address, port.port)
+                    if let existing = servicesByAddress[endpoint] {
+                        warnings.append(
+                            "\(endpoint) is claimed by \(existing.service) and \(key); using \(existing.service)"
+                        )
+                    } else {
+                        servicesByAddress[endpoint] = binding
+                    }
+                }
+            }
+        }
+        self.servicesByAddress = servicesByAddress
+        self.servicesByHostname = servicesByHostname
+
+        self.serviceAccountWaypoints = ServiceAccountWaypointIndex(gateways: gateways)
+        warnings += serviceAccountWaypoints.warnings
+        self.peerAuthenticationIndex = PeerAuthenticationIndex(
+            policies: peerAuthentications.values,
+            rootNamespace: options.rootNamespace
+        )
+
+        let engine = AuthorizationEngine(
+            policies: authorizationPolicies.values,
+            rootNamespace: options.rootNamespace
+        )
+        warnings += engine.warnings
+        self.authorization = engine
+        self.warnings = warnings
+    }
+
+    // MARK: Lookups used by the data path.
+
+    /// The workload that owns `address`, if any.
+    public func workload(at address: IPAddress) -> Workload? {
+        workloadsByIP[address]
+    }
+
+    /// The workload for a pod key, if the pod exists and is not on the host network.
+    public func workload(for key: ObjectKey) -> Workload? {
+        guard let pod = pods[key], !pod.hostNetwork else { return nil }
+        return Workload(
+            pod: pod,
+            identity: Self.identity(of: pod, trustDomain: options.trustDomain),
+            enrollment: Self.enrollment(of: pod, namespace: namespaces[pod.metadata.namespace])
+        )
+    }
+
+    /// The service port reachable at a VIP:port, with its endpoints.
+    public func service(at endpoint: IPEndpoint) -> ServiceBinding? {
+        servicesByAddress[endpoint]
+    }
+
+    /// The service with host name `name.namespace.svc.<cluster domain>`.
+    public func service(hostname: String) -> Service? {
+        servicesByHostname[hostname].flatMap { services[$0] }
+    }
+
+    /// All workloads on a node, sorted by key (the node agent's view of its own pods).
+    public func workloads(onNode node: String) -> [Workload] {
+        (podsByNode[node] ?? []).compactMap { workload(for: $0) }
+    }
+
+    // MARK: Derived facts.
+
+    /// `spiffe://<trust domain>/ns/<namespace>/sa/<service account>` of a pod.
+    public static func identity(of pod: Pod, trustDomain: String) -> SpiffeID {
+        // Names were validated when the manifest was read, so they are valid SPIFFE segments;
+        // the trust domain was validated when the options were made.
+        do {
+            return try SpiffeID(
+                trustDomain: trustDomain,
+                namespace: pod.metadata.namespace,
+                serviceAccount: pod.serviceAccountName
+            )
+        } catch {
+            preconditionFailure("validated names do not form a SPIFFE ID: \(error)")
+        }
+    }
+
+    /// Istio's enrollment rules: host-network and sidecar-injected pods never; otherwise a pod
+    /// label `ambient` or `none` decides, else the namespace label.
+    public static func enrollment(of pod: Pod, namespace: Namespace?) -> Enrollment {
+        if pod.hostNetwork { return .notEnrolled(.hostNetwork) }
+        if pod.metadata.annotations["sidecar.istio.io/status"] != nil { return .notEnrolled(.sidecarInjected) }
+        switch pod.metadata.labels[WellKnownLabels.dataplaneMode] {
+        case WellKnownLabels.dataplaneModeNone: return .notEnrolled(.podOptOut)
+        case WellKnownLabels.dataplaneModeAmbient: return .enrolled(.podLabel)
+        default: break
+        }
+        if namespace?.metadata.labels[WellKnownLabels.dataplaneMode] == WellKnownLabels.dataplaneModeAmbient {
+            return .enrolled(.namespaceLabel)
+        }
+        return .notEnrolled(.namespaceNotEnrolled)
+    }
+
+    private static func endpoints(of pods: [Pod], targetPort: TargetPort) -> [ServiceEndpoint] {
+        var result: [ServiceEndpoint] = []
+        for pod in pods where !pod.hostNetwork {
+            let port: UInt16?
+            switch targetPort {
+            case .number(let number): port = number
+            case .name(let name): port = pod.port(named: name)
+            }
+            guard let port else { continue }  // the pod does not declare the named port
+            for address in pod.podIPs {
+                result.append(ServiceEndpoint(pod: pod.key, address: IPEndpoint(address, port), healthy: pod.isHealthy))
+            }
+        }
+        return result.sorted { $0.address < $1.address }
+    }
+}
+
+/// Pods indexed by namespace and by each `label=value`, so a selector only scans the pods that
+/// carry the rarest of its labels instead of the whole namespace.
+struct PodLabelIndex {
+    private var byNamespace: [String: [Pod]] = [:]
+    private var byLabel: [LabelKey: [Pod]] = [:]
+
+    private struct LabelKey: Hashable {
+        let namespace: String
+        let label: String
+        let value: String
+    }
+
+    init(pods: some Sequence<Pod>) {
+        for pod in pods {
+            byNamespace[pod.metadata.namespace, default: []].append(pod)
+            for (label, value) in pod.metadata.labels {
+                byLabel[LabelKey(namespace: pod.metadata.namespace, label: label, value: value), default: []].append(
+                    pod
+                )
+            }
+        }
+    }
+
+    func pods(in namespace: String, matching selector: LabelSelector) -> [Pod] {
+        guard !selector.isEmpty else { return byNamespace[namespace] ?? [] }
+        var smallest: [Pod]?
+        for (label, value) in selector.matchLabels {
+            let candidates = byLabel[LabelKey(namespace: namespace, label: label, value: value)] ?? []
+            if smallest == nil || candidates.count < smallest!.count { smallest = candidates }
+        }
+        return (smallest ?? []).filter { selector.matches($0.metadata.labels) }
+    }
+}

@@ -1,0 +1,118 @@
+public import AmbitRelay
+public import Logging
+public import NIOCore
+import Synchronization
+public import X509
+
+/// Opens HBONE tunnels: pooled mutual-TLS HTTP/2 connections keyed as in docs/protocols.md, one
+/// CONNECT stream per proxied TCP connection, a new connection at 100 concurrent streams (or
+/// the server's limit), idle connections released after `idleTimeout`.
+///
+/// Each event loop has its own pool, used for downstream sockets on that loop, so relays never
+/// cross threads.
+public final class HBONEClient: Sendable {
+    public let configuration: HBONEConfiguration
+    private let trustDomain: String
+    private let roots: [Certificate]
+    private let dialer: any Dialer
+    private let logger: Logger
+    private let contexts: TLSContextCache
+    private let pools = Mutex<[ObjectIdentifier: NIOLoopBound<HBONEConnectionPool>]>([:])
+
+    public init(
+        configuration: HBONEConfiguration = HBONEConfiguration(),
+        trustDomain: String,
+        roots: [Certificate],
+        dialer: (any Dialer)? = nil,
+        logger: Logger
+    ) {
+        self.configuration = configuration
+        self.trustDomain = trustDomain
+        self.roots = roots
+        self.dialer = dialer ?? DirectDialer(connectTimeout: configuration.connectTimeout)
+        self.logger = logger
+        self.contexts = TLSContextCache(roots: roots)
+    }
+
+    /// Carries `downstream` to `request.authority` through HBONE. `downstream` must have
+    /// `autoRead` off and remote half-closure allowed; the relay turns reading on. The future
+    /// succeeds once the server answered 200; on any failure the downstream is reset (RST, not FIN).
+    public func tunnel(downstream: any Channel, request: HBONETunnelRequest) -> EventLoopFuture<Void> {
+        let eventLoop = downstream.eventLoop
+        if eventLoop.inEventLoop {
+            return pool(for: eventLoop).value.tunnel(downstream: downstream, request: request)
+        }
+        return eventLoop.flatSubmit { self.pool(for: eventLoop).value.tunnel(downstream: downstream, request: request) }
+    }
+
+    /// Opens one CONNECT stream to `request.authority` on a pooled connection of `eventLoop` and,
+    /// once the server answered 200, returns the stream channel for the caller's own handlers:
+    /// it reads and writes `ByteBuffer`, delivers the server's END_STREAM as
+    /// `ChannelEvent.inputClosed`, and `close(mode: .output)` sends END_STREAM. A waypoint uses it
+    /// to speak HTTP to the endpoint inside the tunnel. `request.onFinished` is not called.
+    public func openStream(_ request: HBONETunnelRequest, on eventLoop: any EventLoop) -> EventLoopFuture<any Channel> {
+        if eventLoop.inEventLoop {
+            return pool(for: eventLoop).value.openStream(request)
+        }
+        return eventLoop.flatSubmit { self.pool(for: eventLoop).value.openStream(request) }
+    }
+
+    /// Stops opening connections, closes idle ones and waits for busy ones to drain (up to the
+    /// drain deadline, after which they are closed).
+    public func shutdown() async {
+        let all = pools.withLock { Array($0.values) }
+        let deadline = configuration.drainDeadline
+        for bound in all {
+            let eventLoop = bound.eventLoop
+            let drained = eventLoop.flatSubmit { bound.value.shutdown() }
+            let timer = eventLoop.scheduleTask(in: deadline) {}
+            let closing = eventLoop.any(drained, timer.futureResult)
+            _ = try? await closing.get()
+            timer.cancel()
+        }
+    }
+
+    /// Open connections and streams per pool key, summed over event loops.
+    public func status() async -> [HBONEPoolKey: (connections: Int, streams: Int)] {
+        let all = pools.withLock { Array($0.values) }
+        var total: [HBONEPoolKey: (connections: Int, streams: Int)] = [:]
+        for bound in all {
+            let counts = try? await bound.eventLoop.submit { bound.value.connectionCounts() }.get()
+            for (key, value) in counts ?? [:] {
+                let current = total[key] ?? (0, 0)
+                total[key] = (current.connections + value.connections, current.streams + value.streams)
+            }
+        }
+        return total
+    }
+
+    private func pool(for eventLoop: any EventLoop) -> NIOLoopBound<HBONEConnectionPool> {
+        pools.withLock { pools in
+            if let existing = pools[ObjectIdentifier(eventLoop)] { return existing }
+            let pool = NIOLoopBound(
+                HBONEConnectionPool(
+                    eventLoop: eventLoop,
+                    configuration: configuration,
+                    trustDomain: trustDomain,
+                    roots: roots,
+                    contexts: contexts,
+                    dialer: dialer,
+                    logger: logger
+                ),
+                eventLoop: eventLoop
+            )
+            pools[ObjectIdentifier(eventLoop)] = pool
+            return pool
+        }
+    }
+}
+
+extension EventLoop {
+    /// Succeeds with the first of two futures to complete.
+    fileprivate func any(_ first: EventLoopFuture<Void>, _ second: EventLoopFuture<Void>) -> EventLoopFuture<Void> {
+        let promise = makePromise(of: Void.self)
+        first.whenComplete { promise.completeWith($0) }
+        second.whenComplete { promise.completeWith($0) }
+        return promise.futureResult
+    }
+}

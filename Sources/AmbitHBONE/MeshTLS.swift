@@ -1,0 +1,184 @@
+public import AmbitIdentity
+public import AmbitModel
+public import Foundation
+public import NIOCore
+import NIOPosix
+public import NIOSSL
+import SwiftASN1
+import Synchronization
+public import X509
+
+/// The mutual-TLS half of HBONE: TLS 1.3 only, ALPN `h2`, no SNI, certificates from the
+/// workload's ``WorkloadCertificate`` and peers verified in Swift against the mesh roots with
+/// ``SpiffePeerVerifier`` (chain, validity, one SPIFFE URI SAN in the trust domain, and for
+/// clients one of the identities expected for the destination).
+///
+/// BoringSSL's own chain verification is replaced by the custom callback, so the only
+/// certificate logic is the audited Swift code; BoringSSL still enforces that a client sends a
+/// certificate at all.
+public enum MeshTLS {
+    public static let alpn = "h2"
+
+    /// A server context presenting `certificate` and requiring a client certificate.
+    public static func serverContext(presenting certificate: WorkloadCertificate, roots: [Certificate]) throws
+        -> NIOSSLContext
+    {
+        var configuration = TLSConfiguration.makeServerConfiguration(
+            certificateChain: try chain(certificate),
+            privateKey: .privateKey(try privateKey(certificate))
+        )
+        configure(&configuration, roots: roots)
+        return try NIOSSLContext(configuration: configuration)
+    }
+
+    /// A client context presenting `certificate`.
+    public static func clientContext(presenting certificate: WorkloadCertificate, roots: [Certificate]) throws
+        -> NIOSSLContext
+    {
+        var configuration = TLSConfiguration.makeClientConfiguration()
+        configuration.certificateChain = try chain(certificate)
+        configuration.privateKey = .privateKey(try privateKey(certificate))
+        configure(&configuration, roots: roots)
+        return try NIOSSLContext(configuration: configuration)
+    }
+
+    private static func configure(_ configuration: inout TLSConfiguration, roots: [Certificate]) {
+        configuration.minimumTLSVersion = .tlsv13
+        configuration.maximumTLSVersion = .tlsv13
+        configuration.applicationProtocols = [alpn]
+        // HTTP/2 already delimits everything; waiting long for the peer's close_notify on close
+        // only delays freeing the connection (NIOSSL's default is 5 s).
+        configuration.shutdownTimeout = .milliseconds(250)
+        // Request (server) and require a peer certificate; the callback below decides.
+        configuration.certificateVerification = .noHostnameVerification
+        configuration.trustRoots = .certificates(
+            roots.compactMap { try? NIOSSLCertificate(bytes: derBytes($0), format: .der) }
+        )
+    }
+
+    /// The peer verification both sides use. The result carries the validated chain, so the
+    /// peer's identity can be read back from the handler after the handshake.
+    public static func verifier(
+        roots: [Certificate],
+        trustDomain: String,
+        expected: Set<SpiffeID>? = nil,
+        now: @escaping @Sendable () -> Date = { Date() },
+        onReject: (@Sendable (String) -> Void)? = nil
+    ) -> NIOSSLCustomVerificationCallbackWithMetadata {
+        { certificates, promise in
+            guard !certificates.isEmpty else {
+                onReject?("peer presented no certificate")
+                promise.succeed(.failed)
+                return
+            }
+            let parsed: [Certificate]
+            do {
+                parsed = try certificates.map { try Certificate(derEncoded: $0.toDERBytes()) }
+            } catch {
+                onReject?("peer certificate cannot be parsed: \(error)")
+                promise.succeed(.failed)
+                return
+            }
+            // On the connection's own event loop: no thread hop, and no dependence on the shared
+            // cooperative pool, which blocking work elsewhere in the process could hold up.
+            let executor = MultiThreadedEventLoopGroup.currentEventLoop.map(EventLoopTaskExecutor.init)
+            Task(executorPreference: executor) {
+                let outcome = await SpiffePeerVerifier.verify(
+                    leaf: parsed[0],
+                    intermediates: Array(parsed.dropFirst()),
+                    roots: roots,
+                    trustDomain: trustDomain,
+                    expected: expected,
+                    at: now()
+                )
+                switch outcome {
+                case .verified:
+                    promise.succeed(.certificateVerified(VerificationMetadata(ValidatedCertificateChain(certificates))))
+                case .rejected(let reason):
+                    onReject?(reason)
+                    promise.succeed(.failed)
+                }
+            }
+        }
+    }
+
+    /// The SPIFFE identity of the peer of a channel whose TLS handshake completed.
+    public static func peerIdentity(of channel: any Channel) throws -> SpiffeID {
+        guard let chain = try channel.pipeline.syncOperations.nioSSL_peerValidatedCertificateChain(),
+            let leaf = chain.first
+        else {
+            throw HBONEError(.noCertificate, "the peer presented no verified certificate")
+        }
+        return try CertificateProfiles.spiffeIdentity(of: Certificate(derEncoded: leaf.toDERBytes()))
+    }
+
+    private static func chain(_ certificate: WorkloadCertificate) throws -> [NIOSSLCertificateSource] {
+        // The root is the peer's trust anchor already; sending it only costs bytes.
+        let sent = certificate.chain.count > 1 ? certificate.chain.dropLast() : certificate.chain[...]
+        return try sent.map { .certificate(try NIOSSLCertificate(bytes: derBytes($0), format: .der)) }
+    }
+
+    private static func privateKey(_ certificate: WorkloadCertificate) throws -> NIOSSLPrivateKey {
+        let pem = try certificate.privateKey.serializeAsPEM().pemString
+        return try NIOSSLPrivateKey(bytes: Array(pem.utf8), format: .pem)
+    }
+
+    static func derBytes(_ certificate: Certificate) throws -> [UInt8] {
+        var serializer = DER.Serializer()
+        try serializer.serialize(certificate)
+        return serializer.serializedBytes
+    }
+}
+
+/// TLS contexts by certificate, rebuilt when a certificate rotates. Contexts are costly to build
+/// (key parsing, BoringSSL setup) and are shared by every connection with the same identity.
+public final class TLSContextCache: Sendable {
+    private struct Key: Hashable {
+        let serial: Certificate.SerialNumber
+        let server: Bool
+    }
+
+    private let roots: [Certificate]
+    private let contexts = Mutex<[Key: NIOSSLContext]>([:])
+
+    public init(roots: [Certificate]) {
+        self.roots = roots
+    }
+
+    public func serverContext(for certificate: WorkloadCertificate) throws -> NIOSSLContext {
+        try context(for: certificate, server: true)
+    }
+
+    public func clientContext(for certificate: WorkloadCertificate) throws -> NIOSSLContext {
+        try context(for: certificate, server: false)
+    }
+
+    private func context(for certificate: WorkloadCertificate, server: Bool) throws -> NIOSSLContext {
+        let key = Key(serial: certificate.leaf.serialNumber, server: server)
+        if let cached = contexts.withLock({ $0[key] }) { return cached }
+        let context =
+            server
+            ? try MeshTLS.serverContext(presenting: certificate, roots: roots)
+            : try MeshTLS.clientContext(presenting: certificate, roots: roots)
+        contexts.withLock { cache in
+            // Keep the cache small: contexts of rotated-away certificates are dropped.
+            if cache.count > 256 { cache.removeAll() }
+            cache[key] = context
+        }
+        return context
+    }
+}
+
+/// Runs a task's jobs on an event loop (for work that must not wait for the cooperative pool).
+final class EventLoopTaskExecutor: TaskExecutor {
+    let eventLoop: any EventLoop
+
+    init(_ eventLoop: any EventLoop) {
+        self.eventLoop = eventLoop
+    }
+
+    func enqueue(_ job: consuming ExecutorJob) {
+        let job = UnownedJob(job)
+        eventLoop.execute { job.runSynchronously(on: self.asUnownedTaskExecutor()) }
+    }
+}

@@ -1,0 +1,205 @@
+public import AmbitIdentity
+import AmbitModel
+import AmbitRelay
+import Foundation
+public import Logging
+public import NIOCore
+import NIOExtras
+import NIOHTTP2
+import NIOPosix
+import NIOSSL
+import NIOTLS
+import Synchronization
+public import X509
+
+/// Terminates HBONE: mutual TLS 1.3 with ALPN `h2`, HTTP/2 with the reference settings, one
+/// CONNECT per stream handed to an ``HBONEInboundHandler``.
+///
+/// Keep-alive PINGs, idle handling and graceful shutdown (GOAWAY, then streams may finish
+/// until `drainDeadline`) come from NIO's `NIOHTTP2ServerConnectionManagementHandler`.
+public final class HBONEServer: Sendable {
+    public let configuration: HBONEConfiguration
+    public let trustDomain: String
+    private let roots: [Certificate]
+    private let certificate: @Sendable () throws -> WorkloadCertificate
+    private let inbound: any HBONEInboundHandler
+    private let contexts: TLSContextCache
+    private let logger: Logger
+    private let quiescing = Mutex<ServerQuiescingHelper?>(nil)
+
+    /// - Parameters:
+    ///   - certificate: the certificate to present, asked for each new connection so rotation
+    ///     takes effect without a restart; throwing refuses the connection.
+    public init(
+        configuration: HBONEConfiguration = HBONEConfiguration(),
+        trustDomain: String,
+        roots: [Certificate],
+        certificate: @escaping @Sendable () throws -> WorkloadCertificate,
+        inbound: any HBONEInboundHandler,
+        logger: Logger
+    ) {
+        self.configuration = configuration
+        self.trustDomain = trustDomain
+        self.roots = roots
+        self.certificate = certificate
+        self.inbound = inbound
+        self.contexts = TLSContextCache(roots: roots)
+        self.logger = logger
+    }
+
+    /// Listens on `host:port` (port 0 picks a free port). The returned channel's `localAddress`
+    /// tells where.
+    public func listen(host: String, port: Int, group: any EventLoopGroup) -> EventLoopFuture<any Channel> {
+        bootstrap(group: group).bind(host: host, port: port)
+    }
+
+    /// Serves on a listening socket created elsewhere (the node agent opens `<pod IP>:15008`
+    /// inside a pod's network namespace and hands the descriptor over). Takes ownership of it.
+    public func listen(boundSocket descriptor: CInt, group: any EventLoopGroup) -> EventLoopFuture<any Channel> {
+        bootstrap(group: group).withBoundSocket(descriptor)
+    }
+
+    private func bootstrap(group: any EventLoopGroup) -> ServerBootstrap {
+        // One quiescing helper for every listener of this server, so shutdown drains them all.
+        let helper = quiescing.withLock { current in
+            if let current { return current }
+            let made = ServerQuiescingHelper(group: group)
+            current = made
+            return made
+        }
+        return ServerBootstrap(group: group)
+            .serverChannelOption(.backlog, value: 1024)
+            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            .serverChannelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(helper.makeServerChannelHandler(channel: channel))
+                }
+            }
+            .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
+            .childChannelOption(.recvAllocator, value: SocketTuning.hboneRecvAllocator)
+            .childChannelOption(.maxMessagesPerRead, value: SocketTuning.hboneMessagesPerRead)
+            .childChannelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture { try self.configureConnection(channel) }
+            }
+    }
+
+    /// Stops accepting, sends GOAWAY on every connection and lets open streams finish until
+    /// the drain deadline. Completes when every connection has closed.
+    public func shutdown(on eventLoop: any EventLoop) -> EventLoopFuture<Void> {
+        guard let helper = quiescing.withLock({ $0 }) else { return eventLoop.makeSucceededVoidFuture() }
+        let promise = eventLoop.makePromise(of: Void.self)
+        helper.initiateShutdown(promise: promise)
+        // Drop the helper while its event loops still run: its deinit completes a promise on them.
+        return promise.futureResult.always { _ in self.quiescing.withLock { $0 = nil } }
+    }
+
+    /// Sets up the pipeline of an accepted connection (for listeners created elsewhere, such as
+    /// the node agent's in-pod sockets). Must run on the channel's event loop.
+    public func configureConnection(_ channel: any Channel) throws {
+        let presented = try certificate()
+        let context = try contexts.serverContext(for: presented)
+        let logger = self.logger
+        let peer = channel.remoteAddress.map { "\($0)" } ?? "?"
+        let tls = NIOSSLServerHandler(
+            context: context,
+            customVerificationCallbackWithMetadata: MeshTLS.verifier(
+                roots: roots,
+                trustDomain: trustDomain,
+                onReject: { reason in
+                    logger.warning(
+                        "HBONE client certificate rejected",
+                        metadata: ["peer": "\(peer)", "reason": "\(reason)"]
+                    )
+                }
+            )
+        )
+        let sync = channel.pipeline.syncOperations
+        try sync.addHandler(tls)
+        try sync.addHandler(ALPNGuard(logger: logger))
+
+        var connectionConfiguration = NIOHTTP2Handler.ConnectionConfiguration()
+        connectionConfiguration.initialSettings = [
+            HTTP2Setting(parameter: .maxConcurrentStreams, value: configuration.serverMaxConcurrentStreams),
+            HTTP2Setting(parameter: .initialWindowSize, value: configuration.streamWindowSize),
+            HTTP2Setting(parameter: .maxFrameSize, value: configuration.maxFrameSize),
+            HTTP2Setting(parameter: .maxHeaderListSize, value: HPACKDecoderLimits.maxHeaderListSize),
+        ]
+        connectionConfiguration.targetWindowSize = configuration.connectionWindowSize
+        let streamConfiguration = configuration.streamConfiguration
+
+        let manager = NIOHTTP2ServerConnectionManagementHandler(
+            eventLoop: channel.eventLoop,
+            configuration: .init(
+                maxIdleTime: nil,
+                maxAge: nil,
+                maxGraceTime: configuration.drainDeadline,
+                keepalive: .init(pingInterval: configuration.pingInterval, ackTimeout: configuration.pingTimeout)
+            )
+        )
+        // The peer identity is read once per connection, on the first stream (the handshake is
+        // complete by then), and shared by its streams.
+        let identity = NIOLoopBoundBox<SpiffeID?>(nil, eventLoop: channel.eventLoop)
+        let connection = channel
+        let inbound = self.inbound
+        _ = try sync.configureHTTP2Pipeline(
+            mode: .server,
+            connectionConfiguration: connectionConfiguration,
+            streamConfiguration: streamConfiguration,
+            streamDelegate: manager.http2StreamDelegate
+        ) { stream in
+            stream.eventLoop.makeCompletedFuture {
+                try stream.pipeline.syncOperations.addHandler(
+                    HBONEServerStreamHandler(
+                        peerIdentity: {
+                            if let known = identity.value { return known }
+                            let peer = try MeshTLS.peerIdentity(of: connection)
+                            identity.value = peer
+                            return peer
+                        },
+                        inbound: inbound,
+                        onResult: { status, reason in
+                            if status != 200 {
+                                logger.info(
+                                    "HBONE CONNECT refused",
+                                    metadata: ["status": "\(status)", "reason": "\(reason)"]
+                                )
+                            }
+                        }
+                    )
+                )
+            }.flatMap {
+                stream.setOption(ChannelOptions.autoRead, value: false)
+            }
+        }
+        try sync.addHandler(manager)
+    }
+}
+
+/// Closes connections whose TLS handshake did not negotiate ALPN `h2` (HBONE is HTTP/2 only).
+final class ALPNGuard: ChannelInboundHandler, RemovableChannelHandler {
+    typealias InboundIn = ByteBuffer
+    typealias InboundOut = ByteBuffer
+    private let logger: Logger
+
+    init(logger: Logger) {
+        self.logger = logger
+    }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if case TLSUserEvent.handshakeCompleted(let negotiated) = event {
+            if negotiated == MeshTLS.alpn {
+                context.pipeline.syncOperations.removeHandler(self, promise: nil)
+            } else {
+                logger.warning("HBONE peer did not negotiate h2", metadata: ["alpn": "\(negotiated ?? "none")"])
+                context.close(promise: nil)
+                return
+            }
+        }
+        context.fireUserInboundEventTriggered(event)
+    }
+}
+
+enum HPACKDecoderLimits {
+    /// Header lists beyond this are refused; CONNECT requests are tiny.
+    static let maxHeaderListSize = 16 << 10
+}

@@ -1,0 +1,162 @@
+import AmbitHBONE
+import AmbitIdentity
+import AmbitModel
+import AmbitTestSupport
+import Foundation
+import NIOCore
+import NIOPosix
+import Testing
+import X509
+
+/// HBONE against an independent implementation: `Tests/Interop/hbone_peer.py`, written with the
+/// Python `h2` package and `ssl` (Debian's python3-h2). Both directions: Python client → Swift
+/// server, and Swift client → Python server.
+@Suite(.serialized) struct HBONEInteropTests {
+    static let upstreamGroup = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+    static let python = ProcessInfo.processInfo.environment["AMBIT_PYTHON"] ?? "/usr/bin/python3"
+    static let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+        .appendingPathComponent("Interop/hbone_peer.py").path
+
+    static func endpoint(_ port: Int) -> IPEndpoint { IPEndpoint(.v4(0x7F00_0001), UInt16(port)) }
+
+    /// Writes a certificate's chain (without the root), key and root for the Python peer.
+    static func writePEM(
+        _ certificate: WorkloadCertificate,
+        root: Certificate,
+        into directory: TemporaryDirectory,
+        name: String
+    )
+        throws -> [String]
+    {
+        let cert = try directory.write("\(name)-cert.pem", PEMFiles.pem(Array(certificate.chain.dropLast())))
+        let key = try directory.write("\(name)-key.pem", certificate.privateKey.serializeAsPEM().pemString + "\n")
+        let ca = try directory.write("root.pem", PEMFiles.pem([root]))
+        return ["--cert", cert, "--key", key, "--ca", ca]
+    }
+
+    struct ClientReport: Decodable {
+        let status: Int?
+        let server_identity: String?
+        let sent: Int
+        let sent_sha256: String
+        let received: Int
+        let received_sha256: String
+    }
+
+    static func runPythonClient(_ arguments: [String]) throws -> ClientReport {
+        let result = try ProcessRunner.run(python, [script, "client"] + arguments)
+        guard result.status == 0, let line = result.standardOutput.split(separator: "\n").last else {
+            throw HBONEError(.connectFailed, "python client failed (\(result.status)): \(result.standardError)")
+        }
+        return try JSONDecoder().decode(ClientReport.self, from: Data(line.utf8))
+    }
+
+    @Test func pythonClientTunnelsThroughTheSwiftServer() async throws {
+        let echo = try await TestTCPServer.start(.echo, group: Self.upstreamGroup)
+        let world = try await HBONEWorld(destinations: [Self.endpoint(echo.port)])
+        let files = try TemporaryDirectory()
+        defer { files.remove() }
+        let tls = try Self.writePEM(
+            world.clientCertificate,
+            root: world.pki.authority.root,
+            into: files,
+            name: "client"
+        )
+        let report = try Self.runPythonClient(
+            tls + [
+                "--connect", world.serverEndpoint.description, "--authority", Self.endpoint(echo.port).description,
+                "--expect-id", "spiffe://cluster.local/ns/demo/sa/server", "--size", "1048576",
+                "--forwarded-for", "10.1.2.3:45678",
+            ]
+        )
+        #expect(report.status == 200)
+        #expect(report.server_identity == "spiffe://cluster.local/ns/demo/sa/server")
+        #expect(report.received == 1 << 20)
+        #expect(report.received_sha256 == report.sent_sha256)
+        let request = try #require(world.inbound.requests.first)
+        #expect(request.peerIdentity == .test("demo", "client"))
+        #expect(request.headers.forwardedFor?.description == "10.1.2.3:45678")
+        #expect(request.headers.traceparent == "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01")
+        await world.shutdown()
+        await echo.close()
+    }
+
+    @Test func pythonClientGetsTheStatusCodesOfTheProtocol() async throws {
+        let echo = try await TestTCPServer.start(.echo, group: Self.upstreamGroup)
+        let world = try await HBONEWorld(
+            destinations: [Self.endpoint(echo.port)],
+            allow: { $0.headers.forwardedFor?.port != 401 }
+        )
+        let files = try TemporaryDirectory()
+        defer { files.remove() }
+        let tls = try Self.writePEM(
+            world.clientCertificate,
+            root: world.pki.authority.root,
+            into: files,
+            name: "client"
+        )
+        let server = world.serverEndpoint.description
+        let echoAuthority = Self.endpoint(echo.port).description
+        let get = try Self.runPythonClient(
+            tls + ["--connect", server, "--authority", echoAuthority, "--method", "GET"]
+        )
+        #expect(get.status == 400)
+        let wrongAuthority = try Self.runPythonClient(tls + ["--connect", server, "--authority", "10.9.9.9:80"])
+        #expect(wrongAuthority.status == 400)
+        let denied = try Self.runPythonClient(
+            tls + ["--connect", server, "--authority", echoAuthority, "--forwarded-for", "10.0.0.1:401"]
+        )
+        #expect(denied.status == 401)
+        await world.shutdown()
+        await echo.close()
+    }
+
+    @Test func swiftClientTunnelsThroughThePythonServer() async throws {
+        let echo = try await TestTCPServer.start(.echo, group: Self.upstreamGroup)
+        let world = try await HBONEWorld(destinations: [])
+        let files = try TemporaryDirectory()
+        defer { files.remove() }
+        let serverCertificate = try world.pki.issue(.test("demo", "server"), now: Date() - 60)
+        let tls = try Self.writePEM(serverCertificate, root: world.pki.authority.root, into: files, name: "server")
+        let authority = Self.endpoint(echo.port).description
+
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: Self.python)
+        process.arguments =
+            [Self.script, "server"] + tls + ["--upstream", authority, "--allow-authority", authority, "--linger", "20"]
+        let output = Pipe()
+        process.standardOutput = output
+        try process.run()
+        defer { process.terminate() }
+        let firstLine = String(decoding: output.fileHandleForReading.availableData, as: UTF8.self)
+        let port = try #require(
+            firstLine.split(separator: "\n").first.flatMap { $0.split(separator: " ").last }.flatMap { Int($0) }
+        )
+
+        let forwarder = try await HBONEForwarder.listen(
+            host: "127.0.0.1",
+            port: 0,
+            group: world.clientGroup,
+            client: world.client,
+            request: { _ in
+                HBONETunnelRequest(
+                    sourceCertificate: world.clientCertificate,
+                    destinationIdentities: [.test("demo", "server")],
+                    nextHop: Self.endpoint(port),
+                    authority: Self.endpoint(echo.port)
+                )
+            }
+        ).get()
+        let result = try await TestTCPClient.exchange(
+            port: forwarder.localAddress!.port!,
+            payload: .pattern(4 << 20),
+            group: world.clientGroup
+        )
+        #expect(result.error == nil)
+        #expect(result.receivedCount == 4 << 20)
+        #expect(result.receivedDigest == result.sentDigest)
+        try await forwarder.close()
+        await world.shutdown()
+        await echo.close()
+    }
+}

@@ -1,0 +1,158 @@
+import AmbitHBONE
+import AmbitIdentity
+import AmbitModel
+import AmbitRelay
+import AmbitTelemetry
+import AmbitTestSupport
+import Foundation
+import Logging
+import NIOCore
+import NIOPosix
+import Synchronization
+import X509
+
+/// An inbound handler for loopback tests: a fixed set of local destinations, a policy, and a
+/// record of every request and finished tunnel.
+final class TestInbound: HBONEInboundHandler {
+    let destinations: Set<IPEndpoint>
+    let allow: @Sendable (HBONEInboundRequest) -> Bool
+    private let state = Mutex<(requests: [HBONEInboundRequest], summaries: [RelaySummary])>(([], []))
+
+    init(destinations: Set<IPEndpoint>, allow: @escaping @Sendable (HBONEInboundRequest) -> Bool = { _ in true }) {
+        self.destinations = destinations
+        self.allow = allow
+    }
+
+    var requests: [HBONEInboundRequest] { state.withLock { $0.requests } }
+    var summaries: [RelaySummary] { state.withLock { $0.summaries } }
+
+    func open(_ request: HBONEInboundRequest, on eventLoop: any EventLoop) -> EventLoopFuture<HBONEInboundResult> {
+        state.withLock { $0.requests.append(request) }
+        guard destinations.contains(request.authority) else {
+            return eventLoop.makeSucceededFuture(.badRequest("\(request.authority) is not a local destination"))
+        }
+        guard allow(request) else {
+            return eventLoop.makeSucceededFuture(.denied("denied by test policy"))
+        }
+        return UpstreamConnector.connect(to: request.authority, on: eventLoop)
+            .map { HBONEInboundResult.connected($0) }
+            .recover { HBONEInboundResult.unavailable("\($0)") }
+    }
+
+    func finished(_ request: HBONEInboundRequest, summary: RelaySummary) {
+        state.withLock { $0.summaries.append(summary) }
+    }
+}
+
+/// Everything a loopback HBONE test needs: a CA, certificates valid now, an HBONE server with a
+/// ``TestInbound``, a client and forwarders. The client side runs on one event loop, so all its
+/// tunnels share one pool.
+final class HBONEWorld: Sendable {
+    let clientGroup = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+    let serverGroup = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+    let pki: TestPKI
+    let serverCertificate: WorkloadCertificate
+    let clientCertificate: WorkloadCertificate
+    let inbound: TestInbound
+    let server: HBONEServer
+    let serverChannel: any Channel
+    let client: HBONEClient
+    let logger: Logger
+    /// Log lines at warning and above (when AMBIT_TEST_LOG is not set).
+    let logs: LogSink
+    private let forwarders = Mutex<[any Channel]>([])
+    let results = Mutex<[Result<Void, any Error>]>([])
+
+    var serverEndpoint: IPEndpoint { IPEndpoint(.v4(0x7F00_0001), UInt16(serverChannel.localAddress!.port!)) }
+
+    init(
+        destinations: Set<IPEndpoint>,
+        allow: @escaping @Sendable (HBONEInboundRequest) -> Bool = { _ in true },
+        serverIdentity: SpiffeID = .test("demo", "server"),
+        extraRoots: [Certificate] = [],
+        configuration: HBONEConfiguration = HBONEConfiguration()
+    ) async throws {
+        // Warnings are kept for assertions; AMBIT_TEST_LOG=trace (or debug, ...) prints everything.
+        let sink = LogSink()
+        self.logs = sink
+        var logger: Logger
+        if let level = ProcessInfo.processInfo.environment["AMBIT_TEST_LOG"].flatMap(Logger.Level.init(rawValue:)) {
+            logger = Logger(label: "hbone-test") { StreamLogHandler.standardError(label: $0) }
+            logger.logLevel = level
+        } else {
+            logger = Logger(label: "hbone-test") { JSONLogHandler(label: $0, level: .warning, sink: sink) }
+        }
+        self.logger = logger
+        let now = Date()
+        pki = try TestPKI(now: now - 3600)
+        serverCertificate = try pki.issue(serverIdentity, now: now - 60)
+        clientCertificate = try pki.issue(.test("demo", "client"), now: now - 60)
+        inbound = TestInbound(destinations: destinations, allow: allow)
+        let serverCertificate = self.serverCertificate
+        server = HBONEServer(
+            configuration: configuration,
+            trustDomain: "cluster.local",
+            roots: [pki.authority.root] + extraRoots,
+            certificate: { serverCertificate },
+            inbound: inbound,
+            logger: logger
+        )
+        serverChannel = try await server.listen(host: "127.0.0.1", port: 0, group: serverGroup).get()
+        client = HBONEClient(
+            configuration: configuration,
+            trustDomain: "cluster.local",
+            roots: [pki.authority.root],
+            logger: logger
+        )
+    }
+
+    /// A forwarder listening on 127.0.0.1 that tunnels to `authority`, returning its port.
+    func forwarder(
+        to authority: IPEndpoint,
+        expecting identities: Set<SpiffeID> = [.test("demo", "server")],
+        certificate: WorkloadCertificate? = nil
+    )
+        async throws -> Int
+    {
+        let request = HBONETunnelRequest(
+            sourceCertificate: certificate ?? clientCertificate,
+            destinationIdentities: identities,
+            nextHop: serverEndpoint,
+            authority: authority,
+            sourceAddress: nil,
+            headers: HBONEHeaders(baggage: "k8s.namespace.name=demo")
+        )
+        let channel = try await HBONEForwarder.listen(
+            host: "127.0.0.1",
+            port: 0,
+            group: clientGroup,
+            client: client,
+            request: { channel in
+                var request = request
+                request.headers.forwardedFor = channel.remoteAddress.flatMap(IPEndpoint.init(socketAddress:))
+                return request
+            },
+            onResult: { [weak self] result in self?.results.withLock { $0.append(result) } }
+        ).get()
+        forwarders.withLock { $0.append(channel) }
+        return channel.localAddress!.port!
+    }
+
+    /// Errors of failed tunnels so far.
+    var tunnelErrors: [HBONEError] {
+        results.withLock { results in
+            results.compactMap { result in
+                if case .failure(let error) = result { return error as? HBONEError }
+                return nil
+            }
+        }
+    }
+
+    func shutdown() async {
+        for channel in forwarders.withLock({ $0 }) { try? await channel.close() }
+        await client.shutdown()
+        try? await server.shutdown(on: serverGroup.next()).get()
+        try? await clientGroup.shutdownGracefully()
+        try? await serverGroup.shutdownGracefully()
+    }
+}

@@ -1,0 +1,108 @@
+import AmbitModel
+import AmbitTelemetry
+import AmbitTestSupport
+import Foundation
+import Logging
+import Testing
+
+@Suite struct TelemetryTests {
+    @Test func tcpMetricsUseIstioNamesAndLabels() {
+        let metrics = MeshMetrics()
+        let labels = TrafficLabels(
+            reporter: .destination,
+            sourceWorkload: "client",
+            sourceWorkloadNamespace: "demo",
+            sourcePrincipal: .test("demo", "client"),
+            destinationWorkload: "server",
+            destinationWorkloadNamespace: "demo",
+            destinationPrincipal: .test("demo", "server"),
+            destinationService: "server.demo.svc.cluster.local",
+            connectionSecurityPolicy: .mutualTLS
+        )
+        let counters = metrics.tcp.counters(labels)
+        counters.opened.increment()
+        counters.sent.increment(by: Int64(1024))
+        counters.received.increment(by: Int64(10))
+        counters.closed.increment()
+        // Asking again returns the same series.
+        metrics.tcp.counters(labels).opened.increment()
+
+        let expectedLabels = [
+            "reporter=\"destination\"", "source_workload=\"client\"", "source_workload_namespace=\"demo\"",
+            "source_principal=\"spiffe://cluster.local/ns/demo/sa/client\"", "destination_workload=\"server\"",
+            "destination_workload_namespace=\"demo\"",
+            "destination_principal=\"spiffe://cluster.local/ns/demo/sa/server\"",
+            "destination_service=\"server.demo.svc.cluster.local\"", "request_protocol=\"tcp\"", "response_flags=\"-\"",
+            "connection_security_policy=\"mutual_tls\"",
+        ].joined(separator: ",")
+        let text = metrics.render()
+        #expect(text.contains("# TYPE istio_tcp_connections_opened_total counter"))
+        #expect(text.contains("istio_tcp_connections_opened_total{\(expectedLabels)} 2\n"))
+        #expect(text.contains("istio_tcp_connections_closed_total{\(expectedLabels)} 1\n"))
+        #expect(text.contains("istio_tcp_sent_bytes_total{\(expectedLabels)} 1024\n"))
+        #expect(text.contains("istio_tcp_received_bytes_total{\(expectedLabels)} 10\n"))
+    }
+
+    /// Series are cached per label set: each set keeps its own counts, however the calls interleave.
+    @Test func eachLabelSetKeepsItsOwnSeries() {
+        let metrics = MeshMetrics()
+        let allowed = TrafficLabels(reporter: .destination, sourceWorkload: "a")
+        var denied = allowed
+        denied.responseFlags = "DENY"
+        for _ in 0..<3 { metrics.tcp.counters(allowed).opened.increment() }
+        metrics.tcp.counters(denied).opened.increment()
+        metrics.http.record(allowed, responseCode: 200, milliseconds: 3, requestBytes: 10, responseBytes: 20)
+        metrics.http.record(allowed, responseCode: 200, milliseconds: 7, requestBytes: 10, responseBytes: 20)
+        metrics.http.record(allowed, responseCode: 503, milliseconds: 1, requestBytes: 0, responseBytes: 0)
+        let lines = metrics.render().split(separator: "\n")
+        func value(_ prefix: String, _ fragments: [String]) -> String? {
+            lines.first { line in line.hasPrefix(prefix) && fragments.allSatisfy { line.contains($0) } }?
+                .split(separator: " ").last.map(String.init)
+        }
+        #expect(value("istio_tcp_connections_opened_total{", [#"response_flags="-""#]) == "3")
+        #expect(value("istio_tcp_connections_opened_total{", [#"response_flags="DENY""#]) == "1")
+        #expect(value("istio_requests_total{", [#"response_code="200""#]) == "2")
+        #expect(value("istio_requests_total{", [#"response_code="503""#]) == "1")
+        #expect(value("istio_request_duration_milliseconds_sum{", [#"response_code="200""#]) == "10.0")
+    }
+
+    @Test func plaintextPeersAreUnknown() {
+        let labels = TrafficLabels(reporter: .destination, responseFlags: "DENY")
+        #expect(labels.pairs.first { $0.0 == "source_principal" }?.1 == "unknown")
+        #expect(labels.pairs.first { $0.0 == "connection_security_policy" }?.1 == "none")
+        #expect(
+            labels.pairs.map(\.0) == [
+                "reporter", "source_workload", "source_workload_namespace", "source_principal", "destination_workload",
+                "destination_workload_namespace", "destination_principal", "destination_service", "request_protocol",
+                "response_flags", "connection_security_policy",
+            ]
+        )
+    }
+
+    @Test func jsonLogLinesAreValidJSON() throws {
+        let sink = LogSink()
+        var logger = Logger(label: "ambit.test") { label in JSONLogHandler(label: label, level: .debug, sink: sink) }
+        logger[metadataKey: "pod"] = "demo/client"
+        logger.info("connection \"closed\"\n", metadata: ["bytes": "12", "error": "none"])
+        logger.trace("not shown")
+        #expect(sink.lines.count == 1)
+        let line = try #require(sink.lines.first)
+        #expect(line.hasSuffix("}\n"))
+        let object = try #require(try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: String])
+        #expect(object["msg"] == "connection \"closed\"\n")
+        #expect(object["level"] == "info")
+        #expect(object["scope"] == "ambit.test")
+        #expect(object["pod"] == "demo/client")
+        #expect(object["bytes"] == "12")
+        #expect(object["time"]?.hasSuffix("Z") == true)
+    }
+
+    @Test func jsonEscapesControlCharacters() throws {
+        let sink = LogSink()
+        let logger = Logger(label: "x") { label in JSONLogHandler(label: label, sink: sink) }
+        logger.warning("a\u{01}b\t\\ \u{1F}")
+        #expect(sink.lines[0].contains(#""msg":"a\u0001b\t\\ \u001f""#))
+        let object = try JSONSerialization.jsonObject(with: Data(sink.lines[0].utf8)) as? [String: String]
+        #expect(object?["msg"] == "a\u{01}b\t\\ \u{1F}")
+    }
+}
