@@ -1,4 +1,4 @@
-import AmbitModel
+public import AmbitModel
 import Foundation
 public import Logging
 public import ServiceLifecycle
@@ -206,5 +206,19 @@ struct FileSignature: Hashable, Sendable {
         size = Int64(info.st_size)
         modified = Double(info.st_mtim.tv_sec) + Double(info.st_mtim.tv_nsec) / 1e9
         changed = Double(info.st_ctim.tv_sec) + Double(info.st_ctim.tv_nsec) / 1e9
+    }
+}
+
+extension ManifestDirectorySource: ConfigSource {
+    public func start() async throws {
+        try reload()
+    }
+
+    public func statusDump() -> [String: Any] {
+        ["kind": "manifests", "directory": directory]
+    }
+
+    public func catchUp(awaiting key: ObjectKey) async {
+        _ = try? reload()
     }
 }

@@ -13,17 +13,3 @@ public protocol ConfigSource: Sendable {
     /// announce a pod before the source has delivered its object).
     func catchUp(awaiting key: ObjectKey) async
 }
-
-extension ManifestDirectorySource: ConfigSource {
-    public func start() async throws {
-        try reload()
-    }
-
-    public func statusDump() -> [String: Any] {
-        ["kind": "manifests", "directory": directory]
-    }
-
-    public func catchUp(awaiting key: ObjectKey) async {
-        _ = try? reload()
-    }
-}
