@@ -37,7 +37,6 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-crypto.git", "3.12.3"..<"5.0.0"),
         .package(url: "https://github.com/apple/swift-asn1.git", from: "1.7.4"),
         .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
-        .package(url: "https://github.com/apple/swift-metrics.git", from: "2.13.0"),
         .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
@@ -202,7 +201,6 @@ let package = Package(
                 "AmbitTelemetry",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
-                .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "X509", package: "swift-certificates"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -213,6 +211,7 @@ let package = Package(
             name: "AmbitCLI",
             dependencies: [
                 "AmbitConfig",
+                "AmbitProcess",
                 "AmbitTelemetry",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
@@ -290,6 +289,7 @@ let package = Package(
         .target(
             name: "AmbitLab",
             dependencies: [
+                "AmbitModel",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Yams", package: "Yams"),
             ],
@@ -422,7 +422,17 @@ let package = Package(
         ),
         .testTarget(
             name: "AmbitNodeTests",
-            dependencies: ["AmbitConfig", "AmbitModel", "AmbitNode", "AmbitTestSupport"],
+            dependencies: [
+                "AmbitConfig",
+                "AmbitModel",
+                "AmbitNode",
+                "AmbitRelay",
+                "AmbitTelemetry",
+                "AmbitTestSupport",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOEmbedded", package: "swift-nio"),
+            ],
             swiftSettings: strictSettings
         ),
         .testTarget(
@@ -430,6 +440,7 @@ let package = Package(
             dependencies: [
                 "AmbitConfig",
                 "AmbitModel",
+                "AmbitTelemetry",
                 "AmbitTestSupport",
                 "AmbitWaypoint",
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -440,7 +451,7 @@ let package = Package(
         ),
         .testTarget(
             name: "AmbitLabTests",
-            dependencies: ["AmbitLab", "AmbitTestSupport"],
+            dependencies: ["AmbitModel", "AmbitLab", "AmbitTestSupport"],
             swiftSettings: strictSettings
         ),
         .testTarget(

@@ -37,7 +37,7 @@ public enum PEMFiles {
     }
 
     /// Reads a text file, with an error that names it.
-    public static func read(_ path: String, code: IdentityError.Code = .caUnreadable) throws -> String {
+    public static func read(_ path: String, code: IdentityErrorCode = .caUnreadable) throws -> String {
         guard FileManager.default.fileExists(atPath: path) else {
             throw IdentityError(code == .caUnreadable ? .caMissing : code, "\(path) does not exist")
         }
@@ -48,7 +48,7 @@ public enum PEMFiles {
     }
 
     /// All certificates in a PEM file, in order.
-    public static func certificates(in path: String, code: IdentityError.Code = .caUnreadable) throws -> [Certificate] {
+    public static func certificates(in path: String, code: IdentityErrorCode = .caUnreadable) throws -> [Certificate] {
         let text = try read(path, code: code)
         let documents: [PEMDocument]
         do {

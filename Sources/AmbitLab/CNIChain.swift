@@ -1,3 +1,4 @@
+import AmbitModel
 import Foundation
 
 /// Calls the lab's CNI chain (`bridge` + `host-local`, then `ambit-cni` when the mesh is on) the way a container
@@ -28,7 +29,7 @@ struct CNIChain: Sendable {
         var netns: String
         var node: String
         var nodeNetns: String
-        var podCIDR: IPv4CIDR
+        var podCIDR: IPCIDR
     }
 
     /// Network config of `plugin` (without `prevResult`).
@@ -139,7 +140,7 @@ struct CNIChain: Sendable {
         else { return nil }
         for entry in ips {
             if let address = entry["address"] as? String, let ip = address.split(separator: "/").first,
-                IPv4Address(String(ip)) != nil
+                IPAddress(ip)?.isIPv4 == true
             {
                 return String(ip)
             }

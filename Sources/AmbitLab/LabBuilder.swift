@@ -1,3 +1,4 @@
+import AmbitModel
 import Foundation
 
 /// Where the lab finds its programs and keeps its state (the resolved command-line options).
@@ -286,7 +287,7 @@ struct LabBuilder {
         }
     }
 
-    static func cniPod(_ pod: LabRecord.PodRecord, layout: LabLayout, podCIDR: IPv4CIDR) -> CNIChain.Pod {
+    static func cniPod(_ pod: LabRecord.PodRecord, layout: LabLayout, podCIDR: IPCIDR) -> CNIChain.Pod {
         CNIChain.Pod(
             name: pod.name,
             namespace: pod.namespace,

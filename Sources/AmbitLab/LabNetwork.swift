@@ -1,3 +1,4 @@
+import AmbitModel
 import Foundation
 
 /// Builds and removes the lab's namespaces and links with `ip`. Nothing here touches the host's own interfaces:
@@ -41,9 +42,9 @@ struct LabNetwork: Sendable {
         netns: String,
         underlayNetns: String,
         peerName: String,
-        address: IPv4Address,
-        underlay: IPv4CIDR,
-        routes: [(cidr: IPv4CIDR, via: IPv4Address)]
+        address: IPAddress,
+        underlay: IPCIDR,
+        routes: [(cidr: IPCIDR, via: IPAddress)]
     ) throws {
         try addNetns(netns)
         try runner.check(

@@ -1,3 +1,4 @@
+import AmbitModel
 import Foundation
 import Yams
 
@@ -101,9 +102,9 @@ private struct LabSpecParser {
         )
     }
 
-    func cidr(_ node: Node, _ path: String) throws -> IPv4CIDR {
+    func cidr(_ node: Node, _ path: String) throws -> IPCIDR {
         let text = try reader.string(node, path)
-        switch IPv4CIDR.parse(text) {
+        switch IPCIDR.lab(text) {
         case .success(let cidr): return cidr
         case .failure(.malformed):
             throw reader.error(node, path, "\"\(text)\" is not an IPv4 CIDR like 10.244.1.0/24")
@@ -112,7 +113,7 @@ private struct LabSpecParser {
         }
     }
 
-    func parseNodes(_ node: Node, underlay: IPv4CIDR) throws -> [LabSpec.Node] {
+    func parseNodes(_ node: Node, underlay: IPCIDR) throws -> [LabSpec.Node] {
         let items = try reader.sequence(node, "nodes")
         guard !items.isEmpty else { throw reader.error(node, "nodes", "at least one node is required") }
         // Node addresses are .11, .12, ...: they and the broadcast address must fit in the underlay.
@@ -282,7 +283,7 @@ private struct LabSpecParser {
                 waypoint = LabSpec.Pod.Waypoint(trafficType: trafficType, forServiceAccount: forServiceAccount)
                 // As istiod does for waypoint pods: named by their Gateway, never captured themselves.
                 labels["gateway.networking.k8s.io/gateway-name"] = name
-                labels[AmbientLabels.dataplaneMode] = "none"
+                labels[WellKnownLabels.dataplaneMode] = WellKnownLabels.dataplaneModeNone
                 serviceAccount = serviceAccount ?? name
             }
             var ports: [Int] = []
@@ -317,7 +318,7 @@ private struct LabSpecParser {
         _ node: Node,
         namespaces: [LabSpec.Namespace],
         nodes: [LabSpec.Node],
-        underlay: IPv4CIDR
+        underlay: IPCIDR
     ) throws -> [LabSpec.Service] {
         var result: [LabSpec.Service] = []
         for (index, item) in try reader.sequence(node, "services").enumerated() {
@@ -333,10 +334,10 @@ private struct LabSpecParser {
             guard !result.contains(where: { $0.name == name && $0.namespace == namespace }) else {
                 throw reader.error(nameNode, "\(path).name", "duplicate service \(namespace)/\(name)")
             }
-            var clusterIP: IPv4Address?
+            var clusterIP: IPAddress?
             if let ipNode = fields["clusterIP"] {
                 let text = try reader.string(ipNode, "\(path).clusterIP")
-                guard let address = IPv4Address(text) else {
+                guard let address = IPAddress(text), address.isIPv4 else {
                     throw reader.error(ipNode, "\(path).clusterIP", "\"\(text)\" is not an IPv4 address")
                 }
                 if underlay.contains(address) || nodes.contains(where: { $0.podCIDR.contains(address) }) {

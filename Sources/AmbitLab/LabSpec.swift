@@ -1,3 +1,5 @@
+public import AmbitModel
+
 /// What a lab file describes: the lab's nodes, namespaces, pods and services.
 ///
 /// Parse it with ``LabSpec/parse(yaml:file:baseDirectory:)`` or ``LabSpec/load(path:)``; both validate everything
@@ -7,7 +9,7 @@ public struct LabSpec: Codable, Sendable, Equatable {
     /// Short lab name, `[a-z0-9-]{1,8}`; part of every netns name (`ambit-<name>-…`).
     public var name: String
     /// The underlay network; node `i` (0-based) gets host address `.11 + i`.
-    public var underlay: IPv4CIDR
+    public var underlay: IPCIDR
     /// `false` builds a plain network: no CA, no `ambit-node` agents, no `ambit-cni` in the chain.
     public var mesh: Bool
     public var nodes: [Node]
@@ -26,7 +28,7 @@ public struct LabSpec: Codable, Sendable, Equatable {
 
     public struct Node: Codable, Sendable, Equatable {
         public var name: String
-        public var podCIDR: IPv4CIDR
+        public var podCIDR: IPCIDR
     }
 
     public struct Namespace: Codable, Sendable, Equatable {
@@ -63,7 +65,7 @@ public struct LabSpec: Codable, Sendable, Equatable {
         public var namespace: String
         /// e.g. `istio.io/use-waypoint`.
         public var labels: [String: String] = [:]
-        public var clusterIP: IPv4Address?
+        public var clusterIP: IPAddress?
         public var selector: [String: String]
         public var ports: [Port]
 
@@ -79,23 +81,11 @@ public struct LabSpec: Codable, Sendable, Equatable {
     public static let firstNodeHostOffset: UInt32 = 11
 
     /// Underlay address of the node at `index`.
-    public func underlayAddress(ofNodeAt index: Int) -> IPv4Address {
+    public func underlayAddress(ofNodeAt index: Int) -> IPAddress {
         underlay.address(at: Self.firstNodeHostOffset + UInt32(index))
     }
 
     public func node(named name: String) -> Node? {
         nodes.first { $0.name == name }
-    }
-}
-
-/// Label keys and values that decide enrollment, as in Istio ambient.
-public enum AmbientLabels {
-    public static let dataplaneMode = "istio.io/dataplane-mode"
-    public static let ambient = "ambient"
-    public static let none = "none"
-
-    /// A pod is enrolled when its namespace is labelled `ambient` and the pod does not opt out with `none`.
-    public static func isEnrolled(namespaceLabels: [String: String], podLabels: [String: String]) -> Bool {
-        namespaceLabels[dataplaneMode] == ambient && podLabels[dataplaneMode] != none
     }
 }

@@ -1,3 +1,4 @@
+import AmbitModel
 import Foundation
 import Yams
 
@@ -33,9 +34,9 @@ struct ManifestLabels: Sendable {
     }
 
     func isEnrolled(namespace: String, pod: String) -> Bool {
-        AmbientLabels.isEnrolled(
-            namespaceLabels: namespaces[namespace] ?? [:],
-            podLabels: pods["\(namespace)/\(pod)"] ?? [:]
-        )
+        Enrollment(
+            podLabels: pods["\(namespace)/\(pod)"] ?? [:],
+            namespaceLabels: namespaces[namespace] ?? [:]
+        ).isEnrolled
     }
 }

@@ -1,36 +1,18 @@
-import AmbitModel
-import AmbitProcess
+import AmbitConfig
 import AmbitTelemetry
 import Foundation
-import Logging
-import NIOHTTP1
 
 extension NodeAgent {
-    /// The admin port (localhost only): `/config_dump`, `/logging`.
-    func admin(method: HTTPMethod, path: String, query: [String: String]) async -> OperationalHTTPResponse {
-        switch path {
-        case "/config_dump":
-            return .json(await configDump())
-        case "/logging":
-            return LogLevelControl.shared.adminRequest(method: method, query: query, logger: logger)
-        case "/":
-            return .text(
-                "ambit-node admin\n  GET /config_dump\n  GET /logging\n  POST /logging?level=trace|debug|info|notice|warning|error|critical\n"
-            )
-        default:
-            return .text("not found\n", status: .notFound)
-        }
-    }
-
     /// Everything the agent works from, as JSON: its pods, the workloads and services it knows,
     /// policies, certificates with expiry, live connections and HBONE pools.
     func configDump() async -> String {
-        let snapshot = store.snapshot
+        let snapshot = inputs.store.snapshot
         let iso = ISO8601DateFormatter()
-        let captured: [[String: Any]] = registry.all.map { pod in
+        let captured: [[String: Any]] = inputs.registry.all.map { pod in
             [
                 "uid": pod.record.uid, "namespace": pod.record.namespace, "name": pod.record.name,
-                "ips": pod.record.ips, "netns": pod.record.netnsPath, "connections": pod.connections.count,
+                "ips": pod.record.ips, "netns": pod.record.netnsPath,
+                "connections": inputs.connections.of(pod: pod.record.uid).count,
             ]
         }
         let workloads: [[String: Any]] = snapshot.pods.values.sorted { $0.key < $1.key }.compactMap { pod in
@@ -49,7 +31,7 @@ extension NodeAgent {
             ]
         }
         let policies = snapshot.authorizationPolicies.keys.sorted().map { "\($0.namespace)/\($0.name)" }
-        let certificates: [[String: Any]] = await self.certificates.status().map { status in
+        let certificates: [[String: Any]] = await inputs.certificates.status().map { status in
             var entry: [String: Any] = [
                 "identity": status.identity.uri, "consecutiveFailures": status.consecutiveFailures,
             ]
@@ -58,13 +40,13 @@ extension NodeAgent {
             if let error = status.lastError { entry["lastError"] = error }
             return entry
         }
-        let pools = await client.status()
-        let activeConnections = registry.all.reduce(0) { $0 + $1.connections.count }
-        let state = readiness.withLock { $0 }
+        let pools = await inputs.client.status()
+        let activeConnections = inputs.connections.count
+        let state = capturer.readiness
         let dump: [String: Any] = [
             "node": options.nodeName,
             "configVersion": Int(snapshot.version),
-            "ready": state.restored && state.missing.isEmpty,
+            "ready": state.isReady,
             "notReady": state.missing,
             "capturedPods": captured,
             "workloads": workloads,

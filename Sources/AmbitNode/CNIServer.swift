@@ -9,14 +9,14 @@ import Synchronization
 /// (blocking accept), handing each request to the agent's async code.
 final class CNIServer: Sendable {
     private let socket: SeqpacketSocket
-    private let agent: NodeAgent
+    private let capturer: PodCapturer
     private let stopped = Atomic<Bool>(false)
 
-    init(path: String, agent: NodeAgent) throws {
+    init(path: String, capturer: PodCapturer) throws {
         let directory = (path as NSString).deletingLastPathComponent
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         socket = try SeqpacketSocket.listen(path: path)
-        self.agent = agent
+        self.capturer = capturer
     }
 
     func start() {
@@ -38,7 +38,7 @@ final class CNIServer: Sendable {
                 connection = try socket.accept()
             } catch {
                 if stopped.load(ordering: .relaxed) { break }
-                agent.logger.warning("CNI socket accept failed", metadata: ["error": "\(error)"])
+                capturer.inputs.logger.warning("CNI socket accept failed", metadata: ["error": "\(error)"])
                 Thread.sleep(forTimeInterval: 0.1)
                 continue
             }
@@ -59,11 +59,11 @@ final class CNIServer: Sendable {
             let request = try JSONDecoder().decode(CNIAgentRequest.self, from: Data(bytes))
             let done = DispatchSemaphore(value: 0)
             let result = Mutex<CNIAgentReply?>(nil)
-            let agent = self.agent
+            let capturer = self.capturer
             let fdToHand = fd
             passedFD = nil  // ownership moves to the handler
             Task {
-                let answer = await agent.handleCNI(request, netnsFD: fdToHand)
+                let answer = await capturer.handleCNI(request, netnsFD: fdToHand)
                 result.withLock { $0 = answer }
                 done.signal()
             }
@@ -76,12 +76,12 @@ final class CNIServer: Sendable {
         do {
             try connection.send(Array(try JSONEncoder().encode(reply)))
         } catch {
-            agent.logger.warning("cannot answer the CNI plugin", metadata: ["error": "\(error)"])
+            capturer.inputs.logger.warning("cannot answer the CNI plugin", metadata: ["error": "\(error)"])
         }
     }
 }
 
-extension NodeAgent {
+extension PodCapturer {
     /// A request from the CNI plugin. For `add`, returns only once rules and listeners are live.
     func handleCNI(_ request: CNIAgentRequest, netnsFD: Int32?) async -> CNIAgentReply {
         let record = PodRecord(
@@ -92,7 +92,7 @@ extension NodeAgent {
             netnsPath: request.netnsPath,
             containerID: request.containerID
         )
-        logger.info(
+        inputs.logger.info(
             "CNI \(request.operation.rawValue)",
             metadata: ["pod": "\(record.displayName)", "uid": "\(record.uid)", "ips": "\(record.ips)"]
         )
@@ -104,24 +104,24 @@ extension NodeAgent {
             let netns = NetworkNamespace(adopting: netnsFD, path: request.netnsPath)
             // The runtime creates the Pod object before it calls CNI, but our watch may not have seen it
             // yet: read the source once more so an opted-out pod (a waypoint, say) is never captured.
-            if store.snapshot.pods[record.key] == nil { await source.catchUp(awaiting: record.key) }
-            let (wanted, reason) = shouldCapture(record, in: store.snapshot)
+            if inputs.store.snapshot.pods[record.key] == nil { await source.catchUp(awaiting: record.key) }
+            let (wanted, reason) = shouldCapture(record, in: inputs.store.snapshot)
             guard wanted else { return CNIAgentReply(captured: false, notEnrolledReason: reason) }
             do {
-                try await lifecycle.serialized { try await self.capture(record, netns: netns) }
+                try await queue.serialized { try await self.capture(record, netns: netns) }
                 return CNIAgentReply(captured: true)
             } catch {
-                logger.error("CNI add failed", metadata: ["pod": "\(record.displayName)", "error": "\(error)"])
+                inputs.logger.error("CNI add failed", metadata: ["pod": "\(record.displayName)", "error": "\(error)"])
                 return CNIAgentReply(captured: false, error: "\(error)")
             }
         case .delete:
             if let netnsFD { close(netnsFD) }
-            await lifecycle.serialized { await self.release(uid: record.uid, reason: "CNI DEL") }
+            await queue.serialized { await self.release(uid: record.uid, reason: "CNI DEL") }
             return CNIAgentReply(captured: false)
         case .check:
             if let netnsFD { close(netnsFD) }
-            if registry.pod(uid: record.uid) != nil { return CNIAgentReply(captured: true) }
-            let (wanted, reason) = shouldCapture(record, in: store.snapshot)
+            if inputs.registry.pod(uid: record.uid) != nil { return CNIAgentReply(captured: true) }
+            let (wanted, reason) = shouldCapture(record, in: inputs.store.snapshot)
             if !wanted { return CNIAgentReply(captured: false, notEnrolledReason: reason) }
             return CNIAgentReply(captured: false, error: "pod \(record.displayName) should be captured but is not")
         }

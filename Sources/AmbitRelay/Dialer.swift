@@ -1,6 +1,6 @@
 public import AmbitModel
 public import NIOCore
-import NIOPosix
+public import NIOPosix
 
 #if canImport(Glibc)
     import Glibc
@@ -44,15 +44,7 @@ public struct DirectDialer: Dialer {
         } catch {
             return eventLoop.makeFailedFuture(error)
         }
-        var bootstrap = ClientBootstrap(group: eventLoop)
-            .connectTimeout(connectTimeout)
-            .channelOption(.socketOption(.tcp_nodelay), value: 1)
-            .channelOption(.recvAllocator, value: SocketTuning.recvAllocator)
-            .channelOption(.autoRead, value: false)
-            .channelOption(.allowRemoteHalfClosure, value: true)
-            .channelInitializer { channel in
-                channel.eventLoop.makeCompletedFuture { try prepare?(channel) }
-            }
+        var bootstrap = ClientBootstrap.forRelay(on: eventLoop, prepare: prepare).connectTimeout(connectTimeout)
         if let mark {
             bootstrap = bootstrap.channelOption(.socketOption(.init(rawValue: SO_MARK)), value: .init(mark))
         }
@@ -64,6 +56,24 @@ public struct DirectDialer: Dialer {
             }
         }
         return bootstrap.connect(to: address)
+    }
+}
+
+extension ClientBootstrap {
+    /// A bootstrap whose connection comes back as every dialer promises: `autoRead` off, remote
+    /// half-closure allowed, no Nagle, the relay's receive buffers, `prepare` run before it can read.
+    public static func forRelay(
+        on eventLoop: any EventLoop,
+        prepare: (@Sendable (any Channel) throws -> Void)?
+    ) -> ClientBootstrap {
+        ClientBootstrap(group: eventLoop)
+            .channelOption(.socketOption(.tcp_nodelay), value: 1)
+            .channelOption(.recvAllocator, value: SocketTuning.recvAllocator)
+            .channelOption(.autoRead, value: false)
+            .channelOption(.allowRemoteHalfClosure, value: true)
+            .channelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture { try prepare?(channel) }
+            }
     }
 }
 

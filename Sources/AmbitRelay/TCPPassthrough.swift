@@ -7,27 +7,31 @@ import NIOPosix
 /// half-close semantics as a tunnel, without TLS or HTTP/2.
 public enum TCPPassthrough {
     /// Connects to `destination` on `downstream`'s event loop and relays both ways. `downstream`
-    /// must have been prepared with ``RelaySockets/prepare(_:)`` and have `autoRead` off. On a
-    /// failed connect the downstream is reset.
+    /// must have been prepared with ``RelaySockets/prepare(_:)`` and have `autoRead` off.
+    ///
+    /// The future fails when the connection cannot be made: the downstream is then left as it is,
+    /// for its owner to end (usually with ``RelaySockets/reset(_:)``). Otherwise it succeeds once
+    /// both sides have closed, with the bytes each way.
     public static func relay(
         downstream: any Channel,
         to destination: IPEndpoint,
         from source: IPAddress? = nil,
-        dialer: any Dialer = DirectDialer(),
-        onFinished: (@Sendable (RelaySummary) -> Void)? = nil
-    ) -> EventLoopFuture<Void> {
+        dialer: any Dialer = DirectDialer()
+    ) -> EventLoopFuture<RelaySummary> {
         let eventLoop = downstream.eventLoop
         return dialer.connect(to: destination, from: source, on: eventLoop, prepare: RelaySockets.prepare)
-            .flatMapErrorThrowing { error in
-                RelaySockets.reset(downstream)
-                throw error
-            }
             .flatMapThrowing { upstream in
                 let downstreamSide = try downstream.pipeline.syncOperations.relayHandler()
                 let upstreamSide = try upstream.pipeline.syncOperations.relayHandler()
-                let stats = RelayStats { stats in onFinished?(stats.summary) }
-                RelayHandler.join(requestSide: downstreamSide, responseSide: upstreamSide, stats: stats)
+                let finished = eventLoop.makePromise(of: RelaySummary.self)
+                RelayHandler.join(
+                    requestSide: downstreamSide,
+                    responseSide: upstreamSide,
+                    stats: RelayStats { finished.succeed($0.summary) }
+                )
+                return finished.futureResult
             }
+            .flatMap { $0 }
     }
 
     /// A listener relaying every accepted connection to `destination`.
@@ -35,7 +39,7 @@ public enum TCPPassthrough {
         -> EventLoopFuture<any Channel>
     {
         RelaySockets.acceptingBootstrap(group: group) { channel in
-            _ = relay(downstream: channel, to: destination)
+            relay(downstream: channel, to: destination).whenFailure { _ in RelaySockets.reset(channel) }
         }
         .bind(host: host, port: port)
     }

@@ -2,8 +2,8 @@ import Foundation
 public import Logging
 import Synchronization
 
-/// Writes one JSON object per line: `{"time":…,"level":…,"scope":…,"msg":…, …metadata}`,
-/// the shape log pipelines (and ztunnel's JSON logs) use. Metadata values are flattened to strings.
+/// Writes one JSON object per line: `{"level":…,"time":…,"scope":…,"message":…, …metadata}`, the
+/// shape of ztunnel's JSON logs (so one pipeline reads both). Metadata values are flattened to strings.
 public struct JSONLogHandler: LogHandler {
     public var logLevel: Logger.Level
     public var metadata: Logger.Metadata = [:]
@@ -23,10 +23,10 @@ public struct JSONLogHandler: LogHandler {
 
     public func log(event: LogEvent) {
         var fields: [(String, String)] = [
-            ("time", Self.timestamp()),
             ("level", event.level.rawValue),
+            ("time", Self.timestamp()),
             ("scope", label),
-            ("msg", event.message.description),
+            ("message", event.message.description),
         ]
         let merged = metadata.merging(event.metadata ?? [:]) { $1 }
         for key in merged.keys.sorted() {

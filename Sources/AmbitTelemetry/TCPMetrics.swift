@@ -17,13 +17,14 @@ public struct TrafficLabels: Hashable, Sendable {
     public var reporter: Reporter
     public var sourceWorkload: String
     public var sourceWorkloadNamespace: String
-    public var sourcePrincipal: String
+    /// The peer's identity from its certificate (`nil`: plaintext, or not known).
+    public var sourcePrincipal: SpiffeID?
     public var destinationWorkload: String
     public var destinationWorkloadNamespace: String
-    public var destinationPrincipal: String
+    public var destinationPrincipal: SpiffeID?
     public var destinationService: String
     public var requestProtocol: String
-    public var responseFlags: String
+    public var responseFlags: ResponseFlag
     public var connectionSecurityPolicy: SecurityPolicy
 
     /// Istio writes `unknown` for labels it cannot fill; so do we.
@@ -39,16 +40,16 @@ public struct TrafficLabels: Hashable, Sendable {
         destinationPrincipal: SpiffeID? = nil,
         destinationService: String = TrafficLabels.unknown,
         requestProtocol: String = "tcp",
-        responseFlags: String = "-",
+        responseFlags: ResponseFlag = .none,
         connectionSecurityPolicy: SecurityPolicy = .none
     ) {
         self.reporter = reporter
         self.sourceWorkload = sourceWorkload
         self.sourceWorkloadNamespace = sourceWorkloadNamespace
-        self.sourcePrincipal = sourcePrincipal?.uri ?? Self.unknown
+        self.sourcePrincipal = sourcePrincipal
         self.destinationWorkload = destinationWorkload
         self.destinationWorkloadNamespace = destinationWorkloadNamespace
-        self.destinationPrincipal = destinationPrincipal?.uri ?? Self.unknown
+        self.destinationPrincipal = destinationPrincipal
         self.destinationService = destinationService
         self.requestProtocol = requestProtocol
         self.responseFlags = responseFlags
@@ -61,13 +62,13 @@ public struct TrafficLabels: Hashable, Sendable {
             ("reporter", reporter.rawValue),
             ("source_workload", sourceWorkload),
             ("source_workload_namespace", sourceWorkloadNamespace),
-            ("source_principal", sourcePrincipal),
+            ("source_principal", sourcePrincipal?.uri ?? Self.unknown),
             ("destination_workload", destinationWorkload),
             ("destination_workload_namespace", destinationWorkloadNamespace),
-            ("destination_principal", destinationPrincipal),
+            ("destination_principal", destinationPrincipal?.uri ?? Self.unknown),
             ("destination_service", destinationService),
             ("request_protocol", requestProtocol),
-            ("response_flags", responseFlags),
+            ("response_flags", responseFlags.rawValue),
             ("connection_security_policy", connectionSecurityPolicy.rawValue),
         ]
     }

@@ -1,17 +1,17 @@
 import AmbitHBONE
-import AmbitModel
 import AmbitPolicy
 import AmbitTelemetry
 import Logging
 import NIOCore
 import NIOHTTP1
 
-/// Proxies the HTTP requests of one tunnel (HTTP/1.1: one connection, requests in turn) or of
-/// one HTTP/2 stream: L7 authorization, routing, faults, then the request goes to an endpoint
-/// over a new HBONE tunnel with retries and timeouts, and the response comes back with the
-/// route's header changes. Request bodies are buffered (bounded) so retries and mirrors can
-/// resend them; responses stream through with backpressure.
-final class HTTPProxyHandler: ChannelInboundHandler, UpstreamResponseDelegate {
+/// Proxies the HTTP requests of one tunnel (HTTP/1.1: one connection, requests in turn) or of one
+/// HTTP/2 stream. It receives a request (bounded), decides it (L7 authorization, then routing and
+/// faults, ``RequestPlanner``), and either answers locally or forwards it, carrying out what the
+/// request's ``HTTPExchange`` state machine says: tries, retries, timers, the response and how it
+/// ends. Request bodies are buffered (bounded) so that retries and mirrors can send them again;
+/// responses stream through with backpressure. Every request ends in ``record(_:)``, once.
+final class HTTPProxyHandler: ChannelInboundHandler {
     typealias InboundIn = HTTPServerRequestPart
     typealias OutboundOut = HTTPServerResponsePart
 
@@ -20,76 +20,68 @@ final class HTTPProxyHandler: ChannelInboundHandler, UpstreamResponseDelegate {
         case http2
     }
 
-    private let tunnel: TunnelContext
-    private let downstreamProtocol: DownstreamProtocol
-    private var context: ChannelHandlerContext?
+    /// A request being forwarded, with its state machine and what the machine's actions act on.
+    final class InFlight {
+        let head: HTTPRequestHead
+        let body: ByteBuffer
+        let trailers: HTTPHeaders?
+        let plan: ForwardPlan
+        let started = ContinuousClock.now
+        let keepAlive: Bool
+        let grpc: Bool
+        var machine: HTTPExchange
+        /// The current try's upstream, and the pooled connection it is when HTTP/1.1.
+        var upstream: (any Channel)?
+        var pooled: PooledUpstream?
+        var endpoint: ChosenEndpoint?
+        var perTryTimer: Scheduled<Void>?
+        var requestTimer: Scheduled<Void>?
+        var responseBytes = 0
+        /// The current try's response head, kept until the machine commits it.
+        var responseHead: HTTPResponseHead?
+        /// The response's trailers, kept until the machine ends the response.
+        var pendingTrailers: HTTPHeaders?
+        /// A gRPC "trailers-only" response's status, moved from the head to the trailers.
+        var statusTrailers: HTTPHeaders?
+        /// Numbers of this connection's tries: the machine's attempt `n` is `attemptBase + n`, so a
+        /// late callback of an earlier request's upstream never passes for one of this request.
+        let attemptBase: Int
+
+        init(
+            head: HTTPRequestHead,
+            body: ByteBuffer,
+            trailers: HTTPHeaders?,
+            plan: ForwardPlan,
+            policy: HTTPExchange.Policy,
+            keepAlive: Bool,
+            attemptBase: Int
+        ) {
+            self.head = head
+            self.body = body
+            self.trailers = trailers
+            self.plan = plan
+            self.keepAlive = keepAlive
+            self.grpc = head.headers.first(name: "content-type")?.hasPrefix("application/grpc") ?? false
+            self.machine = HTTPExchange(policy: policy)
+            self.attemptBase = attemptBase
+        }
+    }
+
+    let tunnel: TunnelContext
+    let downstreamProtocol: DownstreamProtocol
+    var context: ChannelHandlerContext?
 
     // The request being received.
     private var head: HTTPRequestHead?
     private var body = ByteBuffer()
     private var rejection: LocalResponse?
 
-    // The request being forwarded.
-    private var exchange: Exchange?
-    /// Numbers every upstream attempt of this connection, across its requests: a late callback from an
-    /// earlier request's upstream can never pass for the current attempt of a later one.
-    private var attemptSerial = 0
+    /// The request being forwarded.
+    var inFlight: InFlight?
+    /// Tries made on this connection, over all its requests (see ``InFlight/attemptBase``).
+    var attemptsOnConnection = 0
     /// The client ended its side (HTTP/1.1 half-close): close once the response in flight is out.
-    private var clientDone = false
-
-    private final class Exchange {
-        let head: HTTPRequestHead
-        let body: ByteBuffer
-        let trailers: HTTPHeaders?
-        let plan: ForwardPlan
-        let started: ContinuousClock.Instant
-        let keepAlive: Bool
-        let grpc: Bool
-        /// How many attempts were made (retries are counted against the policy with it).
-        var attempt = 0
-        /// The connection-wide number (``HTTPProxyHandler/attemptSerial``) of the current attempt; the
-        /// upstream callbacks carry it.
-        var currentAttempt = 0
-        var upstream: (any Channel)?
-        /// The upstream connection when it is a pooled HTTP/1.1 one (kept for the next request).
-        var pooled: PooledUpstream?
-        /// Sends again after a pooled connection turned out closed by the endpoint while idle;
-        /// they do not count as retries.
-        var staleConnectionRetries = 0
-        /// The current attempt went out on a connection that had carried requests before.
-        var reusedConnection = false
-        var endpoint: ChosenEndpoint?
-        /// Endpoints earlier attempts went to: a retry prefers another one.
-        var triedEndpoints: Set<IPEndpoint> = []
-        var committed = false
-        var finished = false
-        var status = 0
-        var flag = "-"
-        var responseBytes = 0
-        /// A gRPC "trailers-only" response's status, moved from the head to the trailers.
-        var statusTrailers: HTTPHeaders?
-        var perTryTimer: Scheduled<Void>?
-        var requestTimer: Scheduled<Void>?
-
-        init(head: HTTPRequestHead, body: ByteBuffer, trailers: HTTPHeaders?, plan: ForwardPlan, keepAlive: Bool) {
-            self.head = head
-            self.body = body
-            self.trailers = trailers
-            self.plan = plan
-            self.started = .now
-            self.keepAlive = keepAlive
-            self.grpc = head.headers.first(name: "content-type")?.hasPrefix("application/grpc") ?? false
-        }
-
-        var attemptsAllowed: Int { 1 + (plan.retry?.attempts ?? 0) + staleConnectionRetries }
-
-        /// An attempt given up on (a per-try timeout, a status that is retried): what its upstream still
-        /// reports, its own closing included, must not count as a failure of the request.
-        var abandonedAttempt = 0
-
-        /// Whether a callback of attempt number `attempt` still speaks for this exchange.
-        func isCurrent(_ attempt: Int) -> Bool { attempt == currentAttempt && attempt != abandonedAttempt }
-    }
+    var clientDone = false
 
     init(tunnel: TunnelContext, downstreamProtocol: DownstreamProtocol) {
         self.tunnel = tunnel
@@ -101,7 +93,7 @@ final class HTTPProxyHandler: ChannelInboundHandler, UpstreamResponseDelegate {
     }
 
     func handlerRemoved(context: ChannelHandlerContext) {
-        abandonUpstream()
+        downstreamGone()
         self.context = nil
     }
 
@@ -151,9 +143,9 @@ final class HTTPProxyHandler: ChannelInboundHandler, UpstreamResponseDelegate {
             clientDone = true
             tunnel.waypoint.logger.debug(
                 "client ended its side",
-                metadata: ["busy": "\(exchange != nil || head != nil)"]
+                metadata: ["busy": "\(inFlight != nil || head != nil)"]
             )
-            if exchange == nil && head == nil { context.close(promise: nil) }
+            if inFlight == nil && head == nil { context.close(promise: nil) }
             return
         }
         context.fireUserInboundEventTriggered(event)
@@ -161,15 +153,20 @@ final class HTTPProxyHandler: ChannelInboundHandler, UpstreamResponseDelegate {
 
     func channelWritabilityChanged(context: ChannelHandlerContext) {
         // Backpressure: read the upstream only while the client keeps up.
-        if let upstream = exchange?.upstream {
+        if let upstream = inFlight?.upstream {
             upstream.setOption(ChannelOptions.autoRead, value: context.channel.isWritable).whenFailure { _ in }
         }
         context.fireChannelWritabilityChanged()
     }
 
     func channelInactive(context: ChannelHandlerContext) {
-        abandonUpstream()
+        downstreamGone()
         context.fireChannelInactive()
+    }
+
+    private func downstreamGone() {
+        guard let inFlight else { return }
+        run(inFlight.machine.downstreamClosed(), for: inFlight)
     }
 
     // MARK: Deciding.
@@ -183,7 +180,7 @@ final class HTTPProxyHandler: ChannelInboundHandler, UpstreamResponseDelegate {
         }
         let keepAlive = downstreamProtocol == .http2 || head.isKeepAlive
         if let rejection {
-            respondLocally(rejection, head: head, keepAlive: false, started: .now)
+            respondLocally(rejection, head: head, keepAlive: false)
             return
         }
         let state = waypoint.state
@@ -202,27 +199,18 @@ final class HTTPProxyHandler: ChannelInboundHandler, UpstreamResponseDelegate {
             tunnel.direction == .outbound
             ? AuthorizationDecision.allowedWithoutPolicy
             : state.authorization.evaluate(request, service: tunnel.target.serviceKey)
-        decision.logObservations(
-            to: waypoint.logger,
-            [
-                "method": "\(head.method.rawValue)", "path": "\(path)", "authority": "\(tunnel.authority)",
-                "src.identity": "\(tunnel.peerIdentity)",
-            ]
-        )
+        let described: Logger.Metadata = [
+            "method": "\(head.method.rawValue)", "path": "\(path)", "authority": "\(tunnel.authority)",
+            "src.identity": "\(tunnel.peerIdentity)",
+        ]
+        decision.logObservations(to: waypoint.logger, described)
         if !decision.isAllowed {
             waypoint.count { $0.deniedRequests += 1 }
-            waypoint.logger.info(
-                "request denied",
-                metadata: [
-                    "method": "\(head.method.rawValue)", "path": "\(path)", "authority": "\(tunnel.authority)",
-                    "src.identity": "\(tunnel.peerIdentity)", "reason": "\(decision.reason)",
-                ]
-            )
+            waypoint.logger.info("request denied", metadata: described.merging(["reason": "\(decision.reason)"]) { $1 })
             respondLocally(
-                LocalResponse(status: .forbidden, body: "RBAC: access denied", flag: "DENY"),
+                LocalResponse(status: .forbidden, body: "RBAC: access denied", flag: .denied),
                 head: head,
-                keepAlive: keepAlive,
-                started: .now
+                keepAlive: keepAlive
             )
             return
         }
@@ -231,397 +219,141 @@ final class HTTPProxyHandler: ChannelInboundHandler, UpstreamResponseDelegate {
         case .service(let binding):
             plan = RequestPlanner(snapshot: state.snapshot, routes: state.routes).plan(head, to: binding)
         case .workload(let workload, let port):
-            plan = .forward(
-                ForwardPlan(
-                    backend: .workload(workload, port: port),
-                    head: head,
-                    responseHeaders: nil,
-                    mirrors: [],
-                    timeouts: nil,
-                    retry: nil,
-                    fault: nil,
-                    routeName: "-"
-                )
-            )
+            plan = .forward(ForwardPlan(unrouted: head, to: .workload(workload, port: port)))
         }
         switch plan {
         case .respond(let local):
-            respondLocally(local, head: head, keepAlive: keepAlive, started: .now)
+            respondLocally(local, head: head, keepAlive: keepAlive)
         case .forward(let forward):
-            let exchange = Exchange(
+            let inFlight = InFlight(
                 head: forward.head,
                 body: body,
                 trailers: trailers,
                 plan: forward,
-                keepAlive: keepAlive
+                policy: forward.exchangePolicy(),
+                keepAlive: keepAlive,
+                attemptBase: attemptsOnConnection
             )
-            self.exchange = exchange
-            start(exchange)
-        }
-    }
-
-    private func start(_ exchange: Exchange) {
-        guard let context else { return }
-        if let timeout = exchange.plan.timeouts?.request {
-            exchange.requestTimer = context.eventLoop.assumeIsolated().scheduleTask(in: .init(timeout)) { [self] in
-                timedOut(exchange)
-            }
-        }
-        sendMirrors(exchange)
-        if let fault = exchange.plan.fault {
-            if let status = fault.abortStatus, Self.chance(fault.abortPercent) {
-                exchange.flag = "FI"
-                finishLocally(
-                    exchange,
-                    LocalResponse(status: .init(statusCode: status), body: "fault filter abort", flag: "FI")
-                )
-                return
-            }
-            if let delay = fault.delay, Self.chance(fault.delayPercent) {
-                exchange.flag = "DI"
-                context.eventLoop.assumeIsolated().scheduleTask(in: .init(delay)) { [self] in
-                    guard !exchange.finished else { return }
-                    tryUpstream(exchange)
-                }
-                return
-            }
-        }
-        tryUpstream(exchange)
-    }
-
-    // MARK: Upstream attempts.
-
-    private func tryUpstream(_ exchange: Exchange) {
-        guard let context, !exchange.finished else { return }
-        exchange.attempt += 1
-        attemptSerial += 1
-        exchange.currentAttempt = attemptSerial
-        let attempt = attemptSerial
-        let waypoint = tunnel.waypoint
-        let endpoint: ChosenEndpoint
-        do {
-            endpoint = try waypoint.chooseEndpoint(
-                exchange.plan.backend,
-                snapshot: waypoint.state.snapshot,
-                avoiding: exchange.triedEndpoints
+            self.inFlight = inFlight
+            RequestMirror.send(
+                forward,
+                head: forward.head,
+                body: body,
+                trailers: trailers,
+                grpc: inFlight.grpc,
+                tunnel: tunnel,
+                on: context?.eventLoop
             )
-        } catch {
-            finishLocally(exchange, LocalResponse(status: .serviceUnavailable, body: "\(error)\n", flag: "UH"))
-            return
+            run(inFlight.machine.start(), for: inFlight)
         }
-        exchange.endpoint = endpoint
-        exchange.triedEndpoints.insert(endpoint.address)
-        if let perTry = exchange.plan.retry?.perTryTimeout ?? exchange.plan.timeouts?.backendRequest {
-            exchange.perTryTimer?.cancel()
-            exchange.perTryTimer = context.eventLoop.assumeIsolated().scheduleTask(in: .init(perTry)) { [self] in
-                guard exchange.isCurrent(attempt), !exchange.committed else { return }
-                abandonUpstream(exchange)
-                retryOrFail(
-                    exchange,
-                    reason: "per-try timeout",
-                    condition: "reset",
-                    status: .gatewayTimeout,
-                    flag: "UT"
-                )
-            }
-        }
-        let traceparent = exchange.head.headers.first(name: "traceparent")
-        let http2 = UpstreamCodec.speaksHTTP2(exchange.plan.backend, grpc: exchange.grpc)
-        if !http2 {
-            sendPooled(exchange, to: endpoint, attempt: attempt, traceparent: traceparent)
-            return
-        }
-        waypoint.openUpstream(to: endpoint, tunnel: tunnel, traceparent: traceparent, on: context.eventLoop)
-            .assumeIsolated().whenComplete { [self] result in
-                guard exchange.isCurrent(attempt), !exchange.finished else {
-                    if case .success(let stream) = result { stream.close(promise: nil) }
-                    return
-                }
-                switch result {
-                case .failure(let error):
-                    retryOrFail(
-                        exchange,
-                        reason: "upstream connect error: \(error)",
-                        condition: "connect-failure",
-                        status: .serviceUnavailable,
-                        flag: "UF"
-                    )
-                case .success(let stream):
-                    exchange.upstream = stream
-                    do {
-                        try UpstreamCodec.send(
-                            on: stream,
-                            http2: UpstreamCodec.speaksHTTP2(exchange.plan.backend, grpc: exchange.grpc),
-                            head: exchange.head,
-                            body: exchange.body,
-                            trailers: exchange.trailers,
-                            handler: UpstreamResponseHandler(delegate: self, attempt: attempt)
-                        )
-                    } catch {
-                        stream.close(promise: nil)
-                        retryOrFail(
-                            exchange,
-                            reason: "cannot send upstream: \(error)",
-                            condition: "reset",
-                            status: .serviceUnavailable,
-                            flag: "UR"
-                        )
-                    }
-                }
-            }
     }
 
-    /// HTTP/1.1 upstream: an idle pooled connection to the endpoint if there is one, else a new one
-    /// that joins the pool once its response has ended.
-    private func sendPooled(_ exchange: Exchange, to endpoint: ChosenEndpoint, attempt: Int, traceparent: String?) {
+    // MARK: Carrying out the exchange's actions.
+
+    /// Performs `actions` for `inFlight` (ignored once another request has taken its place).
+    func run(_ actions: [HTTPExchange.Action], for inFlight: InFlight) {
         guard let context else { return }
-        let waypoint = tunnel.waypoint
-        let pool = waypoint.upstreamPool(on: context.eventLoop)
-        let key = UpstreamPool.Key(address: endpoint.address, local: tunnel.toLocalApplication)
-        if let pooled = pool.take(key) {
-            use(pooled, for: exchange, attempt: attempt)
-            return
-        }
-        waypoint.openUpstream(to: endpoint, tunnel: tunnel, traceparent: traceparent, on: context.eventLoop)
-            .assumeIsolated().whenComplete { [self] result in
-                guard exchange.isCurrent(attempt), !exchange.finished else {
-                    if case .success(let stream) = result { stream.close(promise: nil) }
-                    return
+        let loop = context.eventLoop.assumeIsolated()
+        for action in actions {
+            switch action {
+            case .scheduleRequestTimeout(let timeout):
+                inFlight.requestTimer = loop.scheduleTask(in: .init(timeout)) { [self] in
+                    run(inFlight.machine.requestTimedOut(), for: inFlight)
                 }
-                switch result {
-                case .failure(let error):
-                    retryOrFail(
-                        exchange,
-                        reason: "upstream connect error: \(error)",
-                        condition: "connect-failure",
-                        status: .serviceUnavailable,
-                        flag: "UF"
-                    )
-                case .success(let stream):
-                    do {
-                        use(try PooledUpstream.configure(stream, key: key, pool: pool), for: exchange, attempt: attempt)
-                    } catch {
-                        stream.close(promise: nil)
-                        retryOrFail(
-                            exchange,
-                            reason: "cannot send upstream: \(error)",
-                            condition: "reset",
-                            status: .serviceUnavailable,
-                            flag: "UR"
-                        )
-                    }
+            case .delay(let delay):
+                loop.scheduleTask(in: .init(delay)) { [self] in run(inFlight.machine.delayElapsed(), for: inFlight) }
+            case .backoff(let backoff):
+                loop.scheduleTask(in: .init(backoff)) { [self] in run(inFlight.machine.backoffElapsed(), for: inFlight)
                 }
+            case .send(let attempt, let avoiding, let timeout):
+                send(inFlight, attempt: attempt, avoiding: avoiding, timeout: timeout)
+            case .abandonUpstream:
+                closeUpstream(inFlight)
+            case .cancelPerTryTimeout:
+                inFlight.perTryTimer?.cancel()
+            case .commit:
+                writeResponseHead(inFlight)
+            case .finish(let completion):
+                finish(inFlight, completion)
             }
-    }
-
-    private func use(_ pooled: PooledUpstream, for exchange: Exchange, attempt: Int) {
-        exchange.upstream = pooled.channel
-        exchange.pooled = pooled
-        if pooled.used { exchange.reusedConnection = true }
-        var head = exchange.head
-        UpstreamCodec.stripHopByHop(&head.headers)
-        head.version = .http1_1
-        if exchange.trailers == nil || exchange.trailers!.isEmpty {
-            head.headers.replaceOrAdd(name: "content-length", value: String(exchange.body.readableBytes))
-        } else {
-            head.headers.add(name: "transfer-encoding", value: "chunked")
         }
-        pooled.send(head: head, body: exchange.body, trailers: exchange.trailers, delegate: self, attempt: attempt)
     }
 
-    /// Gives up on the current attempt's upstream and closes it; its later callbacks are ignored.
-    private func abandonUpstream(_ exchange: Exchange) {
-        exchange.abandonedAttempt = exchange.currentAttempt
-        let upstream = exchange.upstream
-        exchange.upstream = nil
-        exchange.pooled = nil
+    private func closeUpstream(_ inFlight: InFlight) {
+        let upstream = inFlight.upstream
+        inFlight.upstream = nil
+        inFlight.pooled = nil
         upstream?.close(promise: nil)
     }
 
-    private func retryAfterBackoff(_ exchange: Exchange) {
-        guard let backoff = exchange.plan.retry?.backoff, let context else {
-            tryUpstream(exchange)
-            return
-        }
-        context.eventLoop.assumeIsolated().scheduleTask(in: .init(backoff)) { [self] in tryUpstream(exchange) }
-    }
-
-    private func retryOrFail(
-        _ exchange: Exchange,
-        reason: String,
-        condition: String,
-        status: HTTPResponseStatus,
-        flag: String
-    ) {
-        if let retry = exchange.plan.retry, retry.retries(failure: condition),
-            exchange.attempt < exchange.attemptsAllowed
-        {
-            tunnel.waypoint.logger.debug(
-                "retrying",
-                metadata: ["reason": "\(reason)", "attempt": "\(exchange.attempt)"]
-            )
-            retryAfterBackoff(exchange)
-            return
-        }
-        finishLocally(exchange, LocalResponse(status: status, body: reason + "\n", flag: flag))
-    }
-
-    private func timedOut(_ exchange: Exchange) {
-        guard !exchange.finished else { return }
-        if exchange.committed {
-            // The response has started: the client can only learn of the timeout by a reset.
-            exchange.flag = "UT"
-            finish(exchange, status: exchange.status)
-            context?.close(promise: nil)
-            return
-        }
-        finishLocally(exchange, LocalResponse(status: .gatewayTimeout, body: "upstream request timeout\n", flag: "UT"))
-    }
-
-    func upstreamHead(_ head: HTTPResponseHead, attempt: Int) {
-        guard let exchange, exchange.isCurrent(attempt), !exchange.finished, let context else { return }
-        exchange.perTryTimer?.cancel()
-        if let retry = exchange.plan.retry, retry.retries(status: Int(head.status.code)),
-            exchange.attempt < exchange.attemptsAllowed
-        {
-            abandonUpstream(exchange)
-            retryAfterBackoff(exchange)
-            return
-        }
-        exchange.committed = true
-        exchange.status = Int(head.status.code)
-        var head = head
-        UpstreamCodec.stripHopByHop(&head.headers)
-        if let modifier = exchange.plan.responseHeaders { RequestPlanner.apply(modifier, to: &head.headers) }
-        head.version = exchange.head.version
-        if !exchange.keepAlive { head.headers.add(name: "connection", value: "close") }
-        if exchange.grpc, head.headers.contains(name: "grpc-status") {
-            // gRPC "trailers-only": one HEADERS frame holding the status, ending the stream. The
-            // head and the end are written separately here, so the status goes in the trailers
-            // (a response with no messages, which every gRPC client reads the same way).
-            var trailers = HTTPHeaders()
-            for name in ["grpc-status", "grpc-message", "grpc-status-details-bin"] {
-                for value in head.headers[name] { trailers.add(name: name, value: value) }
-                head.headers.remove(name: name)
-            }
-            exchange.statusTrailers = trailers
-        }
-        context.write(wrapOutboundOut(.head(head)), promise: nil)
-    }
-
-    func upstreamBody(_ body: ByteBuffer, attempt: Int) {
-        guard let exchange, exchange.isCurrent(attempt), exchange.committed, !exchange.finished, let context else {
-            return
-        }
-        exchange.responseBytes += body.readableBytes
-        context.writeAndFlush(wrapOutboundOut(.body(.byteBuffer(body))), promise: nil)
-        if !context.channel.isWritable {
-            exchange.upstream?.setOption(ChannelOptions.autoRead, value: false).whenFailure { _ in }
-        }
-    }
-
-    func upstreamEnd(_ trailers: HTTPHeaders?, attempt: Int) {
-        guard let exchange, exchange.isCurrent(attempt), !exchange.finished, let context else { return }
-        guard exchange.committed else { return }
-        let keepAlive = exchange.keepAlive && !clientDone
-        var trailers = trailers
-        if let status = exchange.statusTrailers {
-            trailers = (trailers ?? HTTPHeaders()).isEmpty ? status : trailers
-        }
-        finish(exchange, status: exchange.status, upstreamComplete: true)
-        context.writeAndFlush(wrapOutboundOut(.end(trailers))).assumeIsolated().whenComplete { _ in
-            if !keepAlive { Self.endConnection(context) }
-        }
-    }
-
-    func upstreamFailed(_ error: any Error, attempt: Int) {
-        guard let exchange, exchange.isCurrent(attempt), !exchange.finished else { return }
-        exchange.upstream = nil
-        exchange.pooled = nil
-        if !exchange.committed && exchange.reusedConnection {
-            // The endpoint had closed the idle connection as the request went out: send it again
-            // on a new connection (what every pooling proxy does), without counting a retry.
-            exchange.reusedConnection = false
-            exchange.staleConnectionRetries += 1
-            tryUpstream(exchange)
-            return
-        }
-        if exchange.committed {
-            exchange.flag = "UR"
-            finish(exchange, status: exchange.status)
-            context?.close(promise: nil)
-            return
-        }
-        retryOrFail(
-            exchange,
-            reason: "upstream connect error or disconnect/reset before headers: \(error)",
-            condition: "reset",
-            status: .serviceUnavailable,
-            flag: "UR"
-        )
-    }
-
-    // MARK: Finishing.
-
-    private func finishLocally(_ exchange: Exchange, _ response: LocalResponse) {
-        guard !exchange.finished else { return }
-        exchange.flag = response.flag
-        exchange.status = Int(response.status.code)
-        if exchange.committed {
-            finish(exchange, status: exchange.status)
-            context?.close(promise: nil)
-            return
-        }
-        finish(exchange, status: exchange.status)
-        writeLocal(response, head: exchange.head, keepAlive: exchange.keepAlive)
-    }
-
-    /// Records the request and releases the upstream (back to the pool when its response ended
-    /// cleanly); the caller writes the end of the response.
-    private func finish(_ exchange: Exchange, status: Int, upstreamComplete: Bool = false) {
-        exchange.finished = true
-        exchange.perTryTimer?.cancel()
-        exchange.requestTimer?.cancel()
-        if let pooled = exchange.pooled, upstreamComplete, let context {
-            exchange.pooled = nil
-            exchange.upstream = nil
+    /// The one way an exchange ends: timers off, the upstream released or closed, the request
+    /// recorded, the client answered as the completion says.
+    private func finish(_ inFlight: InFlight, _ completion: HTTPExchange.Completion) {
+        inFlight.perTryTimer?.cancel()
+        inFlight.requestTimer?.cancel()
+        if completion.upstream == .release, let pooled = inFlight.pooled, let context {
+            inFlight.pooled = nil
+            inFlight.upstream = nil
             tunnel.waypoint.upstreamPool(on: context.eventLoop).release(pooled)
-        } else if let upstream = exchange.upstream {
-            exchange.upstream = nil
-            exchange.pooled = nil
-            // Close the stream once the response is in; the endpoint's END_STREAM may still be on its way.
-            upstream.close(promise: nil)
+        } else {
+            // A stream closes once its response is in; the endpoint's END_STREAM may still be on its way.
+            closeUpstream(inFlight)
         }
-        self.exchange = nil
+        if self.inFlight === inFlight { self.inFlight = nil }
+        let responseBytes: Int
+        if case .respond(let local) = completion.downstream {
+            responseBytes = local.body.utf8.count
+        } else {
+            responseBytes = inFlight.responseBytes
+        }
         record(
-            head: exchange.head,
-            status: status,
-            flag: exchange.flag,
-            started: exchange.started,
-            requestBytes: exchange.body.readableBytes,
-            responseBytes: exchange.responseBytes,
-            endpoint: exchange.endpoint,
-            route: exchange.plan.routeName,
-            grpc: exchange.grpc
+            RequestOutcome(
+                head: inFlight.head,
+                status: completion.status,
+                flag: completion.flag,
+                started: inFlight.started,
+                requestBytes: inFlight.body.readableBytes,
+                responseBytes: responseBytes,
+                endpoint: inFlight.endpoint,
+                route: inFlight.plan.routeName,
+                grpc: inFlight.grpc
+            )
         )
+        guard let context else { return }
+        switch completion.downstream {
+        case .endResponse:
+            let keepAlive = inFlight.keepAlive && !clientDone
+            var trailers = inFlight.pendingTrailers
+            if let status = inFlight.statusTrailers {
+                trailers = (trailers ?? HTTPHeaders()).isEmpty ? status : trailers
+            }
+            context.writeAndFlush(wrapOutboundOut(.end(trailers))).assumeIsolated().whenComplete { _ in
+                if !keepAlive { Self.endConnection(context) }
+            }
+        case .respond(let local):
+            writeLocal(local, head: inFlight.head, keepAlive: inFlight.keepAlive)
+        case .reset:
+            context.close(promise: nil)
+        case .none:
+            break
+        }
     }
 
-    private func respondLocally(
-        _ response: LocalResponse,
-        head: HTTPRequestHead,
-        keepAlive: Bool,
-        started: ContinuousClock.Instant
-    ) {
+    // MARK: Local responses.
+
+    private func respondLocally(_ response: LocalResponse, head: HTTPRequestHead, keepAlive: Bool) {
         record(
-            head: head,
-            status: Int(response.status.code),
-            flag: response.flag,
-            started: started,
-            requestBytes: body.readableBytes,
-            responseBytes: response.body.utf8.count,
-            endpoint: nil,
-            route: "-",
-            grpc: false
+            RequestOutcome(
+                head: head,
+                status: Int(response.status.code),
+                flag: response.flag,
+                started: .now,
+                requestBytes: body.readableBytes,
+                responseBytes: response.body.utf8.count,
+                endpoint: nil,
+                route: "-",
+                grpc: false
+            )
         )
         writeLocal(response, head: head, keepAlive: keepAlive)
     }
@@ -656,151 +388,5 @@ final class HTTPProxyHandler: ChannelInboundHandler, UpstreamResponseDelegate {
         if context.channel.isActive {
             context.close(mode: .output, promise: nil)
         }
-    }
-
-    private func abandonUpstream() {
-        guard let exchange, !exchange.finished else { return }
-        exchange.flag = "DC"  // downstream connection termination
-        finish(exchange, status: exchange.committed ? exchange.status : 0)
-    }
-
-    private func record(
-        head: HTTPRequestHead,
-        status: Int,
-        flag: String,
-        started: ContinuousClock.Instant,
-        requestBytes: Int,
-        responseBytes: Int,
-        endpoint: ChosenEndpoint?,
-        route: String,
-        grpc: Bool
-    ) {
-        let waypoint = tunnel.waypoint
-        let snapshot = waypoint.state.snapshot
-        let source = snapshot.workload(at: tunnel.peerAddress)
-        let serviceName: String? = {
-            if case .service(let binding) = tunnel.target {
-                return "\(binding.service.name).\(binding.service.namespace).svc.\(snapshot.options.clusterDomain)"
-            }
-            return nil
-        }()
-        let labels = TrafficLabels(
-            reporter: tunnel.reporter,
-            sourceWorkload: source?.name ?? TrafficLabels.unknown,
-            sourceWorkloadNamespace: source?.namespace ?? TrafficLabels.unknown,
-            sourcePrincipal: tunnel.peerIdentity,
-            destinationWorkload: endpoint?.workload?.name ?? TrafficLabels.unknown,
-            destinationWorkloadNamespace: endpoint?.workload?.namespace ?? TrafficLabels.unknown,
-            destinationPrincipal: endpoint?.workload?.identity,
-            destinationService: serviceName ?? TrafficLabels.unknown,
-            requestProtocol: grpc ? "grpc" : "http",
-            responseFlags: flag,
-            connectionSecurityPolicy: .mutualTLS
-        )
-        let duration = (ContinuousClock.now - started).milliseconds
-        waypoint.metrics.http.record(
-            labels,
-            responseCode: status,
-            milliseconds: duration,
-            requestBytes: requestBytes,
-            responseBytes: responseBytes
-        )
-        waypoint.logger.info(
-            "request",
-            metadata: [
-                "method": "\(head.method.rawValue)",
-                "path": "\(head.uri)",
-                "protocol": "\(downstreamProtocol == .http2 ? "HTTP/2" : "HTTP/1.1")",
-                "authority": "\(tunnel.authority)",
-                "status": "\(status)",
-                "flags": "\(flag)",
-                "route": "\(route)",
-                "upstream": "\(endpoint.map { "\($0.address)" } ?? "-")",
-                "src.identity": "\(tunnel.peerIdentity)",
-                "src.workload": "\(labels.sourceWorkload)",
-                "dst.service": "\(labels.destinationService)",
-                "bytes_sent": "\(requestBytes)",
-                "bytes_received": "\(responseBytes)",
-                "duration_ms": "\(Int(duration.rounded()))",
-                "traceparent": "\(head.headers.first(name: "traceparent") ?? "-")",
-            ]
-        )
-    }
-
-    // MARK: Mirrors.
-
-    private func sendMirrors(_ exchange: Exchange) {
-        guard let context else { return }
-        let waypoint = tunnel.waypoint
-        for mirror in exchange.plan.mirrors where Self.chance(mirror.percent) {
-            guard
-                let endpoint = try? waypoint.chooseEndpoint(.service(mirror.binding), snapshot: waypoint.state.snapshot)
-            else { continue }
-            // As Envoy does, the mirrored request's host says it is a shadow.
-            let head = {
-                var head = exchange.head
-                if let host = head.headers.first(name: "host") {
-                    head.headers.replaceOrAdd(name: "host", value: Self.shadowHost(host))
-                }
-                return head
-            }()
-            let body = exchange.body
-            let trailers = exchange.trailers
-            let http2 = UpstreamCodec.speaksHTTP2(.service(mirror.binding), grpc: exchange.grpc)
-            waypoint.openUpstream(to: endpoint, tunnel: tunnel, traceparent: nil, on: context.eventLoop)
-                .assumeIsolated().whenSuccess { stream in
-                    let sink = MirrorSink(stream: stream)
-                    do {
-                        try UpstreamCodec.send(
-                            on: stream,
-                            http2: http2,
-                            head: head,
-                            body: body,
-                            trailers: trailers,
-                            handler: UpstreamResponseHandler(delegate: sink, attempt: 1)
-                        )
-                        sink.retain()
-                    } catch {
-                        stream.close(promise: nil)
-                    }
-                }
-        }
-    }
-
-    static func shadowHost(_ host: String) -> String {
-        if let colon = host.lastIndex(of: ":"), !host[colon...].contains("]") {
-            return "\(host[..<colon])-shadow\(host[colon...])"
-        }
-        return host + "-shadow"
-    }
-
-    static func chance(_ percent: Double) -> Bool {
-        percent >= 100 || Double.random(in: 0..<100) < percent
-    }
-
-}
-
-/// Discards a mirrored request's response and closes its stream; keeps itself alive until then.
-final class MirrorSink: UpstreamResponseDelegate {
-    private let stream: any Channel
-    private var selfReference: MirrorSink?
-
-    init(stream: any Channel) {
-        self.stream = stream
-    }
-
-    func retain() { selfReference = self }
-
-    func upstreamHead(_ head: HTTPResponseHead, attempt: Int) {}
-    func upstreamBody(_ body: ByteBuffer, attempt: Int) {}
-
-    func upstreamEnd(_ trailers: HTTPHeaders?, attempt: Int) {
-        stream.close(promise: nil)
-        selfReference = nil
-    }
-
-    func upstreamFailed(_ error: any Error, attempt: Int) {
-        stream.close(promise: nil)
-        selfReference = nil
     }
 }

@@ -1,5 +1,6 @@
 public import AmbitConfig
 public import AmbitModel
+public import AmbitTelemetry
 public import NIOHTTP1
 
 /// What a waypoint does with one HTTP request, decided before any I/O so that routing is
@@ -15,9 +16,10 @@ public struct LocalResponse: Sendable, Equatable {
     public var headers: [(String, String)]
     public var body: String
     /// Istio's response flag for the access log and metrics (`NR` no route, `FI` fault, ...).
-    public var flag: String
+    public var flag: ResponseFlag
 
-    public init(status: HTTPResponseStatus, headers: [(String, String)] = [], body: String, flag: String = "-") {
+    public init(status: HTTPResponseStatus, headers: [(String, String)] = [], body: String, flag: ResponseFlag = .none)
+    {
         self.status = status
         self.headers = headers
         self.body = body
@@ -51,6 +53,39 @@ public struct ForwardPlan: Sendable {
     public var routeName: String
 }
 
+extension ForwardPlan {
+    /// A request no route applies to (a service without routes, a workload addressed directly): sent as it is.
+    init(unrouted head: HTTPRequestHead, to backend: Backend) {
+        self.init(
+            backend: backend,
+            head: head,
+            responseHeaders: nil,
+            mirrors: [],
+            timeouts: nil,
+            retry: nil,
+            fault: nil,
+            routeName: "-"
+        )
+    }
+
+    /// The route's rules for one request, with its fault's dice rolled (`roll` gives `0..<100`).
+    func exchangePolicy(roll: () -> Double = { Double.random(in: 0..<100) }) -> HTTPExchange.Policy {
+        var policy = HTTPExchange.Policy(
+            retry: retry,
+            perTryTimeout: timeouts?.backendRequest,
+            requestTimeout: timeouts?.request
+        )
+        if let fault {
+            if let status = fault.abortStatus, fault.abortPercent >= 100 || roll() < fault.abortPercent {
+                policy.fault = .abort(status: status)
+            } else if let delay = fault.delay, fault.delayPercent >= 100 || roll() < fault.delayPercent {
+                policy.fault = .delay(delay)
+            }
+        }
+        return policy
+    }
+}
+
 /// Turns a request into a ``RequestPlan`` with the HTTPRoutes of the addressed service.
 public struct RequestPlanner: Sendable {
     public let snapshot: ConfigSnapshot
@@ -67,18 +102,7 @@ public struct RequestPlanner: Sendable {
     public func plan(_ head: HTTPRequestHead, to service: ServiceBinding) -> RequestPlan {
         let serviceKey = service.service
         guard routes.hasRoutes(for: serviceKey) else {
-            return .forward(
-                ForwardPlan(
-                    backend: .service(service),
-                    head: head,
-                    responseHeaders: nil,
-                    mirrors: [],
-                    timeouts: nil,
-                    retry: nil,
-                    fault: nil,
-                    routeName: "-"
-                )
-            )
+            return .forward(ForwardPlan(unrouted: head, to: .service(service)))
         }
         let request = RouteRequest(
             method: head.method.rawValue,
@@ -86,7 +110,7 @@ public struct RequestPlanner: Sendable {
             headers: head.headers.map { ($0.name, $0.value) }
         )
         guard let selection = routes.select(service: serviceKey, port: service.port.port, request: request) else {
-            return .respond(LocalResponse(status: .notFound, body: "no route matched\n", flag: "NR"))
+            return .respond(LocalResponse(status: .notFound, body: "no route matched\n", flag: .noRoute))
         }
         let routeName = selection.route.namespacedName
         var head = head
@@ -112,7 +136,7 @@ public struct RequestPlanner: Sendable {
         guard let chosen = pickWeighted(candidates) else {
             let reason =
                 selection.rule.backendRefs.isEmpty ? "the route rule has no backends" : "every backend has weight 0"
-            return .respond(LocalResponse(status: .internalServerError, body: "\(reason)\n", flag: "NR"))
+            return .respond(LocalResponse(status: .internalServerError, body: "\(reason)\n", flag: .noRoute))
         }
         for filter in chosen.filters {
             switch filter {
@@ -127,7 +151,7 @@ public struct RequestPlanner: Sendable {
                     status: .internalServerError,
                     body:
                         "backend \(chosen.backend.name) port \(chosen.backend.port.map(String.init) ?? "-") not found\n",
-                    flag: "NR"
+                    flag: .noRoute
                 )
             )
         }
@@ -253,7 +277,7 @@ public struct RequestPlanner: Sendable {
             status: HTTPResponseStatus(statusCode: redirect.statusCode),
             headers: [("location", location)],
             body: "",
-            flag: "-"
+            flag: .none
         )
     }
 }

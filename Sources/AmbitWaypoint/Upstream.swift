@@ -4,6 +4,7 @@ import AmbitIdentity
 import AmbitModel
 import AmbitPolicy
 import AmbitRelay
+import AmbitTelemetry
 import Logging
 import NIOCore
 
@@ -146,17 +147,25 @@ enum TCPForwarding {
         let started = ContinuousClock.now
         waypoint.openUpstream(to: endpoint, tunnel: tunnel, traceparent: nil, on: channel.eventLoop)
             .flatMapThrowing { upstream in
-                try StreamRelay.join(channel, upstream) { summary in
-                    waypoint.logger.info(
-                        "tcp",
-                        metadata: [
-                            "src.identity": "\(tunnel.peerIdentity)",
-                            "dst.addr": "\(endpoint.address)",
-                            "authority": "\(tunnel.authority)",
-                            "bytes_sent": "\(summary.requestBytes)",
-                            "bytes_received": "\(summary.responseBytes)",
-                            "duration_ms": "\((ContinuousClock.now - started).milliseconds)",
-                        ]
+                try StreamRelay.join(channel, upstream).whenSuccess { summary in
+                    AccessLog(logger: waypoint.logger).record(
+                        AccessLogEntry(
+                            direction: tunnel.reporter,
+                            source: .init(address: "\(tunnel.peerAddress)", identity: tunnel.peerIdentity),
+                            destination: .init(
+                                address: "\(endpoint.address)",
+                                workload: endpoint.workload?.name,
+                                namespace: endpoint.workload?.namespace,
+                                identity: endpoint.workload?.identity
+                            ),
+                            hboneAddress: tunnel.authority,
+                            service: endpoint.serviceName,
+                            requestBytes: summary.requestBytes,
+                            responseBytes: summary.responseBytes,
+                            duration: ContinuousClock.now - started,
+                            responseFlags: .none,
+                            error: summary.error
+                        )
                     )
                 }
             }

@@ -59,7 +59,9 @@ extension Waypoint {
                 channel.close(promise: nil)
                 return
             }
-            _ = TCPPassthrough.relay(downstream: channel, to: destination, dialer: passthrough)
+            TCPPassthrough.relay(downstream: channel, to: destination, dialer: passthrough).whenFailure { _ in
+                RelaySockets.reset(channel)
+            }
             return
         }
         let tunnel = TunnelContext(

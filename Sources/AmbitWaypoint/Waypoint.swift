@@ -288,9 +288,12 @@ struct WaypointInbound: HBONEInboundHandler {
                 direction: .inbound
             )
             return eventLoop.makeSucceededFuture(
-                .terminate { channel in
-                    try channel.pipeline.syncOperations.addHandler(ProtocolSniffer(tunnel: tunnel))
-                }
+                .terminate(
+                    configure: { channel in
+                        try channel.pipeline.syncOperations.addHandler(ProtocolSniffer(tunnel: tunnel))
+                    },
+                    finished: nil
+                )
             )
         }
     }

@@ -22,9 +22,8 @@ public struct WaypointProcessOptions: Sendable {
     public var caDirectory: String
     public var listenHost = "0.0.0.0"
     public var hbonePort = Int(MeshPorts.hbone)
-    public var metricsPort = Int(MeshPorts.metrics)
-    public var readinessPort = Int(MeshPorts.readiness)
-    public var adminPort = Int(MeshPorts.admin)
+    /// Metrics, readiness and admin ports.
+    public var ports = OperationalEndpoints.Ports()
     public var drainDeadline: Duration = .seconds(5)
     public var eventLoopThreads = System.coreCount
     /// Set to run as one pod's sidecar (`ambit-sidecar`) instead of a waypoint: `gateway` then
@@ -139,7 +138,15 @@ public final class WaypointProcess: Sendable {
             let outbound = try await outboundListener(sidecar)
             channels.withLock { $0.append(outbound) }
         }
-        try await startOperationalEndpoints()
+        let endpoints = try await OperationalEndpoints.start(
+            options.sidecar == nil ? "ambit-waypoint" : "ambit-sidecar",
+            ports: options.ports,
+            group: group,
+            metrics: metrics,
+            logger: logger,
+            readiness: { self.ready.load(ordering: .relaxed) ? nil : "starting or draining" },
+            configDump: { [waypoint, source] in waypoint.configDump(adding: ["configSource": source.statusDump()]) }
+        )
         channels.withLock { $0.insert(listener, at: 0) }
         ready.store(true, ordering: .relaxed)
         logger.info(
@@ -161,6 +168,7 @@ public final class WaypointProcess: Sendable {
         certificateTask.cancel()
         store.finish()
         for channel in channels.withLock({ $0 }) { try? await channel.close() }
+        await endpoints.close()
         try? await group.shutdownGracefully()
         options.sidecar?.remove()
         logger.info(options.sidecar == nil ? "ambit-waypoint stopped" : "ambit-sidecar stopped; capture removed")
@@ -189,40 +197,6 @@ public final class WaypointProcess: Sendable {
                 return channel.eventLoop.makeSucceededVoidFuture()
             }
             .withBoundSocket(fd).get()
-    }
-
-    private func startOperationalEndpoints() async throws {
-        let metrics = try await OperationalHTTPServer.listenMetrics(
-            port: options.metricsPort,
-            group: group,
-            metrics: self.metrics
-        ).get()
-        let readiness = try await OperationalHTTPServer.listen(
-            host: "0.0.0.0",
-            port: options.readinessPort,
-            group: group
-        ) { _, path, _ in
-            guard path == "/healthz/ready" else { return .text("not found; try /healthz/ready\n", status: .notFound) }
-            return self.ready.load(ordering: .relaxed)
-                ? .text("ready\n") : .text("not ready: starting or draining\n", status: .serviceUnavailable)
-        }.get()
-        let admin = try await OperationalHTTPServer.listen(host: "127.0.0.1", port: options.adminPort, group: group) {
-            method,
-            path,
-            query in
-            switch path {
-            case "/config_dump":
-                return .json(self.waypoint.configDump(adding: ["configSource": self.source.statusDump()]))
-            case "/logging":
-                return LogLevelControl.shared.adminRequest(method: method, query: query, logger: self.logger)
-            default:
-                return .text(
-                    "ambit-waypoint admin\n  GET /config_dump\n  GET /logging\n  POST /logging?level=LEVEL\n",
-                    status: path == "/" ? .ok : .notFound
-                )
-            }
-        }.get()
-        channels.withLock { $0.append(contentsOf: [metrics, readiness, admin]) }
     }
 }
 

@@ -71,12 +71,8 @@ struct RunCommand: AsyncParsableCommand {
     @Option(help: "With --capture ebpf: cgroup-v2 directory for the outbound programs (default: the cgroup2 mount).")
     var cgroupPath: String?
 
-    @Option(help: "Seconds to let connections finish on SIGTERM.")
-    var drainSeconds: Int = 5
-
-    @Option(help: "Metrics port.") var metricsPort = 15020
-    @Option(help: "Readiness port.") var readinessPort = 15021
-    @Option(help: "Admin port (bound to 127.0.0.1).") var adminPort = 15000
+    @OptionGroup(title: "Operational ports and drain")
+    var daemon: DaemonOptions
 
     @OptionGroup(title: "Logging")
     var logging: LoggingOptions
@@ -85,42 +81,27 @@ struct RunCommand: AsyncParsableCommand {
         guard CaptureMode(rawValue: capture) != nil else {
             throw ValidationError("--capture must be nftables or ebpf, not \(capture)")
         }
-        guard drainSeconds >= 0 else { throw ValidationError("--drain-seconds must not be negative") }
     }
 
     func run() async throws {
-        let logger = logging.bootstrap(label: "ambit.node")
-        let config: ConfigSourceSelection
-        do {
-            config = try source.selection()
-        } catch {
-            logger.critical("cannot read the configuration source", metadata: ["error": "\(error)"])
-            throw ExitCode.failure
-        }
-        var options = NodeAgentOptions(
-            nodeName: nodeName,
-            config: config,
-            caDirectory: caDir,
-            stateDirectory: stateDir,
-            cniSocket: cniSocket,
-            enrollmentFile: enrollmentFile
-        )
-        options.netnsDirectory = netnsDir
-        options.netnsPrefix = netnsPrefix
-        options.drainDeadline = .seconds(drainSeconds)
-        options.capture = CaptureMode(rawValue: capture)!
-        options.fallbackToNFTables = captureFallback
-        options.bpfPinDirectory = bpfPinDir
-        options.cgroupPath = cgroupPath
-        options.metricsPort = metricsPort
-        options.readinessPort = readinessPort
-        options.adminPort = adminPort
-        do {
-            let agent = try NodeAgent(options: options, logger: logger)
-            try await agent.run()
-        } catch {
-            logger.critical("ambit-node failed", metadata: ["error": "\(error)"])
-            throw ExitCode.failure
+        try await runDaemon("ambit-node", logging: logging, source: source) { logger, config in
+            var options = NodeAgentOptions(
+                nodeName: nodeName,
+                config: config,
+                caDirectory: caDir,
+                stateDirectory: stateDir,
+                cniSocket: cniSocket,
+                enrollmentFile: enrollmentFile
+            )
+            options.netnsDirectory = netnsDir
+            options.netnsPrefix = netnsPrefix
+            options.drainDeadline = daemon.drainDeadline
+            options.capture = CaptureMode(rawValue: capture) ?? .nftables
+            options.fallbackToNFTables = captureFallback
+            options.bpfPinDirectory = bpfPinDir
+            options.cgroupPath = cgroupPath
+            options.ports = daemon.ports
+            try await NodeAgent(options: options, logger: logger).run()
         }
     }
 }

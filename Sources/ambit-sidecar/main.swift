@@ -50,51 +50,39 @@ struct AmbitSidecarCommand: AsyncParsableCommand {
     }
 
     private func podKey() throws -> ObjectKey {
-        let parts = pod.split(separator: "/", omittingEmptySubsequences: false)
-        guard parts.count == 2, !parts[0].isEmpty, !parts[1].isEmpty else {
+        guard let key = ObjectKey(.pod, namespacedName: pod) else {
             throw ValidationError("--pod must be namespace/name, not \"\(pod)\"")
         }
-        return ObjectKey(.pod, namespace: String(parts[0]), name: String(parts[1]))
+        return key
     }
 
     func run() async throws {
-        let logger = logging.bootstrap(label: "ambit.sidecar")
         let key = try podKey()
-        let config: ConfigSourceSelection
-        do {
-            config = try source.selection()
-        } catch {
-            logger.critical("cannot read the configuration source", metadata: ["error": "\(error)"])
-            throw ExitCode.failure
-        }
-        var options = WaypointProcessOptions(
-            gateway: ObjectKey(.gateway, namespace: key.namespace, name: "sidecar-\(key.name)"),
-            serviceAccount: serviceAccount,
-            config: config,
-            caDirectory: caDir
-        )
-        options.eventLoopThreads = threads
-        options.drainDeadline = .seconds(drainSeconds)
-        options.sidecar = SidecarCapture(
-            pod: key,
-            install: { try InPodRules.apply() },
-            remove: { try? InPodRules.remove() },
-            outboundListener: {
-                try CaptureSockets.listener(
-                    address: IPEndpoint(.v4(0x7F00_0001), MeshPorts.outbound),
-                    mark: MeshMarks.agentSocket,
-                    reusePort: true,
-                    transparent: false
-                )
-            },
-            originalDestination: { OriginalDestination.read($0) },
-            mark: MeshMarks.agentSocket
-        )
-        do {
+        try await runDaemon("ambit-sidecar", logging: logging, source: source) { logger, config in
+            var options = WaypointProcessOptions(
+                gateway: ObjectKey(.gateway, namespace: key.namespace, name: "sidecar-\(key.name)"),
+                serviceAccount: serviceAccount,
+                config: config,
+                caDirectory: caDir
+            )
+            options.eventLoopThreads = threads
+            options.drainDeadline = .seconds(drainSeconds)
+            options.sidecar = SidecarCapture(
+                pod: key,
+                install: { try InPodRules.apply() },
+                remove: { try? InPodRules.remove() },
+                outboundListener: {
+                    try CaptureSockets.listener(
+                        address: IPEndpoint(.v4(0x7F00_0001), MeshPorts.outbound),
+                        mark: MeshMarks.agentSocket,
+                        reusePort: true,
+                        transparent: false
+                    )
+                },
+                originalDestination: { OriginalDestination.read($0) },
+                mark: MeshMarks.agentSocket
+            )
             try await WaypointProcess(options: options, logger: logger).run()
-        } catch {
-            logger.critical("ambit-sidecar failed", metadata: ["error": "\(error)"])
-            throw ExitCode.failure
         }
     }
 }

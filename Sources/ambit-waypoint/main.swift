@@ -37,54 +37,38 @@ struct AmbitWaypointCommand: AsyncParsableCommand {
 
     @Option(help: "Address the HBONE listener binds.") var listen: String = "0.0.0.0"
     @Option(help: "HBONE port.") var hbonePort = Int(MeshPorts.hbone)
-    @Option(help: "Metrics port.") var metricsPort = Int(MeshPorts.metrics)
-    @Option(help: "Readiness port.") var readinessPort = Int(MeshPorts.readiness)
-    @Option(help: "Admin port (bound to 127.0.0.1).") var adminPort = Int(MeshPorts.admin)
-    @Option(help: "Seconds to let requests finish on SIGTERM.") var drainSeconds: Int = 5
+
+    @OptionGroup(title: "Operational ports and drain")
+    var daemon: DaemonOptions
 
     @OptionGroup(title: "Logging")
     var logging: LoggingOptions
 
     func validate() throws {
-        guard drainSeconds >= 0 else { throw ValidationError("--drain-seconds must not be negative") }
         _ = try gatewayKey()
     }
 
     private func gatewayKey() throws -> ObjectKey {
-        let parts = gateway.split(separator: "/", omittingEmptySubsequences: false)
-        guard parts.count == 2, !parts[0].isEmpty, !parts[1].isEmpty else {
+        guard let key = ObjectKey(.gateway, namespacedName: gateway) else {
             throw ValidationError("--gateway must be namespace/name, not \"\(gateway)\"")
         }
-        return ObjectKey(.gateway, namespace: String(parts[0]), name: String(parts[1]))
+        return key
     }
 
     func run() async throws {
-        let logger = logging.bootstrap(label: "ambit.waypoint")
         let key = try gatewayKey()
-        let config: ConfigSourceSelection
-        do {
-            config = try source.selection()
-        } catch {
-            logger.critical("cannot read the configuration source", metadata: ["error": "\(error)"])
-            throw ExitCode.failure
-        }
-        var options = WaypointProcessOptions(
-            gateway: key,
-            serviceAccount: serviceAccount ?? key.name,
-            config: config,
-            caDirectory: caDir
-        )
-        options.listenHost = listen
-        options.hbonePort = hbonePort
-        options.metricsPort = metricsPort
-        options.readinessPort = readinessPort
-        options.adminPort = adminPort
-        options.drainDeadline = .seconds(drainSeconds)
-        do {
+        try await runDaemon("ambit-waypoint", logging: logging, source: source) { logger, config in
+            var options = WaypointProcessOptions(
+                gateway: key,
+                serviceAccount: serviceAccount ?? key.name,
+                config: config,
+                caDirectory: caDir
+            )
+            options.listenHost = listen
+            options.hbonePort = hbonePort
+            options.ports = daemon.ports
+            options.drainDeadline = daemon.drainDeadline
             try await WaypointProcess(options: options, logger: logger).run()
-        } catch {
-            logger.critical("ambit-waypoint failed", metadata: ["error": "\(error)"])
-            throw ExitCode.failure
         }
     }
 }

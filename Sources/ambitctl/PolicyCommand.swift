@@ -124,11 +124,9 @@ struct PolicyCommand: ParsableCommand {
                     throw CLIError("--from: \(error)")
                 }
             }
-            let parts = from.split(separator: "/")
-            guard parts.count == 2 else {
+            guard let key = ObjectKey(.pod, namespacedName: from) else {
                 throw CLIError("--from must be namespace/pod, a spiffe:// ID or plaintext; got \"\(from)\"")
             }
-            let key = ObjectKey(.pod, namespace: String(parts[0]), name: String(parts[1]))
             guard let workload = snapshot.workload(for: key) else {
                 throw CLIError("--from: no pod \(key.namespacedName) in \(manifests)")
             }

@@ -123,7 +123,7 @@ final class HalfCloseRecorder: ChannelOutboundHandler {
         #expect(try stream.readOutbound(as: HTTP2Frame.FramePayload.self) == nil)
         #expect(seen.value == "spiffe://cluster.local/ns/demo/sa/client 10.0.0.5:8080")
 
-        upstreamPromise.succeed(.connected(upstream))
+        upstreamPromise.succeed(.connected(upstream, finished: nil))
         #expect(Self.status(of: try stream.readOutbound(as: HTTP2Frame.FramePayload.self)) == ("200", false))
         #expect(try upstream.readOutbound(as: ByteBuffer.self) == ByteBuffer(string: "early"))
 
@@ -159,7 +159,7 @@ final class HalfCloseRecorder: ChannelOutboundHandler {
         let stream = EmbeddedChannel(
             handler: HBONEServerStreamHandler(
                 peerIdentity: { .test("demo", "client") },
-                inbound: ScriptedInbound { _, loop in loop.makeSucceededFuture(.connected(upstream)) }
+                inbound: ScriptedInbound { _, loop in loop.makeSucceededFuture(.connected(upstream, finished: nil)) }
             ),
             loop: loop
         )

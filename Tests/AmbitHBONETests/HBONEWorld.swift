@@ -34,13 +34,14 @@ final class TestInbound: HBONEInboundHandler {
         guard allow(request) else {
             return eventLoop.makeSucceededFuture(.denied("denied by test policy"))
         }
+        let finished = eventLoop.makePromise(of: RelaySummary.self)
+        finished.futureResult.whenSuccess { summary in self.state.withLock { $0.summaries.append(summary) } }
         return UpstreamConnector.connect(to: request.authority, on: eventLoop)
-            .map { HBONEInboundResult.connected($0) }
-            .recover { HBONEInboundResult.unavailable("\($0)") }
-    }
-
-    func finished(_ request: HBONEInboundRequest, summary: RelaySummary) {
-        state.withLock { $0.summaries.append(summary) }
+            .map { HBONEInboundResult.connected($0, finished: finished) }
+            .recover { error in
+                finished.fail(error)
+                return HBONEInboundResult.unavailable("\(error)")
+            }
     }
 }
 

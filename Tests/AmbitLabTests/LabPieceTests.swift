@@ -1,3 +1,4 @@
+import AmbitModel
 import Foundation
 import Testing
 
@@ -109,7 +110,7 @@ import Testing
             netns: layout.podNetns("client"),
             node: "node1",
             nodeNetns: layout.nodeNetns("node1"),
-            podCIDR: try #require(IPv4CIDR("10.244.1.0/24"))
+            podCIDR: try IPCIDR.lab("10.244.1.0/24").get()
         )
         #expect(chain.plugins == ["bridge", "ambit-cni"])
         #expect(chain.executable("ambit-cni") == "/opt/ambit/bin/ambit-cni")

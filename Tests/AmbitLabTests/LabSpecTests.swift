@@ -1,3 +1,4 @@
+import AmbitModel
 import Foundation
 import Testing
 
@@ -48,8 +49,8 @@ import Testing
         #expect(pods["client"]?.appPorts == [8080])
         let demo = try #require(spec.namespaces.first { $0.name == "demo" })
         let legacy = try #require(spec.namespaces.first { $0.name == "legacy" })
-        #expect(AmbientLabels.isEnrolled(namespaceLabels: demo.labels, podLabels: [:]))
-        #expect(!AmbientLabels.isEnrolled(namespaceLabels: legacy.labels, podLabels: [:]))
+        #expect(Enrollment(podLabels: [:], namespaceLabels: demo.labels).isEnrolled)
+        #expect(!Enrollment(podLabels: [:], namespaceLabels: legacy.labels).isEnrolled)
         #expect(spec.services.first?.clusterIP?.description == "10.96.0.10")
         #expect(spec.services.first?.ports.first == .init(name: "http", port: 80, targetPort: 8080, protocol: "TCP"))
     }
@@ -162,12 +163,14 @@ import Testing
     }
 
     @Test func cidrArithmetic() throws {
-        let cidr = try #require(IPv4CIDR("10.244.1.0/24"))
-        #expect(cidr.contains(try #require(IPv4Address("10.244.1.255"))))
-        #expect(!cidr.contains(try #require(IPv4Address("10.244.2.0"))))
+        let cidr = try IPCIDR.lab("10.244.1.0/24").get()
+        #expect(cidr.contains(try #require(IPAddress("10.244.1.255"))))
+        #expect(!cidr.contains(try #require(IPAddress("10.244.2.0"))))
         #expect(cidr.address(at: 11).description == "10.244.1.11")
-        #expect(IPv4Address("01.2.3.4") == nil)
-        #expect(IPv4Address("1.2.3.256") == nil)
-        #expect(IPv4CIDR.parse("10.0.0.1/8") == .failure(.hostBitsSet(network: "10.0.0.0/8")))
+        #expect(IPAddress("01.2.3.4") == nil)
+        #expect(IPAddress("1.2.3.256") == nil)
+        #expect(IPCIDR.lab("10.0.0.1/8") == .failure(.hostBitsSet(network: "10.0.0.0/8")))
+        #expect(IPCIDR.lab("10.0.0.0") == .failure(.malformed), "the lab wants an explicit length")
+        #expect(IPCIDR.lab("fd00::/64") == .failure(.malformed), "the lab is IPv4")
     }
 }

@@ -229,7 +229,10 @@ extension LabRootTests {
             contentsOfFile: "\(lab.stateDirectory)/\(lab.name)/logs/pod-waypoint.log",
             encoding: .utf8
         )
-        #expect(log.contains(#""msg":"request""#) && log.contains(#""route":"demo/server""#), "\(log.suffix(2000))")
+        #expect(
+            log.contains(#""message":"request complete""#) && log.contains(#""route":"demo/server""#),
+            "\(log.suffix(2000))"
+        )
         let audits = log.split(separator: "\n").filter { $0.contains("AUDIT policy matched") }
         #expect(audits.count == 1, "\(audits)")
         #expect(audits.first?.contains(#""policy":"demo/server-audit""#) == true, "\(audits)")

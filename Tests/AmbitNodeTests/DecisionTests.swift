@@ -312,4 +312,42 @@ import Testing
             return
         }
     }
+
+    // MARK: Re-checks
+
+    /// A policy change re-runs the decision that admitted each live connection, all of it: a new
+    /// STRICT PeerAuthentication ends plaintext connections, a new waypoint ends direct ones.
+    @Test func liveConnectionsAreRecheckedWithTheWholeInboundDecision() throws {
+        let fixture = try ProxiedConnectionTests.Fixture()
+        func admitted(peer: SpiffeID?, from source: String) throws -> ProxiedConnection {
+            let connection = try fixture.connection()
+            connection.admit(
+                ProxiedConnectionTests.Fixture.labels,
+                admission: .init(
+                    target: try Self.ep("10.244.2.2:8080"),
+                    peerIdentity: peer,
+                    sourceAddress: try IPAddress(parsing: source),
+                    plaintext: peer == nil
+                )
+            )
+            return connection
+        }
+        let plaintext = try admitted(peer: nil, from: "10.244.1.9")
+        let tunnelled = try admitted(peer: Self.client, from: "10.244.1.2")
+        let strict = """
+            apiVersion: security.istio.io/v1
+            kind: PeerAuthentication
+            metadata: {name: strict, namespace: demo}
+            spec: {mtls: {mode: STRICT}}
+            """
+        #expect(InboundProxy.refused(fixture.tracker.all, by: try Self.snapshot(Self.mesh)).isEmpty)
+        let underStrict = InboundProxy.refused(fixture.tracker.all, by: try Self.snapshot(Self.mesh + [strict]))
+        #expect(underStrict.map(\.0.id) == [plaintext.id])
+        #expect(underStrict.first?.1 == "PeerAuthentication STRICT: plaintext connection to demo/server rejected")
+        let withWaypoint = InboundProxy.refused(
+            fixture.tracker.all,
+            by: try Self.snapshot(Self.mesh + [Self.waypointGateway])
+        )
+        #expect(Set(withWaypoint.map(\.0.id)) == [plaintext.id, tunnelled.id])
+    }
 }

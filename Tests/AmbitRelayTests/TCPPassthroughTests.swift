@@ -59,7 +59,9 @@ import Testing
                 } catch {
                     return channel.eventLoop.makeFailedFuture(error)
                 }
-                _ = TCPPassthrough.relay(downstream: channel, to: Self.endpoint(echo.port)) { summaries.append($0) }
+                TCPPassthrough.relay(downstream: channel, to: Self.endpoint(echo.port)).whenSuccess {
+                    summaries.append($0)
+                }
                 return channel.eventLoop.makeSucceededVoidFuture()
             }
             .bind(host: "127.0.0.1", port: 0).get()

@@ -48,7 +48,7 @@ import Testing
         let metrics = MeshMetrics()
         let allowed = TrafficLabels(reporter: .destination, sourceWorkload: "a")
         var denied = allowed
-        denied.responseFlags = "DENY"
+        denied.responseFlags = .denied
         for _ in 0..<3 { metrics.tcp.counters(allowed).opened.increment() }
         metrics.tcp.counters(denied).opened.increment()
         metrics.http.record(allowed, responseCode: 200, milliseconds: 3, requestBytes: 10, responseBytes: 20)
@@ -67,7 +67,7 @@ import Testing
     }
 
     @Test func plaintextPeersAreUnknown() {
-        let labels = TrafficLabels(reporter: .destination, responseFlags: "DENY")
+        let labels = TrafficLabels(reporter: .destination, responseFlags: .denied)
         #expect(labels.pairs.first { $0.0 == "source_principal" }?.1 == "unknown")
         #expect(labels.pairs.first { $0.0 == "connection_security_policy" }?.1 == "none")
         #expect(
@@ -89,7 +89,7 @@ import Testing
         let line = try #require(sink.lines.first)
         #expect(line.hasSuffix("}\n"))
         let object = try #require(try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: String])
-        #expect(object["msg"] == "connection \"closed\"\n")
+        #expect(object["message"] == "connection \"closed\"\n")
         #expect(object["level"] == "info")
         #expect(object["scope"] == "ambit.test")
         #expect(object["pod"] == "demo/client")
@@ -101,8 +101,8 @@ import Testing
         let sink = LogSink()
         let logger = Logger(label: "x") { label in JSONLogHandler(label: label, sink: sink) }
         logger.warning("a\u{01}b\t\\ \u{1F}")
-        #expect(sink.lines[0].contains(#""msg":"a\u0001b\t\\ \u001f""#))
+        #expect(sink.lines[0].contains(#""message":"a\u0001b\t\\ \u001f""#))
         let object = try JSONSerialization.jsonObject(with: Data(sink.lines[0].utf8)) as? [String: String]
-        #expect(object?["msg"] == "a\u{01}b\t\\ \u{1F}")
+        #expect(object?["message"] == "a\u{01}b\t\\ \u{1F}")
     }
 }

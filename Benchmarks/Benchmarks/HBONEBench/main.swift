@@ -105,7 +105,7 @@ final class Paths: Sendable {
 
 struct PassInbound: HBONEInboundHandler {
     func open(_ request: HBONEInboundRequest, on eventLoop: any EventLoop) -> EventLoopFuture<HBONEInboundResult> {
-        UpstreamConnector.connect(to: request.authority, on: eventLoop).map { .connected($0) }.recover {
+        UpstreamConnector.connect(to: request.authority, on: eventLoop).map { .connected($0, finished: nil) }.recover {
             .unavailable("\($0)")
         }
     }

@@ -200,17 +200,12 @@ public final class ConfigSnapshot: Sendable {
     /// Istio's enrollment rules: host-network and sidecar-injected pods never; otherwise a pod
     /// label `ambient` or `none` decides, else the namespace label.
     public static func enrollment(of pod: Pod, namespace: Namespace?) -> Enrollment {
-        if pod.hostNetwork { return .notEnrolled(.hostNetwork) }
-        if pod.metadata.annotations["sidecar.istio.io/status"] != nil { return .notEnrolled(.sidecarInjected) }
-        switch pod.metadata.labels[WellKnownLabels.dataplaneMode] {
-        case WellKnownLabels.dataplaneModeNone: return .notEnrolled(.podOptOut)
-        case WellKnownLabels.dataplaneModeAmbient: return .enrolled(.podLabel)
-        default: break
-        }
-        if namespace?.metadata.labels[WellKnownLabels.dataplaneMode] == WellKnownLabels.dataplaneModeAmbient {
-            return .enrolled(.namespaceLabel)
-        }
-        return .notEnrolled(.namespaceNotEnrolled)
+        Enrollment(
+            podLabels: pod.metadata.labels,
+            podAnnotations: pod.metadata.annotations,
+            hostNetwork: pod.hostNetwork,
+            namespaceLabels: namespace?.metadata.labels ?? [:]
+        )
     }
 
     private static func endpoints(of pods: [Pod], targetPort: TargetPort) -> [ServiceEndpoint] {

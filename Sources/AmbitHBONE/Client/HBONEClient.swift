@@ -35,21 +35,33 @@ public final class HBONEClient: Sendable {
     }
 
     /// Carries `downstream` to `request.authority` through HBONE. `downstream` must have
-    /// `autoRead` off and remote half-closure allowed; the relay turns reading on. The future
-    /// succeeds once the server answered 200; on any failure the downstream is reset (RST, not FIN).
-    public func tunnel(downstream: any Channel, request: HBONETunnelRequest) -> EventLoopFuture<Void> {
+    /// `autoRead` off and remote half-closure allowed; the relay turns reading on. On failure the
+    /// downstream is left as it is: its owner decides how it ends (a proxy resets it, so the
+    /// application sees a refused connection rather than an empty reply).
+    public func tunnel(downstream: any Channel, request: HBONETunnelRequest) -> HBONETunnel {
         let eventLoop = downstream.eventLoop
+        let established = eventLoop.makePromise(of: Void.self)
+        let finished = eventLoop.makePromise(of: RelaySummary.self)
         if eventLoop.inEventLoop {
-            return pool(for: eventLoop).value.tunnel(downstream: downstream, request: request)
+            pool(for: eventLoop).value.tunnel(downstream, request, established: established, finished: finished)
+        } else {
+            eventLoop.execute {
+                self.pool(for: eventLoop).value.tunnel(
+                    downstream,
+                    request,
+                    established: established,
+                    finished: finished
+                )
+            }
         }
-        return eventLoop.flatSubmit { self.pool(for: eventLoop).value.tunnel(downstream: downstream, request: request) }
+        return HBONETunnel(established: established.futureResult, finished: finished.futureResult)
     }
 
     /// Opens one CONNECT stream to `request.authority` on a pooled connection of `eventLoop` and,
     /// once the server answered 200, returns the stream channel for the caller's own handlers:
     /// it reads and writes `ByteBuffer`, delivers the server's END_STREAM as
     /// `ChannelEvent.inputClosed`, and `close(mode: .output)` sends END_STREAM. A waypoint uses it
-    /// to speak HTTP to the endpoint inside the tunnel. `request.onFinished` is not called.
+    /// to speak HTTP to the endpoint inside the tunnel.
     public func openStream(_ request: HBONETunnelRequest, on eventLoop: any EventLoop) -> EventLoopFuture<any Channel> {
         if eventLoop.inEventLoop {
             return pool(for: eventLoop).value.openStream(request)

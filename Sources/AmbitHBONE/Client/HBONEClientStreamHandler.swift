@@ -7,9 +7,8 @@ import NIOHTTP2
 /// The client half of one HBONE stream: sends CONNECT with `forwarded`, `baggage` and
 /// `traceparent`, waits for the response, and on `200` joins the stream to the downstream
 /// socket with a relay (or, without a downstream, stays as the stream's bytes codec and hands
-/// the stream channel to whoever asked for it). Any other status (or none before the timeout) fails the tunnel; the
-/// pool then resets the downstream socket, so the application sees a refused connection rather
-/// than an empty reply.
+/// the stream channel to whoever asked for it). Any other status (or none before the timeout) fails
+/// the tunnel; the downstream socket is its owner's to end.
 final class HBONEClientStreamHandler: ChannelDuplexHandler {
     typealias InboundIn = HTTP2Frame.FramePayload
     typealias InboundOut = ByteBuffer
@@ -25,13 +24,14 @@ final class HBONEClientStreamHandler: ChannelDuplexHandler {
 
     private var state = State.idle
     private let request: HBONETunnelRequest
-    private let downstream: (any Channel)?
+    /// The socket to relay, and the promise its relay completes when it ends.
+    private let downstream: (channel: any Channel, finished: EventLoopPromise<RelaySummary>?)?
     private let responseTimeout: TimeAmount
     private let established: EventLoopPromise<any Channel>
 
     init(
         request: HBONETunnelRequest,
-        downstream: (any Channel)?,
+        downstream: (channel: any Channel, finished: EventLoopPromise<RelaySummary>?)?,
         responseTimeout: TimeAmount,
         established: EventLoopPromise<any Channel>
     ) {
@@ -103,12 +103,12 @@ final class HBONEClientStreamHandler: ChannelDuplexHandler {
             if endStream { context.fireUserInboundEventTriggered(ChannelEvent.inputClosed) }
             return
         }
-        let onFinished = request.onFinished
-        let stats = RelayStats { stats in onFinished?(stats.summary) }
+        let finished = downstream.finished
+        let stats = RelayStats { stats in finished?.succeed(stats.summary) }
         let streamSide = RelayHandler(isSocket: false)
         let downstreamSide: RelayHandler
         do {
-            downstreamSide = try downstream.pipeline.syncOperations.relayHandler()
+            downstreamSide = try downstream.channel.pipeline.syncOperations.relayHandler()
             try context.pipeline.syncOperations.addHandler(streamSide, position: .after(self))
         } catch {
             fail(context: context, HBONEError(.connectionClosed, "cannot set up the relay: \(error)"))

@@ -18,6 +18,13 @@ final class HBONEConnectionPool {
         /// The socket to relay; `nil` when the caller takes the stream channel itself.
         let downstream: (any Channel)?
         let promise: EventLoopPromise<any Channel>
+        /// With a downstream: completed when the relay has ended (failed when it never started).
+        let finished: EventLoopPromise<RelaySummary>?
+
+        func fail(_ error: any Error) {
+            promise.fail(error)
+            finished?.fail(error)
+        }
     }
 
     private struct Live {
@@ -60,24 +67,33 @@ final class HBONEConnectionPool {
         )
     }
 
-    /// Carries `downstream` (a socket with `autoRead` off) to `request.authority`. Succeeds
-    /// once the server answered 200 and the relay runs; on failure the downstream is reset.
-    func tunnel(downstream: any Channel, request: HBONETunnelRequest) -> EventLoopFuture<Void> {
-        open(request, downstream: downstream).map { _ in }
+    /// Carries `downstream` (a socket with `autoRead` off) to `request.authority` (see
+    /// ``HBONEClient/tunnel(downstream:request:)``).
+    func tunnel(
+        _ downstream: any Channel,
+        _ request: HBONETunnelRequest,
+        established: EventLoopPromise<Void>,
+        finished: EventLoopPromise<RelaySummary>
+    ) {
+        open(request, downstream: downstream, finished: finished).map { _ in }.cascade(to: established)
     }
 
     /// Opens a stream to `request.authority` and hands over the stream channel once the server
     /// answered 200 (see ``HBONEClient/openStream(_:on:)``).
     func openStream(_ request: HBONETunnelRequest) -> EventLoopFuture<any Channel> {
-        open(request, downstream: nil)
+        open(request, downstream: nil, finished: nil)
     }
 
-    private func open(_ request: HBONETunnelRequest, downstream: (any Channel)?) -> EventLoopFuture<any Channel> {
+    private func open(
+        _ request: HBONETunnelRequest,
+        downstream: (any Channel)?,
+        finished: EventLoopPromise<RelaySummary>?
+    ) -> EventLoopFuture<any Channel> {
         eventLoop.preconditionInEventLoop()
         let id = Machine.RequestID(value: nextRequest)
         nextRequest += 1
         let promise = eventLoop.makePromise(of: (any Channel).self)
-        pending[id] = Pending(request: request, downstream: downstream, promise: promise)
+        pending[id] = Pending(request: request, downstream: downstream, promise: promise, finished: finished)
         run(machine.lease(id, key: request.poolKey))
         return promise.futureResult
     }
@@ -128,8 +144,7 @@ final class HBONEConnectionPool {
     private func fail(_ request: Machine.RequestID, _ error: HBONEError) {
         guard let entry = pending.removeValue(forKey: request) else { return }
         logger.debug("HBONE tunnel failed", metadata: ["authority": "\(entry.request.authority)", "error": "\(error)"])
-        if let downstream = entry.downstream { RelaySockets.reset(downstream) }
-        entry.promise.fail(error)
+        entry.fail(error)
     }
 
     private func startConnection(_ id: Machine.ConnectionID, key: HBONEPoolKey) {
@@ -273,10 +288,7 @@ final class HBONEConnectionPool {
         guard let multiplexer = live[connection]?.multiplexer else {
             pending.removeValue(forKey: request)
             run(machine.streamFailed(on: connection, now: .now()))
-            if let downstream = entry.downstream { RelaySockets.reset(downstream) }
-            entry.promise.fail(
-                HBONEError(.connectionClosed, "the HBONE connection to \(entry.request.nextHop) is gone")
-            )
+            entry.fail(HBONEError(.connectionClosed, "the HBONE connection to \(entry.request.nextHop) is gone"))
             return
         }
         let established = eventLoop.makePromise(of: (any Channel).self)
@@ -287,7 +299,7 @@ final class HBONEConnectionPool {
                 try stream.pipeline.syncOperations.addHandler(
                     HBONEClientStreamHandler(
                         request: entry.request,
-                        downstream: entry.downstream,
+                        downstream: entry.downstream.map { ($0, entry.finished) },
                         responseTimeout: responseTimeout,
                         established: established
                     )
@@ -313,8 +325,7 @@ final class HBONEConnectionPool {
             case .success(let stream):
                 entry.promise.succeed(stream)
             case .failure(let error):
-                if let downstream = entry.downstream { RelaySockets.reset(downstream) }
-                entry.promise.fail(error)
+                entry.fail(error)
             }
         }
     }

@@ -18,7 +18,8 @@ public enum HBONEForwarder {
     ) -> EventLoopFuture<any Channel> {
         RelaySockets.acceptingBootstrap(group: group) { channel in
             let tunnel = client.tunnel(downstream: channel, request: request(channel))
-            if let onResult { tunnel.whenComplete(onResult) }
+            tunnel.established.whenFailure { _ in RelaySockets.reset(channel) }
+            if let onResult { tunnel.established.whenComplete(onResult) }
         }
         .bind(host: host, port: port)
     }

@@ -1,6 +1,7 @@
 public import AmbitIdentity
 public import AmbitModel
 public import AmbitRelay
+public import NIOCore
 
 /// One TCP connection to carry over HBONE.
 public struct HBONETunnelRequest: Sendable {
@@ -15,8 +16,6 @@ public struct HBONETunnelRequest: Sendable {
     /// The address to dial from (the source pod's); part of the pool key.
     public var sourceAddress: IPAddress?
     public var headers: HBONEHeaders
-    /// Called once the tunnel has ended, with bytes each way.
-    public var onFinished: (@Sendable (RelaySummary) -> Void)?
 
     public init(
         sourceCertificate: WorkloadCertificate,
@@ -24,8 +23,7 @@ public struct HBONETunnelRequest: Sendable {
         nextHop: IPEndpoint,
         authority: IPEndpoint,
         sourceAddress: IPAddress? = nil,
-        headers: HBONEHeaders = HBONEHeaders(),
-        onFinished: (@Sendable (RelaySummary) -> Void)? = nil
+        headers: HBONEHeaders = HBONEHeaders()
     ) {
         self.sourceCertificate = sourceCertificate
         self.destinationIdentities = destinationIdentities
@@ -33,7 +31,6 @@ public struct HBONETunnelRequest: Sendable {
         self.authority = authority
         self.sourceAddress = sourceAddress
         self.headers = headers
-        self.onFinished = onFinished
     }
 
     var poolKey: HBONEPoolKey {
@@ -44,4 +41,13 @@ public struct HBONETunnelRequest: Sendable {
             sourceAddress: sourceAddress
         )
     }
+}
+
+/// A tunnel the client is opening for a downstream socket.
+public struct HBONETunnel: Sendable {
+    /// Succeeds once the server answered 200 and the relay runs.
+    public let established: EventLoopFuture<Void>
+    /// Fails like `established` when the tunnel could not be opened (the downstream is left to its
+    /// owner to end); otherwise succeeds once both sides have closed, with the bytes each way.
+    public let finished: EventLoopFuture<RelaySummary>
 }

@@ -1,9 +1,6 @@
 public import AmbitModel
 public import AmbitRelay
 public import NIOCore
-import Synchronization
-
-private let inboundRequestIDs = Atomic<UInt64>(1)
 
 /// A validated CONNECT, handed to the ``HBONEInboundHandler``.
 public struct HBONEInboundRequest: Sendable {
@@ -17,9 +14,6 @@ public struct HBONEInboundRequest: Sendable {
     /// waypoint, `<service VIP>:<port>`.
     public let authority: IPEndpoint
     public let headers: HBONEHeaders
-    /// Unique per request in this process: ties ``HBONEInboundHandler/finished(_:summary:)``
-    /// to the ``HBONEInboundHandler/open(_:on:)`` it ends.
-    public let id: UInt64
 
     public init(
         peerIdentity: SpiffeID,
@@ -33,7 +27,6 @@ public struct HBONEInboundRequest: Sendable {
         self.localAddress = localAddress
         self.authority = authority
         self.headers = headers
-        self.id = inboundRequestIDs.wrappingAdd(1, ordering: .relaxed).oldValue
     }
 
     /// The source IP of the connection: the TCP peer's, which the mesh vouches for.
@@ -45,14 +38,17 @@ public struct HBONEInboundRequest: Sendable {
 /// What the inbound handler decided about a CONNECT.
 public enum HBONEInboundResult: Sendable {
     /// The upstream is connected. The channel must be on the stream's event loop, created with
-    /// `autoRead` off and remote half-closure allowed (see ``UpstreamConnector``).
-    case connected(any Channel)
+    /// `autoRead` off and remote half-closure allowed (see ``UpstreamConnector``). The server
+    /// completes `finished` exactly once: with the bytes each way when the relay has ended, or
+    /// with an error when the client went away before the relay could start (the upstream is
+    /// then closed).
+    case connected(any Channel, finished: EventLoopPromise<RelaySummary>?)
     /// The handler terminates the tunnel itself (a waypoint parsing HTTP inside it): after the
     /// `200`, `configure` adds its handlers to the stream channel, which reads and writes
     /// `ByteBuffer`, delivers the client's END_STREAM as `ChannelEvent.inputClosed` and turns
-    /// `close(mode: .output)` into END_STREAM. ``HBONEInboundHandler/finished(_:summary:)`` is
-    /// called when the stream closes, with the bytes each way.
-    case terminate(configure: @Sendable (any Channel) throws -> Void)
+    /// `close(mode: .output)` into END_STREAM. `finished` is completed when the stream closes,
+    /// with the bytes each way (or with an error when the tunnel never started).
+    case terminate(configure: @Sendable (any Channel) throws -> Void, finished: EventLoopPromise<RelaySummary>?)
     /// 400: the authority does not match a local destination.
     case badRequest(String)
     /// 401: denied by policy.
@@ -63,13 +59,8 @@ public enum HBONEInboundResult: Sendable {
 
 /// The pluggable part of the HBONE server: decides (peer, source, destination) and opens the
 /// upstream connection. The node agent implements it with L4 authorization and a connect from
-/// the pod's network namespace; tests implement it directly.
+/// the pod's network namespace; tests implement it directly. Whoever wants to know how a tunnel
+/// ended passes a promise in the result.
 public protocol HBONEInboundHandler: Sendable {
     func open(_ request: HBONEInboundRequest, on eventLoop: any EventLoop) -> EventLoopFuture<HBONEInboundResult>
-    /// Called once per accepted tunnel when both sides have closed.
-    func finished(_ request: HBONEInboundRequest, summary: RelaySummary)
-}
-
-extension HBONEInboundHandler {
-    public func finished(_ request: HBONEInboundRequest, summary: RelaySummary) {}
 }

@@ -26,7 +26,7 @@ final class HBONEServerStreamHandler: ChannelDuplexHandler {
 
     private var state = State.awaitingHeaders
     /// Bytes each way when the inbound handler terminates the tunnel itself (a relay counts its own).
-    private var terminated: (request: HBONEInboundRequest, received: Int, sent: Int)?
+    private var terminated: (finished: EventLoopPromise<RelaySummary>?, received: Int, sent: Int)?
     private let peerIdentity: () throws -> SpiffeID
     private let inbound: any HBONEInboundHandler
     private let onResult: (Int, String) -> Void
@@ -97,10 +97,15 @@ final class HBONEServerStreamHandler: ChannelDuplexHandler {
             inbound.open(request, on: context.eventLoop).hop(to: context.eventLoop).whenComplete { result in
                 let (handler, context) = loopBound.value
                 switch result {
-                case .success(.connected(let upstream)):
-                    handler.startRelay(context: context, upstream: upstream, request: request)
-                case .success(.terminate(let configure)):
-                    handler.startTerminated(context: context, configure: configure, request: request)
+                case .success(.connected(let upstream, let finished)):
+                    handler.startRelay(context: context, upstream: upstream, request: request, finished: finished)
+                case .success(.terminate(let configure, let finished)):
+                    handler.startTerminated(
+                        context: context,
+                        configure: configure,
+                        request: request,
+                        finished: finished
+                    )
                 case .success(.badRequest(let reason)):
                     handler.respond(context: context, status: 400, reason: reason)
                 case .success(.denied(let reason)):
@@ -114,15 +119,20 @@ final class HBONEServerStreamHandler: ChannelDuplexHandler {
         }
     }
 
-    private func startRelay(context: ChannelHandlerContext, upstream: any Channel, request: HBONEInboundRequest) {
+    private func startRelay(
+        context: ChannelHandlerContext,
+        upstream: any Channel,
+        request: HBONEInboundRequest,
+        finished: EventLoopPromise<RelaySummary>?
+    ) {
         guard case .connecting(let early) = state, context.channel.isActive else {
             // The client went away while we connected.
             upstream.close(promise: nil)
+            finished?.fail(HBONEError(.streamReset, "CONNECT \(request.authority): the client left before the relay"))
             return
         }
         precondition(upstream.eventLoop === context.eventLoop, "the upstream must be on the stream's event loop")
-        let inbound = self.inbound
-        let stats = RelayStats { stats in inbound.finished(request, summary: stats.summary) }
+        let stats = RelayStats { stats in finished?.succeed(stats.summary) }
         let streamSide = RelayHandler(isSocket: false)
         let upstreamSide: RelayHandler
         do {
@@ -130,6 +140,7 @@ final class HBONEServerStreamHandler: ChannelDuplexHandler {
             try context.pipeline.syncOperations.addHandler(streamSide, position: .after(self))
         } catch {
             upstream.close(promise: nil)
+            finished?.fail(error)
             respond(context: context, status: 503, reason: "cannot set up the relay: \(error)")
             return
         }
@@ -148,17 +159,22 @@ final class HBONEServerStreamHandler: ChannelDuplexHandler {
     private func startTerminated(
         context: ChannelHandlerContext,
         configure: (any Channel) throws -> Void,
-        request: HBONEInboundRequest
+        request: HBONEInboundRequest,
+        finished: EventLoopPromise<RelaySummary>?
     ) {
-        guard case .connecting(let early) = state, context.channel.isActive else { return }
+        guard case .connecting(let early) = state, context.channel.isActive else {
+            finished?.fail(HBONEError(.streamReset, "CONNECT \(request.authority): the client left first"))
+            return
+        }
         do {
             try configure(context.channel)
         } catch {
+            finished?.fail(error)
             respond(context: context, status: 503, reason: "cannot set up the tunnel's handlers: \(error)")
             return
         }
         state = .relaying
-        terminated = (request, 0, 0)
+        terminated = (finished, 0, 0)
         onResult(200, "terminated for \(request.authority)")
         var headers = HPACKHeaders()
         headers.add(name: ":status", value: "200")
@@ -181,13 +197,8 @@ final class HBONEServerStreamHandler: ChannelDuplexHandler {
     func channelInactive(context: ChannelHandlerContext) {
         if let terminated {
             self.terminated = nil
-            inbound.finished(
-                terminated.request,
-                summary: RelaySummary(
-                    requestBytes: terminated.received,
-                    responseBytes: terminated.sent,
-                    error: nil
-                )
+            terminated.finished?.succeed(
+                RelaySummary(requestBytes: terminated.received, responseBytes: terminated.sent, error: nil)
             )
         }
         context.fireChannelInactive()

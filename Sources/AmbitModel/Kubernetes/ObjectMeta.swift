@@ -43,6 +43,14 @@ public struct ObjectKey: Hashable, Sendable, Comparable, CustomStringConvertible
         self.name = name
     }
 
+    /// Parses `namespace/name` (as command lines name a namespaced object); `nil` unless it is exactly
+    /// two non-empty parts.
+    public init?(_ kind: ResourceKind, namespacedName text: String) {
+        let parts = text.split(separator: "/", omittingEmptySubsequences: false)
+        guard parts.count == 2, !parts[0].isEmpty, !parts[1].isEmpty else { return nil }
+        self.init(kind, namespace: String(parts[0]), name: String(parts[1]))
+    }
+
     /// `namespace/name`, or `name` for cluster-scoped objects.
     public var namespacedName: String { namespace.isEmpty ? name : "\(namespace)/\(name)" }
 

@@ -34,6 +34,29 @@ public enum Enrollment: Hashable, Sendable, CustomStringConvertible {
         return false
     }
 
+    /// Istio ambient's rule: a host-network pod or one with an injected sidecar never; else the pod's
+    /// `istio.io/dataplane-mode` label (`ambient` enrolls, `none` opts out); else its namespace's.
+    public init(
+        podLabels: [String: String],
+        podAnnotations: [String: String] = [:],
+        hostNetwork: Bool = false,
+        namespaceLabels: [String: String]
+    ) {
+        if hostNetwork {
+            self = .notEnrolled(.hostNetwork)
+        } else if podAnnotations["sidecar.istio.io/status"] != nil {
+            self = .notEnrolled(.sidecarInjected)
+        } else if podLabels[WellKnownLabels.dataplaneMode] == WellKnownLabels.dataplaneModeNone {
+            self = .notEnrolled(.podOptOut)
+        } else if podLabels[WellKnownLabels.dataplaneMode] == WellKnownLabels.dataplaneModeAmbient {
+            self = .enrolled(.podLabel)
+        } else if namespaceLabels[WellKnownLabels.dataplaneMode] == WellKnownLabels.dataplaneModeAmbient {
+            self = .enrolled(.namespaceLabel)
+        } else {
+            self = .notEnrolled(.namespaceNotEnrolled)
+        }
+    }
+
     public var description: String {
         switch self {
         case .enrolled(let reason): return "enrolled (\(reason.rawValue))"

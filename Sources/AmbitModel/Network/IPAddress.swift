@@ -197,3 +197,6 @@ public struct IPAddressError: Error, Hashable, CustomStringConvertible {
     public let text: String
     public var description: String { "\"\(text)\" is not a valid IPv4 or IPv6 address" }
 }
+
+/// In JSON and YAML an address is its text.
+extension IPAddress: TextCodable {}

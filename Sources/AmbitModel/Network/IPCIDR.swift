@@ -73,3 +73,6 @@ public struct IPCIDRError: Error, Hashable, CustomStringConvertible {
     public let reason: String
     public var description: String { "invalid CIDR \"\(text)\": \(reason)" }
 }
+
+/// In JSON and YAML an address block is its text, `10.244.1.0/24`.
+extension IPCIDR: TextCodable {}

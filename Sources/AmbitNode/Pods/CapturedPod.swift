@@ -1,32 +1,16 @@
 import AmbitCapture
 import AmbitHBONE
 import AmbitModel
-import Foundation
 import NIOCore
 import Synchronization
 
-/// What the agent keeps on disk for each captured pod, so a restarted agent can restore its
-/// capture (docs/protocols.md: pods are never re-created for that).
-struct PodRecord: Codable, Hashable, Sendable {
-    var uid: String
-    var namespace: String
-    var name: String
-    var ips: [String]
-    var netnsPath: String
-    var containerID: String?
-
-    var key: ObjectKey { ObjectKey(.pod, namespace: namespace, name: name) }
-    var displayName: String { "\(namespace)/\(name)" }
-    var addresses: [IPAddress] { ips.compactMap { IPAddress($0) } }
-}
-
-/// A pod the agent captures: its namespace handle, its three listeners, its HBONE server.
+/// A pod the agent captures: its namespace handle, its three listeners, its HBONE server. Its live
+/// connections are the proxies' (``ConnectionTracker``).
 final class CapturedPod: Sendable {
     let record: PodRecord
     let netns: NetworkNamespace
     let server: HBONEServer
     let listeners: Mutex<[any Channel]>
-    let connections = ConnectionSet()
 
     init(record: PodRecord, netns: NetworkNamespace, server: HBONEServer) {
         self.record = record

@@ -67,15 +67,7 @@ struct NetnsDialer: Dialer {
             }
         }
         return descriptor.futureResult.flatMap { fd in
-            ClientBootstrap(group: eventLoop)
-                .channelOption(.socketOption(.tcp_nodelay), value: 1)
-                .channelOption(.recvAllocator, value: SocketTuning.recvAllocator)
-                .channelOption(.autoRead, value: false)
-                .channelOption(.allowRemoteHalfClosure, value: true)
-                .channelInitializer { channel in
-                    channel.eventLoop.makeCompletedFuture { try prepare?(channel) }
-                }
-                .withConnectedSocket(fd)
+            ClientBootstrap.forRelay(on: eventLoop, prepare: prepare).withConnectedSocket(fd)
         }
     }
 }

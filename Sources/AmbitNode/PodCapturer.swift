@@ -1,0 +1,405 @@
+import AmbitCNI
+import AmbitCapture
+import AmbitConfig
+import AmbitHBONE
+import AmbitIdentity
+import AmbitModel
+import AmbitRelay
+import Foundation
+import Logging
+import NIOCore
+import NIOPosix
+import Synchronization
+import X509
+
+/// Puts the node's enrolled pods under capture and takes them out again (ztunnel's in-pod workload
+/// manager): installs a pod's capture inside its network namespace, opens its three listeners there
+/// and hands them to the proxies; releases a pod that left the mesh; restores every recorded pod
+/// after a restart; reconciles with the configuration; answers the CNI plugin. Every capture and
+/// release runs one at a time (``CaptureQueue``).
+final class PodCapturer: Sendable {
+    /// What the capturer needs to know about its node and the pods' HBONE servers.
+    struct Settings: Sendable {
+        var nodeName: String
+        var netnsDirectory: String
+        var netnsPrefix: String
+        var enrollmentFile: String
+    }
+
+    /// The HBONE servers' settings and trust.
+    struct ServerSettings: Sendable {
+        var configuration: HBONEConfiguration
+        var trustDomain: String
+        var roots: [Certificate]
+    }
+
+    /// Whether every pod that should be captured is, for readiness.
+    struct Readiness: Sendable {
+        /// Recorded pods were restored after start-up.
+        var restored = false
+        /// Pods that should be captured but are not yet, with why.
+        var missing = ["initial configuration not loaded"]
+
+        var isReady: Bool { restored && missing.isEmpty }
+    }
+
+    let settings: Settings
+    let hbone: ServerSettings
+    let inputs: ProxyInputs
+    let outbound: OutboundProxy
+    let inbound: InboundProxy
+    let source: any ConfigSource
+    let records: PodRecordStore
+    let group: any EventLoopGroup
+    let queue = CaptureQueue()
+    private let state = Mutex(Readiness())
+
+    init(
+        settings: Settings,
+        hbone: ServerSettings,
+        inputs: ProxyInputs,
+        source: any ConfigSource,
+        records: PodRecordStore,
+        group: any EventLoopGroup
+    ) {
+        self.settings = settings
+        self.hbone = hbone
+        self.inputs = inputs
+        self.outbound = OutboundProxy(inputs: inputs)
+        self.inbound = InboundProxy(inputs: inputs)
+        self.source = source
+        self.records = records
+        self.group = group
+    }
+
+    var readiness: Readiness { state.withLock { $0 } }
+
+    // MARK: Capture and release
+
+    /// Installs the capture rules in the pod's namespace and opens its three listeners there.
+    /// Idempotent: a pod already captured is left as it is.
+    func capture(_ record: PodRecord, netns: NetworkNamespace) async throws {
+        if inputs.registry.pod(uid: record.uid) != nil { return }
+        guard let hboneAddress = record.addresses.first(where: \.isIPv4) ?? record.addresses.first else {
+            throw NodeAgentError.capture(pod: record.displayName, reason: "the pod has no IP address")
+        }
+        let loopback: IPAddress = hboneAddress.isIPv4 ? .v4(0x7F00_0001) : IPAddress("::1")!
+        let any: IPAddress = hboneAddress.isIPv4 ? .v4(0) : IPAddress("::")!
+        let mark = MeshMarks.agentSocket
+        let descriptors: [Int32]
+        do {
+            let backend = inputs.backend
+            descriptors = try await inputs.executor.run(in: netns) {
+                try backend.prepare()
+                var opened: [Int32] = []
+                do {
+                    for endpoint in [
+                        IPEndpoint(loopback, MeshPorts.outbound),
+                        IPEndpoint(any, MeshPorts.inboundPlaintext),
+                        IPEndpoint(hboneAddress, MeshPorts.hbone),
+                    ] {
+                        opened.append(
+                            try CaptureSockets.listener(
+                                address: endpoint,
+                                mark: mark,
+                                reusePort: true,
+                                transparent: false
+                            )
+                        )
+                    }
+                    try backend.activate(netns: netns, addresses: record.addresses, inboundListener: opened[1])
+                } catch {
+                    for fd in opened { close(fd) }
+                    throw error
+                }
+                return opened
+            }
+        } catch {
+            throw NodeAgentError.capture(pod: record.displayName, reason: "\(error)")
+        }
+
+        let uid = record.uid
+        let server = HBONEServer(
+            configuration: hbone.configuration,
+            trustDomain: hbone.trustDomain,
+            roots: hbone.roots,
+            certificate: { [self] in try serverCertificate(forPod: uid) },
+            inbound: PodInbound(proxy: inbound, podUID: uid),
+            logger: inputs.logger
+        )
+        let pod = CapturedPod(record: record, netns: netns, server: server)
+        // Registered before the listeners serve, so the first connection finds its pod.
+        inputs.registry.insert(pod)
+        let (outbound, inbound) = (self.outbound, self.inbound)
+        do {
+            let outboundListener = try await relayListener(descriptors[0]) { outbound.accept($0, from: pod) }
+            pod.listeners.withLock { $0.append(outboundListener) }
+            let plaintextListener = try await relayListener(descriptors[1]) { inbound.acceptPlaintext($0, to: pod) }
+            pod.listeners.withLock { $0.append(plaintextListener) }
+            let hboneListener = try await server.listen(boundSocket: descriptors[2], group: group).get()
+            pod.listeners.withLock { $0.append(hboneListener) }
+        } catch {
+            inputs.registry.remove(uid: uid)
+            for listener in pod.listeners.withLock({ $0 }) { try? await listener.close() }
+            for fd in descriptors[pod.listeners.withLock({ $0.count })...] { close(fd) }
+            throw NodeAgentError.capture(pod: record.displayName, reason: "listener: \(error)")
+        }
+        do {
+            try records.save(record)
+        } catch {
+            inputs.logger.error(
+                "cannot persist pod record",
+                metadata: ["pod": "\(record.displayName)", "error": "\(error)"]
+            )
+        }
+        if let workload = inputs.store.snapshot.workload(for: record.key) {
+            await warmCertificate(workload.identity)
+        }
+        inputs.logger.info(
+            "pod captured",
+            metadata: [
+                "pod": "\(record.displayName)", "uid": "\(uid)", "ips": "\(record.ips)", "netns": "\(record.netnsPath)",
+            ]
+        )
+    }
+
+    private func relayListener(_ fd: Int32, accept: @escaping @Sendable (any Channel) -> Void) async throws
+        -> any Channel
+    {
+        try await RelaySockets.acceptingBootstrap(group: group, accept: accept).withBoundSocket(fd).get()
+    }
+
+    /// Removes the pod's capture completely: listeners, live connections, rules, record.
+    func release(uid: String, reason: String) async {
+        guard let pod = inputs.registry.remove(uid: uid) else {
+            records.delete(uid)
+            return
+        }
+        for listener in pod.listeners.withLock({ $0 }) { try? await listener.close() }
+        for connection in inputs.connections.of(pod: uid) {
+            connection.revoke(reason: "closed: the pod left the mesh (\(reason))")
+        }
+        _ = try? await pod.server.shutdown(on: group.next()).get()
+        do {
+            let backend = inputs.backend
+            try await inputs.executor.run(in: pod.netns) { try backend.remove() }
+        } catch {
+            inputs.logger.warning(
+                "cannot remove capture rules",
+                metadata: ["pod": "\(pod.record.displayName)", "error": "\(error)"]
+            )
+        }
+        records.delete(uid)
+        inputs.logger.info("pod released", metadata: ["pod": "\(pod.record.displayName)", "reason": "\(reason)"])
+    }
+
+    // MARK: Certificates
+
+    func serverCertificate(forPod uid: String) throws -> WorkloadCertificate {
+        guard let pod = inputs.registry.pod(uid: uid),
+            let workload = inputs.store.snapshot.workload(for: pod.record.key)
+        else {
+            throw NodeAgentError.unknownSourcePod(uid)
+        }
+        if let certificate = inputs.certificateCache.current(workload.identity) { return certificate }
+        Task { await warmCertificate(workload.identity) }
+        throw NodeAgentError.capture(pod: pod.record.displayName, reason: "no certificate yet for \(workload.identity)")
+    }
+
+    func warmCertificate(_ identity: SpiffeID) async {
+        do {
+            inputs.certificateCache.store(try await inputs.certificates.certificate(for: identity))
+        } catch {
+            inputs.logger.warning(
+                "certificate request failed",
+                metadata: ["identity": "\(identity)", "error": "\(error)"]
+            )
+        }
+    }
+
+    // MARK: Restore, reconcile
+
+    /// Restores the capture of every pod recorded on disk (after a restart). A record whose
+    /// namespace file is gone belongs to a deleted pod and is dropped.
+    func restoreCapturedPods() async {
+        let (saved, errors) = records.loadAll()
+        for error in errors { inputs.logger.warning("unreadable pod record", metadata: ["error": "\(error)"]) }
+        await queue.serialized {
+            // Pruning eBPF capture is only safe when every pod still alive was re-enrolled: a pod whose
+            // record is unreadable or whose restore failed keeps its old capture (fail closed).
+            var safeToPrune = errors.isEmpty
+            for record in saved {
+                do {
+                    guard let netns = try? NetworkNamespace.open(path: record.netnsPath) else {
+                        throw NodeAgentError.noNetworkNamespace(record.netnsPath)
+                    }
+                    do {
+                        try await capture(record, netns: netns)
+                    } catch {
+                        safeToPrune = false
+                        throw error
+                    }
+                } catch {
+                    inputs.logger.warning(
+                        "cannot restore capture; dropping the record",
+                        metadata: ["pod": "\(record.displayName)", "error": "\(error)"]
+                    )
+                    records.delete(record.uid)
+                }
+            }
+            if case .ebpf(let capture) = inputs.backend, safeToPrune {
+                let pruned = capture.pruneUnknownPods()
+                if !pruned.isEmpty {
+                    inputs.logger.info(
+                        "eBPF capture of vanished pods removed",
+                        metadata: ["netns_cookies": "\(pruned)"]
+                    )
+                }
+            }
+        }
+        state.withLock { $0.restored = true }
+    }
+
+    /// Brings capture in line with the configuration: enroll running pods of newly enrolled
+    /// namespaces, release pods that left the mesh.
+    func reconcile() async {
+        await queue.serialized {
+            let snapshot = inputs.store.snapshot
+            for pod in inputs.registry.all {
+                let (wanted, reason) = shouldCapture(pod.record, in: snapshot)
+                if !wanted { await release(uid: pod.record.uid, reason: reason) }
+            }
+            var missing: [String] = []
+            for workload in snapshot.workloads(onNode: settings.nodeName) where workload.enrollment.isEnrolled {
+                let addresses = workload.pod.podIPs
+                guard let first = addresses.first else { continue }
+                if inputs.registry.pod(at: first) != nil {
+                    await warmCertificate(workload.identity)
+                    continue
+                }
+                do {
+                    guard let (netns, path) = try await findNamespace(owning: first) else {
+                        missing.append("\(workload.namespace)/\(workload.name): no network namespace with \(first)")
+                        continue
+                    }
+                    let record = PodRecord(
+                        uid: workload.pod.metadata.uid ?? "\(workload.namespace)-\(workload.name)",
+                        namespace: workload.namespace,
+                        name: workload.name,
+                        ips: addresses.map { "\($0)" },
+                        netnsPath: path,
+                        containerID: nil
+                    )
+                    try await capture(record, netns: netns)
+                } catch {
+                    inputs.logger.error(
+                        "cannot capture pod",
+                        metadata: ["pod": "\(workload.namespace)/\(workload.name)", "error": "\(error)"]
+                    )
+                    missing.append("\(workload.namespace)/\(workload.name): \(error)")
+                }
+            }
+            state.withLock { $0.missing = missing }
+        }
+    }
+
+    /// Finds the network namespace (under the runtime's netns directory) that has `address`
+    /// on one of its interfaces, as the container runtime created it.
+    func findNamespace(owning address: IPAddress) async throws -> (NetworkNamespace, String)? {
+        let directory = settings.netnsDirectory
+        let names = (try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []
+        for name in names.sorted() where name.hasPrefix(settings.netnsPrefix) {
+            let path = "\(directory)/\(name)"
+            guard let netns = try? NetworkNamespace.open(path: path) else { continue }
+            let addresses = (try? await inputs.executor.run(in: netns) { InterfaceAddresses.current() }) ?? []
+            if addresses.contains(address) { return (netns, path) }
+        }
+        return nil
+    }
+
+    // MARK: Enrollment
+
+    /// The enrollment state the CNI plugin reads (it makes no API calls of its own).
+    func publishEnrollment(_ snapshot: ConfigSnapshot) {
+        let enrolled = snapshot.namespaces.values
+            .filter { $0.metadata.labels[WellKnownLabels.dataplaneMode] == WellKnownLabels.dataplaneModeAmbient }
+            .map(\.metadata.name).sorted()
+        var overrides: [String: Bool] = [:]
+        for pod in snapshot.pods.values {
+            switch pod.metadata.labels[WellKnownLabels.dataplaneMode] {
+            case WellKnownLabels.dataplaneModeNone: overrides["\(pod.metadata.namespace)/\(pod.metadata.name)"] = false
+            case WellKnownLabels.dataplaneModeAmbient:
+                overrides["\(pod.metadata.namespace)/\(pod.metadata.name)"] = true
+            default: break
+            }
+        }
+        let state = EnrollmentState(
+            node: settings.nodeName,
+            enrolledNamespaces: enrolled,
+            podOverrides: overrides,
+            updated: Date()
+        )
+        do {
+            try state.save(path: settings.enrollmentFile)
+        } catch {
+            inputs.logger.error(
+                "cannot publish enrollment state",
+                metadata: ["file": "\(settings.enrollmentFile)", "error": "\(error)"]
+            )
+        }
+    }
+
+    /// Whether a pod must be captured: the Istio rules when the pod is known, else its
+    /// namespace's label (a pod the CNI plugin announces before its manifest arrives).
+    func shouldCapture(_ record: PodRecord, in snapshot: ConfigSnapshot) -> (Bool, String) {
+        if let pod = snapshot.pods[record.key] {
+            let enrollment = ConfigSnapshot.enrollment(of: pod, namespace: snapshot.namespaces[record.namespace])
+            return (enrollment.isEnrolled, "\(enrollment)")
+        }
+        let label = snapshot.namespaces[record.namespace]?.metadata.labels[WellKnownLabels.dataplaneMode]
+        let enrolled = label == WellKnownLabels.dataplaneModeAmbient
+        return (enrolled, enrolled ? "namespace label" : "namespace \(record.namespace) is not enrolled")
+    }
+}
+
+/// Serializes capture and release (CNI requests, configuration changes and the restore at
+/// start-up all change the same pods), without holding a thread.
+final class CaptureQueue: Sendable {
+    private struct State {
+        var busy = false
+        var waiters: [CheckedContinuation<Void, Never>] = []
+    }
+
+    private let state = Mutex(State())
+
+    func serialized<T: Sendable>(_ body: @Sendable () async throws -> T) async rethrows -> T {
+        await acquire()
+        defer { release() }
+        return try await body()
+    }
+
+    private func acquire() async {
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            let runNow = state.withLock { state in
+                if state.busy {
+                    state.waiters.append(continuation)
+                    return false
+                }
+                state.busy = true
+                return true
+            }
+            if runNow { continuation.resume() }
+        }
+    }
+
+    private func release() {
+        let next = state.withLock { state -> CheckedContinuation<Void, Never>? in
+            if state.waiters.isEmpty {
+                state.busy = false
+                return nil
+            }
+            return state.waiters.removeFirst()
+        }
+        next?.resume()
+    }
+}

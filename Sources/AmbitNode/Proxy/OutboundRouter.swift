@@ -1,0 +1,117 @@
+import AmbitConfig
+import AmbitModel
+
+/// Where the agent sends a connection captured on a pod's port 15001.
+enum OutboundRoute: Equatable {
+    /// To a mesh workload over HBONE: dial `nextHop` (`<pod IP>:15008`), CONNECT to `authority`.
+    case hbone(nextHop: IPEndpoint, authority: IPEndpoint, destination: Workload, service: String?)
+    /// Outside the mesh (or a pod that is not enrolled): plain TCP from the pod's namespace.
+    case passthrough(IPEndpoint, destination: Workload?, service: String?)
+    /// To the waypoint that serves the destination, over HBONE: dial `nextHop`
+    /// (`<waypoint IP>:15008`), CONNECT to the original destination.
+    case waypoint(nextHop: IPEndpoint, authority: IPEndpoint, waypoint: WaypointBinding, service: String?)
+    /// A service with no healthy endpoint, or a waypoint that is asked for but unusable: refused
+    /// (never sent around the waypoint).
+    case unavailable(String)
+}
+
+/// The outbound decision of docs/protocols.md, free of I/O so it is unit-tested on its own: a
+/// destination served by a waypoint goes to the waypoint (keeping the original destination as
+/// the authority); a service VIP:port picks a healthy endpoint and maps the service port to the
+/// target port, then goes to that endpoint's waypoint if it has one; a pod address of an enrolled
+/// pod goes over HBONE to that pod; anything else passes through.
+enum OutboundRouter {
+    static func route(
+        to destination: IPEndpoint,
+        in snapshot: ConfigSnapshot,
+        pick: ([ServiceEndpoint]) -> ServiceEndpoint? = { $0.randomElement() }
+    ) -> OutboundRoute {
+        if let binding = snapshot.service(at: destination) {
+            let serviceName =
+                "\(binding.service.name).\(binding.service.namespace).svc.\(snapshot.options.clusterDomain)"
+            if let route = through(
+                snapshot.waypoint(forService: binding.service),
+                to: destination,
+                service: serviceName,
+                refusing: "service \(binding.service.namespacedName)"
+            ) {
+                return route
+            }
+            guard let endpoint = pick(binding.healthyEndpoints) else {
+                return .unavailable(
+                    "service \(binding.service.namespace)/\(binding.service.name) port \(destination.port)"
+                )
+            }
+            // The chosen endpoint's own waypoint (its service account's, or its pod's or namespace's
+            // `istio.io/use-waypoint`): the endpoint accepts only that waypoint, so service-addressed
+            // traffic goes there too, with the endpoint as the authority.
+            if let route = through(
+                snapshot.waypoint(forWorkload: endpoint.pod),
+                to: endpoint.address,
+                service: serviceName,
+                refusing: "pod \(endpoint.pod.namespacedName) behind service \(binding.service.namespacedName)"
+            ) {
+                return route
+            }
+            let workload = snapshot.workload(for: endpoint.pod)
+            if let workload, workload.enrollment.isEnrolled {
+                return .hbone(
+                    nextHop: IPEndpoint(endpoint.address.address, MeshPorts.hbone),
+                    authority: endpoint.address,
+                    destination: workload,
+                    service: serviceName
+                )
+            }
+            return .passthrough(endpoint.address, destination: workload, service: serviceName)
+        }
+        if let workload = snapshot.workload(at: destination.address) {
+            if let route = through(
+                snapshot.waypoint(forWorkload: workload.key),
+                to: destination,
+                service: nil,
+                refusing: "pod \(workload.key.namespacedName)"
+            ) {
+                return route
+            }
+            if workload.enrollment.isEnrolled {
+                return .hbone(
+                    nextHop: IPEndpoint(destination.address, MeshPorts.hbone),
+                    authority: destination,
+                    destination: workload,
+                    service: nil
+                )
+            }
+            return .passthrough(destination, destination: workload, service: nil)
+        }
+        return .passthrough(destination, destination: nil, service: nil)
+    }
+
+    /// Through `resolution`'s waypoint; refused (naming `subject`) when the waypoint is asked for
+    /// but unusable; `nil` when there is none.
+    private static func through(
+        _ resolution: WaypointResolution,
+        to destination: IPEndpoint,
+        service: String?,
+        refusing subject: @autoclosure () -> String
+    ) -> OutboundRoute? {
+        switch resolution {
+        case .waypoint(let waypoint): return toWaypoint(waypoint, destination: destination, service: service)
+        case .unresolved(let reason): return .unavailable("\(subject()): \(reason)")
+        case .none: return nil
+        }
+    }
+
+    private static func toWaypoint(_ waypoint: WaypointBinding, destination: IPEndpoint, service: String?)
+        -> OutboundRoute
+    {
+        // Same address family as the destination when the waypoint has one.
+        let address =
+            waypoint.addresses.first { $0.isIPv4 == destination.address.isIPv4 } ?? waypoint.addresses[0]
+        return .waypoint(
+            nextHop: IPEndpoint(address, MeshPorts.hbone),
+            authority: destination,
+            waypoint: waypoint,
+            service: service
+        )
+    }
+}

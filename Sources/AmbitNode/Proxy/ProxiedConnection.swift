@@ -1,0 +1,195 @@
+import AmbitModel
+import AmbitPolicy
+import AmbitRelay
+import AmbitTelemetry
+import NIOCore
+import Synchronization
+
+/// One connection the agent proxies, from the moment it was accepted until it has ended (ztunnel's
+/// connection record). It is the one place where a connection's downstream is reset and where its
+/// telemetry is written, exactly once, however it ends: refused before a byte moved, its upstream
+/// unreachable, revoked by a policy change, or finished by its relay.
+///
+/// Life: created when the proxy knows where the connection goes (it is then tracked, so it shows in
+/// `/config_dump` and drain waits for it), then either ``refuse(_:flag:reason:)``, or ``admit(_:)``
+/// followed by ``relay(_:)``. ``revoke(reason:)`` may come at any time after ``admit(_:)``.
+final class ProxiedConnection: Sendable {
+    enum Direction: String, Sendable {
+        case outbound
+        case inbound
+    }
+
+    /// The inputs of the inbound decision that admitted the connection: re-evaluated, with the same
+    /// function, when the configuration changes (``InboundProxy/recheck(_:)``).
+    struct Admission: Sendable, Equatable {
+        var target: IPEndpoint
+        var peerIdentity: SpiffeID?
+        var sourceAddress: IPAddress
+        var plaintext: Bool
+    }
+
+    /// How a connection ended, for ``ConnectionTelemetry``.
+    struct Ending: Sendable {
+        let labels: TrafficLabels
+        let flag: ResponseFlag
+        let source: IPEndpoint?
+        let destination: IPEndpoint
+        let hboneAddress: IPEndpoint?
+        let summary: RelaySummary
+        let duration: Duration
+        let error: String?
+    }
+
+    private struct State {
+        var labels: TrafficLabels
+        var admission: Admission?
+        var hboneAddress: IPEndpoint?
+        /// The socket whose reset ends the connection abortively: the application's socket the capture
+        /// accepted, or, for an HBONE tunnel into a pod, the socket to the application.
+        var resettable: (any Channel)?
+        /// Why a policy change ended the connection.
+        var revoked: String?
+        var finished = false
+    }
+
+    let id: UInt64
+    let direction: Direction
+    let pod: PodRecord
+    let source: IPEndpoint?
+    let destination: IPEndpoint
+    let started = ContinuousClock.now
+    private let tracker: ConnectionTracker
+    private let telemetry: ConnectionTelemetry
+    private let state: Mutex<State>
+
+    /// A connection `pod` sent (outbound) or receives (inbound), tracked from now on. `downstream` is
+    /// the socket to reset if it fails: the accepted application socket; `nil` for an HBONE tunnel,
+    /// whose server answers the client itself.
+    init(
+        _ direction: Direction,
+        pod: PodRecord,
+        source: IPEndpoint?,
+        destination: IPEndpoint,
+        labels: TrafficLabels,
+        downstream: (any Channel)?,
+        tracker: ConnectionTracker,
+        telemetry: ConnectionTelemetry
+    ) {
+        self.id = telemetry.makeID()
+        self.direction = direction
+        self.pod = pod
+        self.source = source
+        self.destination = destination
+        self.tracker = tracker
+        self.telemetry = telemetry
+        self.state = Mutex(State(labels: labels, resettable: downstream))
+        tracker.insert(self)
+    }
+
+    var labels: TrafficLabels { state.withLock { $0.labels } }
+    var admission: Admission? { state.withLock { $0.admission } }
+
+    /// Refused before any byte moved (no route, policy, STRICT mTLS): counted as opened and closed
+    /// under `flag`, logged with `reason`; the downstream, if any, is reset.
+    func refuse(_ labels: TrafficLabels, flag: ResponseFlag, reason: String) {
+        var labels = labels
+        labels.responseFlags = flag
+        let channel = state.withLock { [labels] state -> (any Channel)? in
+            state.labels = labels
+            return state.resettable
+        }
+        if let channel { RelaySockets.reset(channel) }
+        telemetry.opened(labels)
+        finish(RelaySummary(requestBytes: 0, responseBytes: 0, error: nil), flag: flag, error: reason)
+    }
+
+    /// The proxy decided to carry the connection, labelled `labels` (counted as opened now).
+    func admit(_ labels: TrafficLabels, admission: Admission? = nil, hboneAddress: IPEndpoint? = nil) {
+        state.withLock { state in
+            state.labels = labels
+            state.admission = admission
+            state.hboneAddress = hboneAddress
+        }
+        telemetry.opened(labels)
+    }
+
+    /// An HBONE tunnel into a pod reached the application: a revocation resets that socket (the relay
+    /// then resets the tunnel's stream).
+    func reached(_ application: any Channel) {
+        let revoked = state.withLock { state -> Bool in
+            state.resettable = application
+            return state.revoked != nil
+        }
+        if revoked { RelaySockets.reset(application) }
+    }
+
+    /// Ends the connection when its relay has ended: the relay's bytes on success; on failure (the
+    /// upstream was never reached) the downstream is reset and the connection counted with `CONNECT`.
+    func relay(_ finished: EventLoopFuture<RelaySummary>) {
+        finished.whenComplete { result in
+            switch result {
+            case .success(let summary):
+                let revoked = self.state.withLock { $0.revoked }
+                self.finish(summary, flag: revoked == nil ? .none : .denied, error: revoked ?? summary.error)
+            case .failure(let error):
+                self.fail(error)
+            }
+        }
+    }
+
+    /// The upstream could not be reached: reset the downstream, count `CONNECT`.
+    func fail(_ error: any Error) {
+        let channel = state.withLock { $0.resettable }
+        if let channel { RelaySockets.reset(channel) }
+        finish(RelaySummary(requestBytes: 0, responseBytes: 0, error: nil), flag: .connectFailure, error: "\(error)")
+    }
+
+    /// The connection may no longer go on (a policy change denies it, its pod left the mesh): it is
+    /// reset, and its relay's end records it with `DENY` and `reason` as the error.
+    func revoke(reason: String) {
+        let channel = state.withLock { state -> (any Channel)? in
+            guard !state.finished, state.revoked == nil else { return nil }
+            state.revoked = reason
+            return state.resettable
+        }
+        if let channel { RelaySockets.reset(channel) }
+    }
+
+    /// Exactly once: leaves the tracker, writes the closed counter, bytes and the access-log line.
+    private func finish(_ summary: RelaySummary, flag: ResponseFlag, error: String?) {
+        let ending = state.withLock { state -> Ending? in
+            guard !state.finished else { return nil }
+            state.finished = true
+            state.resettable = nil
+            return Ending(
+                labels: state.labels,
+                flag: flag,
+                source: source,
+                destination: destination,
+                hboneAddress: state.hboneAddress,
+                summary: summary,
+                duration: ContinuousClock.now - started,
+                error: error
+            )
+        }
+        guard let ending else { return }
+        tracker.remove(self)
+        telemetry.closed(ending)
+    }
+}
+
+/// The connections the agent carries, per pod: for `/config_dump`, for draining, for re-checking
+/// policy, and for closing a released pod's connections.
+final class ConnectionTracker: Sendable {
+    private let connections = Mutex<[UInt64: ProxiedConnection]>([:])
+
+    func insert(_ connection: ProxiedConnection) { connections.withLock { $0[connection.id] = connection } }
+    func remove(_ connection: ProxiedConnection) { _ = connections.withLock { $0.removeValue(forKey: connection.id) } }
+
+    var all: [ProxiedConnection] { connections.withLock { Array($0.values) } }
+    var count: Int { connections.withLock { $0.count } }
+
+    func of(pod uid: String) -> [ProxiedConnection] {
+        connections.withLock { $0.values.filter { $0.pod.uid == uid } }
+    }
+}

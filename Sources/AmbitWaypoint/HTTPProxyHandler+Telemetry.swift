@@ -1,0 +1,83 @@
+import AmbitTelemetry
+import NIOHTTP1
+
+/// How one request went, for its metrics and its access-log line.
+struct RequestOutcome {
+    let head: HTTPRequestHead
+    let status: Int
+    let flag: ResponseFlag
+    let started: ContinuousClock.Instant
+    let requestBytes: Int
+    let responseBytes: Int
+    let endpoint: ChosenEndpoint?
+    let route: String
+    let grpc: Bool
+}
+
+extension HTTPProxyHandler {
+    /// Istio's request metrics and the shared access-log line (``AccessLogEntry``) for a request.
+    func record(_ outcome: RequestOutcome) {
+        let waypoint = tunnel.waypoint
+        let snapshot = waypoint.state.snapshot
+        let source = snapshot.workload(at: tunnel.peerAddress)
+        let serviceName: String? = {
+            if case .service(let binding) = tunnel.target {
+                return "\(binding.service.name).\(binding.service.namespace).svc.\(snapshot.options.clusterDomain)"
+            }
+            return nil
+        }()
+        let destination = outcome.endpoint?.workload
+        let labels = TrafficLabels(
+            reporter: tunnel.reporter,
+            sourceWorkload: source?.name ?? TrafficLabels.unknown,
+            sourceWorkloadNamespace: source?.namespace ?? TrafficLabels.unknown,
+            sourcePrincipal: tunnel.peerIdentity,
+            destinationWorkload: destination?.name ?? TrafficLabels.unknown,
+            destinationWorkloadNamespace: destination?.namespace ?? TrafficLabels.unknown,
+            destinationPrincipal: destination?.identity,
+            destinationService: serviceName ?? TrafficLabels.unknown,
+            requestProtocol: outcome.grpc ? "grpc" : "http",
+            responseFlags: outcome.flag,
+            connectionSecurityPolicy: .mutualTLS
+        )
+        let duration = ContinuousClock.now - outcome.started
+        waypoint.metrics.http.record(
+            labels,
+            responseCode: outcome.status,
+            milliseconds: duration.milliseconds,
+            requestBytes: outcome.requestBytes,
+            responseBytes: outcome.responseBytes
+        )
+        AccessLog(logger: waypoint.logger).record(
+            AccessLogEntry(
+                direction: tunnel.reporter,
+                source: .init(
+                    address: "\(tunnel.peerAddress)",
+                    workload: source?.name,
+                    namespace: source?.namespace,
+                    identity: tunnel.peerIdentity
+                ),
+                destination: .init(
+                    address: outcome.endpoint.map { "\($0.address)" },
+                    workload: destination?.name,
+                    namespace: destination?.namespace,
+                    identity: destination?.identity
+                ),
+                hboneAddress: tunnel.authority,
+                service: serviceName,
+                requestBytes: outcome.requestBytes,
+                responseBytes: outcome.responseBytes,
+                duration: duration,
+                responseFlags: outcome.flag,
+                request: .init(
+                    method: outcome.head.method.rawValue,
+                    path: outcome.head.uri,
+                    protocolName: downstreamProtocol == .http2 ? "HTTP/2" : "HTTP/1.1",
+                    status: outcome.status,
+                    route: outcome.route,
+                    traceparent: outcome.head.headers.first(name: "traceparent")
+                )
+            )
+        )
+    }
+}
