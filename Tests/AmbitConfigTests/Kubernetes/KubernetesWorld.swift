@@ -55,7 +55,7 @@ final class KubernetesWorld: Sendable {
         )
         try configure(&cluster, Setup(authority: authority, directory: directory, port: server.port))
         var logger = Logger(label: "test.kubernetes")
-        logger.logLevel = .critical
+        logger.logLevel = ProcessInfo.processInfo.environment["AMBIT_TEST_LOG"] == nil ? .critical : .warning
         source = try KubernetesSource(cluster: cluster, store: store, group: group, options: options, logger: logger)
         if seed { seedCluster() }
     }
