@@ -18,9 +18,10 @@ public import NIOPosix
 ///   stream raises on END_STREAM) becomes `close(mode: .output)` on the other side (which an
 ///   HTTP/2 stream turns into END_STREAM). A channel is closed once it has both received and
 ///   sent its end of stream.
-/// - **Reset:** an error on one side (a TCP reset, an RST_STREAM) resets the other: sockets
-///   close abortively (TCP RST via SO_LINGER 0); streams close before END_STREAM, which sends
-///   RST_STREAM.
+/// - **Reset:** an error on one side (a TCP reset, an RST_STREAM), or a side that closes without
+///   an end of stream (an HTTP/2 stream whose connection died), resets the other: sockets close
+///   abortively (TCP RST via SO_LINGER 0); streams close before END_STREAM, which sends RST_STREAM.
+///   A relay never turns a loss into a clean end of stream.
 /// - **Partner gone:** once one channel has closed completely, the other never waits for it
 ///   to become writable again: it reads on, and data that can no longer be delivered resets it,
 ///   as a TCP stack answers data for a closed socket. (Waiting would leave a sender that
@@ -154,6 +155,15 @@ package final class RelayHandler: ChannelDuplexHandler, RemovableChannelHandler 
 
     package func channelInactive(context: ChannelHandlerContext) {
         inactive = true
+        // A clean end needs an end of stream first. The one exception is a socket whose peer's FIN came
+        // after our own: NIO then closes it fully without a separate end of input.
+        let endedCleanly = inputClosed || (isSocket && outputClosing)
+        if partner != nil, !failed, !endedCleanly {
+            // Gone without an end of stream (an HTTP/2 stream whose connection died, a socket closed under
+            // us): what was still coming is lost, so the partner is reset, never ended cleanly.
+            failed = true
+            stats?.recordError(RelayError.closedWithoutEndOfStream(isSocket ? "socket" : "stream"))
+        }
         // A joined side counts its end even when it reset itself (and so let go of its partner):
         // the summary, and the tracking of the connection, must always complete.
         stats?.channelLeft()
@@ -161,8 +171,6 @@ package final class RelayHandler: ChannelDuplexHandler, RemovableChannelHandler 
             if failed {
                 partner.partnerClose(abort: true)
             } else if !inputClosed {
-                // A clean close without a separate end of input (NIO closes a socket fully when
-                // its second half closes): the partner gets its end of stream.
                 inputClosed = true
                 partner.partnerHalfClose()
             }
@@ -277,6 +285,18 @@ package final class RelayHandler: ChannelDuplexHandler, RemovableChannelHandler 
     private func closeIfFinished() {
         if inputClosed && outputClosed {
             context?.close(promise: nil)
+        }
+    }
+}
+
+/// Why a relay ended abnormally without its channel reporting an error.
+enum RelayError: Error, CustomStringConvertible {
+    case closedWithoutEndOfStream(String)
+
+    var description: String {
+        switch self {
+        case .closedWithoutEndOfStream(let what):
+            return "the \(what) closed without an end of stream; the peer was reset"
         }
     }
 }

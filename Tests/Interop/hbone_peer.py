@@ -9,6 +9,7 @@ server: accepts HBONE connections and relays each CONNECT to --upstream; prints 
 import argparse
 import hashlib
 import json
+import os
 import socket
 import ssl
 import sys
@@ -156,8 +157,12 @@ def run_client(args):
     return 0
 
 
-def relay_upstream(peer, stream_id, upstream):
-    """Copies upstream bytes into DATA frames; the upstream's EOF becomes END_STREAM."""
+def relay_upstream(peer, stream_id, upstream, die_after):
+    """Copies upstream bytes into DATA frames; the upstream's EOF becomes END_STREAM.
+
+    With `die_after`, the whole process dies once that many bytes went out: its TCP connections end
+    with a bare FIN (no GOAWAY, no TLS close_notify, no RST_STREAM), as when a node agent is killed."""
+    relayed = 0
     try:
         while True:
             data = upstream.recv(65536)
@@ -165,6 +170,11 @@ def relay_upstream(peer, stream_id, upstream):
                 peer.send_data(stream_id, b"", end_stream=True)
                 return
             peer.send_data(stream_id, data)
+            relayed += len(data)
+            if die_after is not None and relayed >= die_after:
+                with peer.lock:
+                    socket.socket.shutdown(peer.tls, socket.SHUT_WR)
+                    os._exit(0)
     except OSError:
         with peer.lock:
             peer.h2.reset_stream(stream_id)
@@ -204,7 +214,7 @@ def serve_connection(tls, args):
                     peer.flush()
                 if status == 200:
                     upstreams[event.stream_id] = upstream
-                    threading.Thread(target=relay_upstream, args=(peer, event.stream_id, upstream), daemon=True).start()
+                    threading.Thread(target=relay_upstream, args=(peer, event.stream_id, upstream, args.die_after), daemon=True).start()
             elif isinstance(event, h2.events.DataReceived) and event.stream_id in upstreams:
                 upstreams[event.stream_id].sendall(event.data)
             elif isinstance(event, h2.events.StreamEnded) and event.stream_id in upstreams:
@@ -216,7 +226,7 @@ def serve_connection(tls, args):
 
 def run_server(args):
     context = tls_context(True, args.cert, args.key, args.ca)
-    listener = socket.create_server(("127.0.0.1", 0))
+    listener = socket.create_server(("127.0.0.1", args.port))
     print("listening %d" % listener.getsockname()[1], flush=True)
     for _ in range(args.connections):
         raw, _ = listener.accept()
@@ -249,7 +259,9 @@ def main():
     server.add_argument("--upstream", required=True, help="where CONNECTs are relayed, host:port")
     server.add_argument("--allow-authority", required=True)
     server.add_argument("--connections", type=int, default=1)
+    server.add_argument("--port", type=int, default=0, help="port to listen on (0: any free port)")
     server.add_argument("--linger", type=float, default=30)
+    server.add_argument("--die-after", type=int, help="exit abruptly (bare FIN) after relaying this many bytes")
     args = parser.parse_args()
     return run_client(args) if args.mode == "client" else run_server(args)
 

@@ -226,6 +226,9 @@ final class HBONEConnectionPool {
         rejection: ReasonBox
     ) throws {
         try SocketTuning.tuneHBONEConnection(channel)
+        // The peer's end of input ends the connection (a crashed agent's kernel sends FIN without GOAWAY):
+        // closed at once, never kept half-open in the pool (CLOSE-WAIT) and handed out to the next tunnel.
+        try channel.syncOptions?.setOption(.allowRemoteHalfClosure, value: false)
         let sync = channel.pipeline.syncOperations
         let tls = try NIOSSLClientHandler(
             context: contexts.clientContext(for: certificate),
@@ -260,6 +263,7 @@ final class HBONEConnectionPool {
             stream.close()
         }
         live[id]?.multiplexer = multiplexer
+        try sync.addHandler(HBONEKeepalive(interval: configuration.pingInterval, timeout: configuration.pingTimeout))
         let loopBound = NIOLoopBound(self, eventLoop: eventLoop)
         try sync.addHandler(
             HBONEConnectionObserver { event in
