@@ -423,6 +423,7 @@ let package = Package(
         .testTarget(
             name: "AmbitNodeTests",
             dependencies: [
+                "AmbitCapture",
                 "AmbitConfig",
                 "AmbitModel",
                 "AmbitNode",

@@ -17,6 +17,12 @@ public struct DaemonOptions: ParsableArguments {
     @Option(help: "Seconds to let connections and requests finish on SIGTERM.")
     public var drainSeconds = 5
 
+    @Option(
+        name: .customLong("cluster-id"),
+        help: "This cluster's name in telemetry (source_cluster, destination_cluster), as Istio's CLUSTER_ID."
+    )
+    public var clusterID = ConfigOptions.defaultClusterID
+
     public init() {}
 
     public func validate() throws {
@@ -26,6 +32,9 @@ public struct DaemonOptions: ParsableArguments {
         ]
         where !(1...65535).contains(port) {
             throw ValidationError("\(name) must be a port between 1 and 65535, not \(port)")
+        }
+        guard !clusterID.isEmpty, clusterID.utf8.allSatisfy({ $0 > 0x20 && $0 < 0x7F }) else {
+            throw ValidationError("--cluster-id must be printable ASCII without spaces, not \"\(clusterID)\"")
         }
     }
 

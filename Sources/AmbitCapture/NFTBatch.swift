@@ -1,3 +1,4 @@
+import AmbitModel
 import CLibNFTNL
 
 /// Encodes `NFTTable`s with libnftnl and sends them as one nfnetlink transaction.
@@ -211,6 +212,26 @@ enum NFTBatch {
                 make("redir") {
                     set($0, NFTNL_EXPR_REDIR_REG_PROTO_MIN, register)
                     set($0, NFTNL_EXPR_REDIR_FLAGS, 0x2)  // NF_NAT_RANGE_PROTO_SPECIFIED
+                },
+            ]
+        case .fibSourceAddressType:
+            built = [
+                make("fib") {
+                    set($0, NFTNL_EXPR_FIB_DREG, register)
+                    set($0, NFTNL_EXPR_FIB_RESULT, UInt32(NFT_FIB_RESULT_ADDRTYPE.rawValue))
+                    set($0, NFTNL_EXPR_FIB_FLAGS, 1)  // NFTA_FIB_F_SADDR
+                }
+            ]
+        case .snat(let address):
+            built = [
+                make("immediate") {
+                    set($0, NFTNL_EXPR_IMM_DREG, register)
+                    set($0, NFTNL_EXPR_IMM_DATA, bytes: address.bytes)
+                },
+                make("nat") {
+                    set($0, NFTNL_EXPR_NAT_TYPE, UInt32(NFT_NAT_SNAT.rawValue))
+                    set($0, NFTNL_EXPR_NAT_FAMILY, UInt32(address.isIPv4 ? NFPROTO_IPV4 : NFPROTO_IPV6))
+                    set($0, NFTNL_EXPR_NAT_REG_ADDR_MIN, register)
                 },
             ]
         }

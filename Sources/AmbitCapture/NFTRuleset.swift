@@ -18,6 +18,7 @@ struct NFTChain: Hashable, Sendable {
         // NF_INET_* hook numbers.
         case prerouting = 0
         case output = 3
+        case postrouting = 4
     }
 
     var name: String
@@ -70,6 +71,10 @@ enum NFTExpression: Hashable, Sendable {
     /// reg1 ← port; redirect to the local address of the hook (127.0.0.1/::1 on output, the incoming
     /// interface's primary address on prerouting) and that port.
     case redirect(port: UInt16)
+    /// reg1 ← the route type of the packet's source address (`fib saddr type`, `RTN_*`).
+    case fibSourceAddressType
+    /// reg1 ← address; source NAT to it (`snat ip to`/`snat ip6 to`).
+    case snat(to: IPAddress)
 }
 
 /// Builders for the expression sequences `nft` itself would generate for common matches.
@@ -115,6 +120,9 @@ enum NFTMatch {
             .payload(.network, offset: offset, length: UInt32(address.bytes.count)), .compare(op, address.bytes),
         ]
     }
+
+    /// `fib saddr type local`: the source is one of this host's own addresses (traffic the host sends).
+    static let fromThisHost: [NFTExpression] = [.fibSourceAddressType, .compare(.equal, hostU32(2))]  // RTN_LOCAL
 
     /// `tcp dport port` (with its `meta l4proto tcp` dependency).
     static func tcpDestinationPort(_ port: UInt16) -> [NFTExpression] {

@@ -159,7 +159,8 @@ public actor CertificateManager {
                 "certificate request failed; retrying in \(delay) (\(serving))",
                 metadata: ["identity": "\(identity)", "failures": "\(failures)", "error": "\(error)"]
             )
-            throw error
+            // Whatever the signer threw (a CA's gRPC status, a malformed answer), callers see an identity failure.
+            throw error as? IdentityError ?? IdentityError(.signingFailed, "no certificate for \(identity): \(error)")
         }
     }
 }

@@ -53,6 +53,7 @@ struct LabBuilder {
             try writeInitialManifests(&record)
             if spec.mesh { try startAgents(&record, tools: tools, store: store) }
             try addPods(&record, tools: tools, store: store)
+            try startKubelets(&record, tools: tools, store: store)
         } catch {
             record.phase = .failed
             try? store.save(record)
@@ -203,6 +204,22 @@ struct LabBuilder {
                 Thread.sleep(forTimeInterval: 0.2)
             }
             say("  agent     \(node.name): ambit-node pid \(agent.pid) ready (log \(agent.log))")
+        }
+    }
+
+    /// One lab kubelet per node, in the node's namespace (where the kubelet's probes come from).
+    private func startKubelets(_ record: inout LabRecord, tools: HostTools, store: LabRecordStore) throws {
+        for index in record.nodes.indices {
+            let node = record.nodes[index]
+            let command = [
+                tools.nsenter, "--net=\(LabLayout.netnsPath(node.netns))",
+                "\(environment.binDirectory)/ambitctl", "lab", "kubelet", "--name", record.name, "--node", node.name,
+                "--state-dir", environment.stateDirectory,
+            ]
+            let kubelet = try ProcessHandle.spawnDetached(command, log: layout.kubeletLog(node: node.name))
+            record.nodes[index].kubelet = kubelet
+            try store.save(record)
+            say("  kubelet   \(node.name): pid \(kubelet.pid) (log \(kubelet.log))")
         }
     }
 

@@ -18,7 +18,7 @@ public struct LabCommand: AsyncParsableCommand {
         // The leaf commands are synchronous so they run under both a synchronous and an async root command.
         subcommands: [
             LabUpCommand.self, LabDownCommand.self, LabStatusCommand.self, LabExecCommand.self,
-            LabApplyCommand.self, LabDeleteCommand.self, LabLabelCommand.self,
+            LabApplyCommand.self, LabDeleteCommand.self, LabLabelCommand.self, LabKubeletCommand.self,
         ]
     )
 

@@ -26,6 +26,9 @@ public struct LabLayout: Sendable {
     /// Where a node agent pins its eBPF maps and links (`--capture ebpf`): on the host's bpffs, per lab and node.
     public func bpfPinDirectory(node: String) -> String { "/sys/fs/bpf/ambit/lab-\(name)-\(node)" }
     public func enrollmentFile(node: String) -> String { path("run/\(node)/enrollment.json") }
+    /// What the node's lab kubelet found when it last probed its pods.
+    public func kubeletStatus(node: String) -> String { path("run/\(node)/kubelet.json") }
+    public func kubeletLog(node: String) -> String { path("logs/kubelet-\(node).log") }
     public func agentLog(node: String) -> String { path("logs/\(node).log") }
     public func appLog(pod: String) -> String { path("logs/pod-\(pod).log") }
 

@@ -49,14 +49,19 @@ struct LabManifests: Sendable {
     /// `pods`: the lab's pods so far with their record (uid, and IP once CNI ADD returned).
     func writePods(_ pods: [(spec: LabSpec.Pod, record: LabRecord.PodRecord)]) throws {
         let documents: [any Encodable] = pods.map { pod in
-            Object(
+            var labels = pod.spec.labels
+            var metadata = Metadata(name: pod.spec.name, namespace: pod.spec.namespace, uid: pod.record.uid)
+            if let owner = pod.spec.workload?.owner {
+                labels.merge(owner.labels) { mine, _ in mine }
+                metadata.generateName = owner.name + "-"
+                metadata.ownerReferences = [
+                    OwnerReference(apiVersion: owner.apiVersion, kind: owner.kind, name: owner.name, controller: true)
+                ]
+            }
+            metadata.labels = labels.isEmpty ? nil : StringMap(labels)
+            return Object(
                 kind: "Pod",
-                metadata: Metadata(
-                    name: pod.spec.name,
-                    namespace: pod.spec.namespace,
-                    uid: pod.record.uid,
-                    labels: StringMap(pod.spec.labels)
-                ),
+                metadata: metadata,
                 spec: PodSpec(
                     nodeName: pod.spec.node,
                     serviceAccountName: pod.spec.serviceAccount,
@@ -137,10 +142,12 @@ struct LabManifests: Sendable {
 
     struct Metadata: Encodable {
         var name: String
+        var generateName: String?
         var namespace: String?
         var uid: String?
         var labels: StringMap?
         var annotations: StringMap?
+        var ownerReferences: [OwnerReference]?
 
         init(name: String, namespace: String? = nil, uid: String? = nil, labels: StringMap? = nil) {
             self.name = name
@@ -148,6 +155,13 @@ struct LabManifests: Sendable {
             self.uid = uid
             self.labels = labels?.isEmpty == true ? nil : labels
         }
+    }
+
+    struct OwnerReference: Encodable {
+        var apiVersion: String
+        var kind: String
+        var name: String
+        var controller: Bool
     }
 
     struct GatewaySpec: Encodable {

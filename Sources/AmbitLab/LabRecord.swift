@@ -30,6 +30,8 @@ public struct LabRecord: Codable, Sendable {
         public var underlayIP: String
         public var podCIDR: String
         public var agent: ProcessHandle?
+        /// The node's lab kubelet (``LabKubelet``).
+        public var kubelet: ProcessHandle?
     }
 
     public struct PodRecord: Codable, Sendable {

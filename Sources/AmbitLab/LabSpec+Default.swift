@@ -22,19 +22,26 @@ extension LabSpec {
             node: node1
             serviceAccount: client
             labels: {app: client}
+            workload: {kind: Deployment, name: client}   # owner references, as a Deployment's ReplicaSet writes them
             app: {ports: [8080]}
           - name: server
             namespace: demo
             node: node2
             serviceAccount: server
             labels: {app: server}
+            workload: {kind: Deployment, name: server}
             app: {ports: [8080]}
+            # Run by the lab's kubelet from node2 (lab status shows READY), as a kubelet probes from the node.
+            readinessProbe: {httpGet: {path: /ready, port: 8080}, periodSeconds: 1}
+            livenessProbe: {tcpSocket: {port: 8080}, periodSeconds: 2}
           - name: server-2           # second replica, on the client's node (same-node traffic)
             namespace: demo
             node: node1
             serviceAccount: server
             labels: {app: server}
+            workload: {kind: Deployment, name: server}
             app: {ports: [8080]}
+            readinessProbe: {httpGet: {path: /ready, port: 8080}, periodSeconds: 1}
           - name: legacy-client
             namespace: legacy
             node: node1

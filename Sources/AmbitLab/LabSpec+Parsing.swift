@@ -227,7 +227,10 @@ private struct LabSpecParser {
             let fields = try reader.mapping(
                 item,
                 path,
-                known: ["name", "namespace", "node", "serviceAccount", "labels", "app", "waypoint"]
+                known: [
+                    "name", "namespace", "node", "serviceAccount", "labels", "app", "waypoint", "readinessProbe",
+                    "livenessProbe", "workload",
+                ]
             )
             guard let nameNode = fields["name"] else { throw reader.error(item, "\(path).name", "is required") }
             let name = try reader.string(nameNode, "\(path).name")
@@ -299,17 +302,33 @@ private struct LabSpecParser {
                     }
                 }
             }
-            result.append(
-                LabSpec.Pod(
-                    name: name,
-                    namespace: namespace,
-                    node: nodeName,
-                    serviceAccount: serviceAccount ?? "default",
-                    labels: labels,
-                    appPorts: ports,
-                    waypoint: waypoint
-                )
+            var pod = LabSpec.Pod(
+                name: name,
+                namespace: namespace,
+                node: nodeName,
+                serviceAccount: serviceAccount ?? "default",
+                labels: labels,
+                appPorts: ports,
+                waypoint: waypoint
             )
+            if let workloadNode = fields["workload"] {
+                let workloadFields = try reader.mapping(workloadNode, "\(path).workload", known: ["kind", "name"])
+                guard let kindNode = workloadFields["kind"], let nameNode = workloadFields["name"] else {
+                    throw reader.error(workloadNode, "\(path).workload", "needs kind and name")
+                }
+                let kind = try reader.string(kindNode, "\(path).workload.kind")
+                guard LabSpec.Pod.Controller.kinds.contains(kind) else {
+                    throw reader.error(
+                        kindNode,
+                        "\(path).workload.kind",
+                        "\"\(kind)\" is not one of \(LabSpec.Pod.Controller.kinds.joined(separator: ", "))"
+                    )
+                }
+                pod.workload = .init(kind: kind, name: try dnsLabel(nameNode, "\(path).workload.name"))
+            }
+            pod.readinessProbe = try fields["readinessProbe"].map { try reader.probe($0, "\(path).readinessProbe") }
+            pod.livenessProbe = try fields["livenessProbe"].map { try reader.probe($0, "\(path).livenessProbe") }
+            result.append(pod)
         }
         return result
     }

@@ -46,6 +46,12 @@ public struct LabSpec: Codable, Sendable, Equatable {
         public var appPorts: [Int]
         /// Set for a waypoint pod: the lab runs `ambit-waypoint` in it and writes its Gateway.
         public var waypoint: Waypoint? = nil
+        /// The controller that "made" the pod (`workload: {kind: Deployment, name: web}`): the lab writes the
+        /// pod with the `generateName`, `ownerReferences` and labels that controller would give it.
+        public var workload: Controller? = nil
+        /// The Pod spec's probes, run by the lab's kubelet (``LabKubelet``) from the pod's node.
+        public var readinessProbe: Probe? = nil
+        public var livenessProbe: Probe? = nil
 
         /// A waypoint pod (`waypoint:` in the lab file): a Gateway of class `istio-waypoint` named
         /// like the pod, served by `ambit-waypoint` with the pod's service account.
@@ -58,6 +64,29 @@ public struct LabSpec: Codable, Sendable, Equatable {
 
         /// `namespace/name`.
         public var qualifiedName: String { "\(namespace)/\(name)" }
+
+        public struct Controller: Codable, Sendable, Equatable {
+            public static let kinds = ["Deployment", "ReplicaSet", "StatefulSet", "DaemonSet", "Job", "CronJob"]
+            public var kind: String
+            public var name: String
+
+            /// The pod's direct owner and the labels its controller adds: a Deployment's pods belong to a
+            /// ReplicaSet `<name>-<pod-template-hash>`, a CronJob's to a Job `<name>-<scheduled minute>`.
+            public var owner: (apiVersion: String, kind: String, name: String, labels: [String: String]) {
+                // A stable stand-in for the hash Kubernetes derives from the pod template.
+                let hash = String(
+                    name.utf8.reduce(UInt32(2_166_136_261)) { ($0 ^ UInt32($1)) &* 16_777_619 },
+                    radix: 16
+                )
+                switch kind {
+                case "Deployment":
+                    return ("apps/v1", "ReplicaSet", "\(name)-\(hash)", ["pod-template-hash": hash])
+                case "CronJob": return ("batch/v1", "Job", "\(name)-29410560", [:])
+                case "Job": return ("batch/v1", "Job", name, [:])
+                default: return ("apps/v1", kind, name, [:])
+                }
+            }
+        }
     }
 
     public struct Service: Codable, Sendable, Equatable {

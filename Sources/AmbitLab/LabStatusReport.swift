@@ -44,6 +44,10 @@ public struct LabStatusReport: Codable, Sendable {
         public var captured: Bool?
         public var appPid: Int32?
         public var appAlive: Bool?
+        /// Ready per the lab kubelet (its readiness probe, or its app running); `nil` before the kubelet reported.
+        public var ready: Bool?
+        /// The kubelet's last probe result for the pod.
+        public var probe: String?
 
         public func encode(to encoder: any Encoder) throws {
             var container = encoder.container(keyedBy: CodingKeys.self)
@@ -56,6 +60,8 @@ public struct LabStatusReport: Codable, Sendable {
             try container.encode(captured, forKey: .captured)
             try container.encode(appPid, forKey: .appPid)
             try container.encode(appAlive, forKey: .appAlive)
+            try container.encode(ready, forKey: .ready)
+            try container.encode(probe, forKey: .probe)
         }
     }
 
@@ -75,8 +81,12 @@ public struct LabStatusReport: Codable, Sendable {
                 tunnels: snapshots[node.name]?.activeConnections
             )
         }
+        let kubelets = Dictionary(
+            uniqueKeysWithValues: record.nodes.map { ($0.name, LabKubelet.report(layout: layout, node: $0.name)) }
+        )
         let pods = record.pods.map { pod in
-            Pod(
+            let probed = kubelets[pod.node]??.pods[pod.name]
+            return Pod(
                 name: pod.name,
                 namespace: pod.namespace,
                 node: pod.node,
@@ -85,7 +95,9 @@ public struct LabStatusReport: Codable, Sendable {
                 enrolled: labels.isEnrolled(namespace: pod.namespace, pod: pod.name),
                 captured: snapshots[pod.node].map { $0.capturedUIDs.contains(pod.uid) },
                 appPid: pod.app?.pid,
-                appAlive: pod.app?.isAlive
+                appAlive: pod.app?.isAlive,
+                ready: probed?.ready,
+                probe: probed?.message
             )
         }
         return LabStatusReport(
@@ -114,11 +126,12 @@ public struct LabStatusReport: Codable, Sendable {
         )
         text += "\n"
         text += Self.format(
-            [["POD", "NAMESPACE", "NODE", "IP", "ENROLLED", "CAPTURED", "APP"]]
+            [["POD", "NAMESPACE", "NODE", "IP", "ENROLLED", "CAPTURED", "READY", "APP"]]
                 + pods.map { pod in
                     let app = pod.appPid.map { "\($0) \(pod.appAlive == true ? "alive" : "dead")" } ?? "-"
                     return [
-                        pod.name, pod.namespace, pod.node, pod.ip ?? "-", yesNo(pod.enrolled), yesNo(pod.captured), app,
+                        pod.name, pod.namespace, pod.node, pod.ip ?? "-", yesNo(pod.enrolled), yesNo(pod.captured),
+                        yesNo(pod.ready), app,
                     ]
                 }
         )

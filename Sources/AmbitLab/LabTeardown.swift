@@ -31,6 +31,9 @@ struct LabTeardown {
     }
 
     private func teardown(record: LabRecord, layout: LabLayout, tools: HostTools, network: LabNetwork) {
+        for node in record.nodes {
+            if let kubelet = node.kubelet { say("  kubelet   \(node.name): \(kubelet.terminate())") }
+        }
         for pod in record.pods {
             if let app = pod.app { say("  app       \(pod.qualifiedName): \(app.terminate())") }
         }

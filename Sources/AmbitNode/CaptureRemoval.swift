@@ -12,7 +12,7 @@ import Foundation
 ///
 /// For each pod the agent recorded under `<state-dir>/pods`: the in-pod nftables table and policy routing
 /// (nftables capture) or the return-path routing and sysctls (eBPF capture) are removed inside the pod's
-/// namespace, and the record is deleted. Then the eBPF pins go (`EBPFCapture.uninstall`): with no agent
+/// namespace, and the record is deleted. The node's probe rule (``HostRules``) goes. Then the eBPF pins go (`EBPFCapture.uninstall`): with no agent
 /// holding them, that detaches the cgroup programs and every pod's `sk_lookup` link and frees the maps.
 /// Refuses while an agent holds `<state-dir>/agent.lock` (from before it loads any capture until it exits) or
 /// answers on the CNI socket: it would pull the capture from under running pods. When a pod's capture cannot
@@ -29,6 +29,8 @@ public enum CaptureRemoval {
         public var removedPins: String?
         /// Pins left in place because some pod failed (they still tell which pods had eBPF capture).
         public var keptPins: String?
+        /// Whether the node's probe rule (`table inet ambit-host`) was removed.
+        public var removedHostRules = false
     }
 
     public enum Failure: Error, CustomStringConvertible {
@@ -76,6 +78,15 @@ public enum CaptureRemoval {
             } catch {
                 report.failed.append("\(record.displayName): \(error)")
             }
+        }
+        // The node's probe rule: only useful while pods are captured.
+        do {
+            if try HostRules.isApplied() {
+                try HostRules.remove()
+                report.removedHostRules = true
+            }
+        } catch {
+            report.failed.append("the node's probe rule (table inet \(HostRules.tableName)): \(error)")
         }
         if access(pinDirectory, F_OK) == 0 {
             if report.failed.isEmpty {

@@ -41,7 +41,9 @@ public final class NodeAgent: Sendable {
             metrics: CertificateMetrics(registry: metrics.registry),
             logger: logger
         )
-        let store = ConfigStore(options: ConfigOptions(trustDomain: authority.trustDomain))
+        let store = ConfigStore(
+            options: ConfigOptions(trustDomain: authority.trustDomain, clusterID: options.clusterID)
+        )
         group = MultiThreadedEventLoopGroup(numberOfThreads: options.eventLoopThreads)
         source = try options.config.makeSource(
             store: store,
@@ -157,6 +159,8 @@ public final class NodeAgent: Sendable {
             while !Task.isCancelled {
                 try? await Task.sleep(for: .seconds(2))
                 if !self.capturer.readiness.missing.isEmpty { await self.capturer.reconcile() }
+                // Annotation writes that failed are made again.
+                self.capturer.syncAnnotations()
             }
         }
         let cniServer = try CNIServer(path: options.cniSocket, capturer: capturer)

@@ -20,6 +20,8 @@ public struct NodeAgentOptions: Sendable {
     /// Metrics, readiness and admin ports.
     public var ports = OperationalEndpoints.Ports()
     public var drainDeadline: Duration = .seconds(5)
+    /// The cluster's name in telemetry.
+    public var clusterID = ConfigOptions.defaultClusterID
 
     /// HBONE settings for the pods' servers and the agent's client: defaults, with the drain
     /// deadline (GOAWAY grace on shutdown) taken from `drainDeadline`.

@@ -53,6 +53,8 @@ final class PodCapturer: Sendable {
     let group: any EventLoopGroup
     let queue = CaptureQueue()
     private let state = Mutex(Readiness())
+    /// Istio's coexistence annotation on captured pods, where the source can write (the Kubernetes API).
+    let annotations: RedirectionAnnotations?
 
     init(
         settings: Settings,
@@ -70,6 +72,9 @@ final class PodCapturer: Sendable {
         self.source = source
         self.records = records
         self.group = group
+        annotations = source.podAnnotations.map {
+            RedirectionAnnotations(writer: $0, nodeName: settings.nodeName, logger: inputs.logger)
+        }
     }
 
     var readiness: Readiness { state.withLock { $0 } }
@@ -144,6 +149,7 @@ final class PodCapturer: Sendable {
             for fd in descriptors[pod.listeners.withLock({ $0.count })...] { close(fd) }
             throw NodeAgentError.capture(pod: record.displayName, reason: "listener: \(error)")
         }
+        capturedSetChanged()
         do {
             try records.save(record)
         } catch {
@@ -190,6 +196,7 @@ final class PodCapturer: Sendable {
             )
         }
         records.delete(uid)
+        capturedSetChanged()
         inputs.logger.info("pod released", metadata: ["pod": "\(pod.record.displayName)", "reason": "\(reason)"])
     }
 
@@ -257,6 +264,7 @@ final class PodCapturer: Sendable {
                 }
             }
         }
+        capturedSetChanged()
         state.withLock { $0.restored = true }
     }
 
@@ -300,6 +308,7 @@ final class PodCapturer: Sendable {
                 }
             }
             state.withLock { $0.missing = missing }
+            syncAnnotations()
         }
     }
 
@@ -315,6 +324,32 @@ final class PodCapturer: Sendable {
             if addresses.contains(address) { return (netns, path) }
         }
         return nil
+    }
+
+    /// The node's rule for kubelet probes (``HostRules``), for exactly the pods captured now. A failure
+    /// leaves probes refused by captured pods under STRICT: logged, and retried at the next change.
+    /// What follows the set of captured pods: the node's probe rule and the pods' annotations.
+    func capturedSetChanged() {
+        syncHostRules()
+        syncAnnotations()
+    }
+
+    /// Brings the pods' capture annotations in line with what is captured now (no-op without a writer).
+    func syncAnnotations() {
+        let captured = Set(inputs.registry.all.map(\.record.key))
+        annotations?.sync(captured: captured, snapshot: inputs.store.snapshot)
+    }
+
+    func syncHostRules() {
+        let addresses = inputs.registry.all.flatMap(\.addresses)
+        do {
+            try HostRules.apply(podAddresses: addresses)
+        } catch {
+            inputs.logger.error(
+                "cannot install the node's rule for kubelet probes; probes to captured pods will be refused",
+                metadata: ["table": "inet \(HostRules.tableName)", "error": "\(error)"]
+            )
+        }
     }
 
     // MARK: Enrollment

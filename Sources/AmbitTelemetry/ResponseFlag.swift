@@ -11,6 +11,14 @@ public enum ResponseFlag: String, Sendable, Hashable, CaseIterable, CustomString
     /// The upstream (a tunnel, an application, a destination outside the mesh) could not be reached,
     /// or the connection failed on the way.
     case connectFailure = "CONNECT"
+    /// The TLS handshake with the next hop failed (its certificate did not verify, or it refused ours).
+    case tlsFailure = "TLS_FAILURE"
+    /// The next hop did not speak HTTP/2 after TLS (no ALPN `h2`, a broken HTTP/2 preface).
+    case http2HandshakeFailure = "H2_HANDSHAKE_FAILURE"
+    /// The TCP connect to the next hop's 15008 timed out: often a NetworkPolicy dropping HBONE.
+    case networkPolicy = "NETWORK_POLICY"
+    /// No certificate for the source workload's identity (the CA failed or refused).
+    case identityError = "IDENTITY_ERROR"
 
     // MARK: Requests (Envoy's flags)
 

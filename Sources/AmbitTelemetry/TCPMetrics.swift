@@ -1,7 +1,8 @@
 public import AmbitModel
 public import Prometheus
 
-/// Who talked to whom, in Istio's label set, so Istio dashboards and alerts work unchanged.
+/// Who talked to whom, in Istio's label set (ztunnel's, in its order), so Istio dashboards and alerts
+/// work unchanged. A value that is not known is `unknown`, as in Istio.
 public struct TrafficLabels: Hashable, Sendable {
     public enum Reporter: String, Sendable {
         case source
@@ -9,64 +10,136 @@ public struct TrafficLabels: Hashable, Sendable {
         case waypoint
     }
 
+    /// ztunnel's two values: mutual TLS (an HBONE tunnel), or `unknown` (plain TCP).
     public enum SecurityPolicy: String, Sendable {
         case mutualTLS = "mutual_tls"
-        case none = "none"
+        case unknown = "unknown"
+    }
+
+    /// One end of the traffic.
+    public struct Peer: Hashable, Sendable {
+        /// The workload (its controller's name: a Deployment, not its pod; see `Pod.workloadMeta`).
+        public var workload: String
+        public var canonicalService: String
+        public var canonicalRevision: String
+        public var namespace: String
+        /// The identity verified by mutual TLS (`nil`: plaintext, or not known).
+        public var principal: SpiffeID?
+        public var app: String
+        public var version: String
+        public var cluster: String
+
+        public init(
+            workload: String = TrafficLabels.unknown,
+            canonicalService: String = TrafficLabels.unknown,
+            canonicalRevision: String = TrafficLabels.unknown,
+            namespace: String = TrafficLabels.unknown,
+            principal: SpiffeID? = nil,
+            app: String = TrafficLabels.unknown,
+            version: String = TrafficLabels.unknown,
+            cluster: String = TrafficLabels.unknown
+        ) {
+            self.workload = workload
+            self.canonicalService = canonicalService
+            self.canonicalRevision = canonicalRevision
+            self.namespace = namespace
+            self.principal = principal
+            self.app = app
+            self.version = version
+            self.cluster = cluster
+        }
+
+        /// A known pod, as istiod describes it to ztunnel: `app` and `version` are the canonical
+        /// service and revision.
+        public init(_ pod: Pod, principal: SpiffeID?, cluster: String) {
+            let service = pod.canonicalService
+            let revision = pod.canonicalRevision
+            self.init(
+                workload: pod.workloadName,
+                canonicalService: service,
+                canonicalRevision: revision,
+                namespace: pod.metadata.namespace,
+                principal: principal,
+                app: service,
+                version: revision,
+                cluster: cluster
+            )
+        }
+
+        public static let unknown = Peer()
+    }
+
+    /// The service the traffic was addressed to.
+    public struct Service: Hashable, Sendable {
+        /// `name.namespace.svc.<domain>`.
+        public var hostname: String
+        public var name: String
+        public var namespace: String
+
+        public init(hostname: String, name: String, namespace: String) {
+            self.hostname = hostname
+            self.name = name
+            self.namespace = namespace
+        }
+
+        public static let unknown = Service(
+            hostname: TrafficLabels.unknown,
+            name: TrafficLabels.unknown,
+            namespace: TrafficLabels.unknown
+        )
     }
 
     public var reporter: Reporter
-    public var sourceWorkload: String
-    public var sourceWorkloadNamespace: String
-    /// The peer's identity from its certificate (`nil`: plaintext, or not known).
-    public var sourcePrincipal: SpiffeID?
-    public var destinationWorkload: String
-    public var destinationWorkloadNamespace: String
-    public var destinationPrincipal: SpiffeID?
-    public var destinationService: String
+    public var source: Peer
+    public var destination: Peer
+    public var service: Service
     public var requestProtocol: String
     public var responseFlags: ResponseFlag
     public var connectionSecurityPolicy: SecurityPolicy
 
-    /// Istio writes `unknown` for labels it cannot fill; so do we.
     public static let unknown = "unknown"
 
     public init(
         reporter: Reporter,
-        sourceWorkload: String = TrafficLabels.unknown,
-        sourceWorkloadNamespace: String = TrafficLabels.unknown,
-        sourcePrincipal: SpiffeID? = nil,
-        destinationWorkload: String = TrafficLabels.unknown,
-        destinationWorkloadNamespace: String = TrafficLabels.unknown,
-        destinationPrincipal: SpiffeID? = nil,
-        destinationService: String = TrafficLabels.unknown,
+        source: Peer = .unknown,
+        destination: Peer = .unknown,
+        service: Service = .unknown,
         requestProtocol: String = "tcp",
         responseFlags: ResponseFlag = .none,
-        connectionSecurityPolicy: SecurityPolicy = .none
+        connectionSecurityPolicy: SecurityPolicy = .unknown
     ) {
         self.reporter = reporter
-        self.sourceWorkload = sourceWorkload
-        self.sourceWorkloadNamespace = sourceWorkloadNamespace
-        self.sourcePrincipal = sourcePrincipal
-        self.destinationWorkload = destinationWorkload
-        self.destinationWorkloadNamespace = destinationWorkloadNamespace
-        self.destinationPrincipal = destinationPrincipal
-        self.destinationService = destinationService
+        self.source = source
+        self.destination = destination
+        self.service = service
         self.requestProtocol = requestProtocol
         self.responseFlags = responseFlags
         self.connectionSecurityPolicy = connectionSecurityPolicy
     }
 
-    /// The labels in a fixed order, with Istio's names.
+    /// The labels with Istio's names, in ztunnel's order.
     public var pairs: [(String, String)] {
         [
             ("reporter", reporter.rawValue),
-            ("source_workload", sourceWorkload),
-            ("source_workload_namespace", sourceWorkloadNamespace),
-            ("source_principal", sourcePrincipal?.uri ?? Self.unknown),
-            ("destination_workload", destinationWorkload),
-            ("destination_workload_namespace", destinationWorkloadNamespace),
-            ("destination_principal", destinationPrincipal?.uri ?? Self.unknown),
-            ("destination_service", destinationService),
+            ("source_workload", source.workload),
+            ("source_canonical_service", source.canonicalService),
+            ("source_canonical_revision", source.canonicalRevision),
+            ("source_workload_namespace", source.namespace),
+            ("source_principal", source.principal?.uri ?? Self.unknown),
+            ("source_app", source.app),
+            ("source_version", source.version),
+            ("source_cluster", source.cluster),
+            ("destination_service", service.hostname),
+            ("destination_service_namespace", service.namespace),
+            ("destination_service_name", service.name),
+            ("destination_workload", destination.workload),
+            ("destination_canonical_service", destination.canonicalService),
+            ("destination_canonical_revision", destination.canonicalRevision),
+            ("destination_workload_namespace", destination.namespace),
+            ("destination_principal", destination.principal?.uri ?? Self.unknown),
+            ("destination_app", destination.app),
+            ("destination_version", destination.version),
+            ("destination_cluster", destination.cluster),
             ("request_protocol", requestProtocol),
             ("response_flags", responseFlags.rawValue),
             ("connection_security_policy", connectionSecurityPolicy.rawValue),
@@ -95,44 +168,49 @@ public final class TCPMetrics: Sendable {
         MetricNameDescriptor(
             metricName: "istio_tcp_sent_bytes",
             unitName: "total",
-            helpText: "Bytes sent during TCP connections (request direction)"
+            helpText: "Bytes sent during response"
         )
     }
     static var received: MetricNameDescriptor {
         MetricNameDescriptor(
             metricName: "istio_tcp_received_bytes",
             unitName: "total",
-            helpText: "Bytes received during TCP connections (response direction)"
+            helpText: "Bytes received during request"
         )
     }
 
     private let registry: PrometheusCollectorRegistry
     private let cache = SeriesCache<TrafficLabels, TCPConnectionCounters>()
+    private let closedCache = SeriesCache<TrafficLabels, Counter>()
 
     init(registry: PrometheusCollectorRegistry) {
         self.registry = registry
     }
 
-    /// The counters for one label set (created on first use, shared afterwards).
+    /// The opened and byte counters for one label set (created on first use, shared afterwards). A
+    /// connection updates them under the labels it opened with (`response_flags="-"`), as ztunnel does.
     public func counters(_ labels: TrafficLabels) -> TCPConnectionCounters {
         cache.series(for: labels) {
             let pairs = labels.pairs
             return TCPConnectionCounters(
                 opened: registry.makeCounter(descriptor: Self.opened, labels: pairs),
-                closed: registry.makeCounter(descriptor: Self.closed, labels: pairs),
                 sent: registry.makeCounter(descriptor: Self.sent, labels: pairs),
                 received: registry.makeCounter(descriptor: Self.received, labels: pairs)
             )
         }
     }
+
+    /// The closed counter for one label set: the only series that carries how the connection ended.
+    public func closed(_ labels: TrafficLabels) -> Counter {
+        closedCache.series(for: labels) { registry.makeCounter(descriptor: Self.closed, labels: labels.pairs) }
+    }
 }
 
-/// The four counters of one connection's label set.
+/// The counters a connection updates while it runs.
 public struct TCPConnectionCounters: Sendable {
     public let opened: Counter
-    public let closed: Counter
-    /// Bytes from the client towards the server.
+    /// Response bytes: from the server back to the client (at every reporter, as ztunnel counts).
     public let sent: Counter
-    /// Bytes from the server back to the client.
+    /// Request bytes: from the client towards the server.
     public let received: Counter
 }

@@ -15,6 +15,9 @@ public final class FakeKubernetesAPIServer: Sendable {
         public let path: String
         public let query: [String: String]
         public let authorization: String?
+        public var method = "GET"
+        public var contentType: String? = nil
+        public var body = ""
         public var isWatch: Bool { query["watch"] == "1" || query["watch"] == "true" }
         public var description: String {
             "\(path)?\(query.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: "&"))"
@@ -29,18 +32,18 @@ public final class FakeKubernetesAPIServer: Sendable {
         case event
     }
 
-    private struct Event {
+    struct Event {
         let resourceVersion: Int
         let collection: String
         let line: String
     }
 
-    private struct Watcher {
+    struct Watcher {
         let channel: any Channel
         let collection: String
     }
 
-    private struct State {
+    struct State {
         var resourceVersion = 1000
         /// Collection path → "namespace/name" → object JSON text (with its kind and apiVersion).
         var collections: [String: [String: String]] = [:]
@@ -54,7 +57,7 @@ public final class FakeKubernetesAPIServer: Sendable {
         var expiry = Expiry.status
     }
 
-    private let state = Mutex<State>(State())
+    let state = Mutex<State>(State())
     public let channel: any Channel
     public var port: Int { channel.localAddress?.port ?? 0 }
 
@@ -131,7 +134,7 @@ public final class FakeKubernetesAPIServer: Sendable {
         }
     }
 
-    private static func object(_ json: String) -> [String: Any]? {
+    static func object(_ json: String) -> [String: Any]? {
         (try? JSONSerialization.jsonObject(with: Data(json.utf8))) as? [String: Any]
     }
 
@@ -237,7 +240,7 @@ public final class FakeKubernetesAPIServer: Sendable {
 
     // MARK: Wire format
 
-    private static func record(
+    static func record(
         _ type: String,
         _ objectJSON: String,
         in collection: String,
@@ -251,17 +254,17 @@ public final class FakeKubernetesAPIServer: Sendable {
         }
     }
 
-    private static func eventLine(_ type: String, _ object: [String: Any]) -> String {
+    static func eventLine(_ type: String, _ object: [String: Any]) -> String {
         json(["type": type, "object": object]) + "\n"
     }
 
-    private static func json(_ object: Any) -> String {
+    static func json(_ object: Any) -> String {
         let data =
             (try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .withoutEscapingSlashes]))
         return data.map { String(decoding: $0, as: UTF8.self) } ?? "{}"
     }
 
-    private static func send(_ line: String, to channel: any Channel) {
+    static func send(_ line: String, to channel: any Channel) {
         var buffer = channel.allocator.buffer(capacity: line.utf8.count)
         buffer.writeString(line)
         channel.writeAndFlush(HTTPServerResponsePart.body(.byteBuffer(buffer)), promise: nil)
@@ -281,6 +284,7 @@ public final class FakeKubernetesAPIServer: Sendable {
             "namespaces": "Namespace", "pods": "Pod", "services": "Service", "serviceaccounts": "ServiceAccount",
             "authorizationpolicies": "AuthorizationPolicy", "peerauthentications": "PeerAuthentication",
             "gateways": "Gateway", "httproutes": "HTTPRoute", "virtualservices": "VirtualService",
+            "endpointslices": "EndpointSlice", "gatewayclasses": "GatewayClass",
         ]
         return kinds[plural] ?? plural
     }
@@ -289,192 +293,5 @@ public final class FakeKubernetesAPIServer: Sendable {
         let parts = collection.split(separator: "/").map(String.init)
         if parts.first == "api" { return parts[1] }
         return parts.count >= 3 ? "\(parts[1])/\(parts[2])" : ""
-    }
-
-    // MARK: Serving
-
-    fileprivate enum Reply {
-        case response(status: Int, body: String)
-        case watch(backlog: [String], expiredEvent: String?, timeoutSeconds: Int?)
-    }
-
-    fileprivate func handle(_ request: Request) -> Reply {
-        state.withLock { state in
-            state.requests.append(request)
-            if !state.acceptedTokens.isEmpty {
-                let token = request.authorization.flatMap { $0.hasPrefix("Bearer ") ? String($0.dropFirst(7)) : nil }
-                guard let token, state.acceptedTokens.contains(token) else {
-                    return .response(status: 401, body: Self.json(Self.status(401, "Unauthorized", "Unauthorized")))
-                }
-            }
-            if var queued = state.failures[request.path], !queued.isEmpty {
-                let code = queued.removeFirst()
-                state.failures[request.path] = queued
-                return .response(status: code, body: Self.json(Self.status(code, "InternalError", "injected failure")))
-            }
-            if state.notServed.contains(request.path) {
-                return .response(
-                    status: 404,
-                    body: Self.json(Self.status(404, "NotFound", "the server could not find the requested resource"))
-                )
-            }
-            if request.isWatch {
-                let from = Int(request.query["resourceVersion"] ?? "") ?? state.resourceVersion
-                if from + 1 < state.oldestResourceVersion {
-                    let message = "too old resource version: \(from) (\(state.oldestResourceVersion - 1))"
-                    switch state.expiry {
-                    case .status:
-                        return .response(status: 410, body: Self.json(Self.status(410, "Expired", message)))
-                    case .event:
-                        return .watch(
-                            backlog: [],
-                            expiredEvent: Self.eventLine("ERROR", Self.status(410, "Expired", message)),
-                            timeoutSeconds: nil
-                        )
-                    }
-                }
-                let backlog = state.history.filter { $0.collection == request.path && $0.resourceVersion > from }
-                return .watch(
-                    backlog: backlog.map(\.line),
-                    expiredEvent: nil,
-                    timeoutSeconds: request.query["timeoutSeconds"].flatMap(Int.init)
-                )
-            }
-            return list(request, &state)
-        }
-    }
-
-    fileprivate func register(_ channel: any Channel, collection: String) {
-        state.withLock { $0.watchers[ObjectIdentifier(channel)] = Watcher(channel: channel, collection: collection) }
-    }
-
-    fileprivate func unregister(_ channel: any Channel) {
-        _ = state.withLock { $0.watchers.removeValue(forKey: ObjectIdentifier(channel)) }
-    }
-
-    private func list(_ request: Request, _ state: inout State) -> Reply {
-        let all = (state.collections[request.path] ?? [:]).sorted { $0.key < $1.key }.compactMap {
-            Self.object($0.value)
-        }
-        var offset = 0
-        var listVersion = state.resourceVersion
-        if let token = request.query["continue"] {
-            let parts = token.split(separator: "-").compactMap { Int($0) }
-            guard parts.count == 2 else {
-                return .response(status: 400, body: Self.json(Self.status(400, "BadRequest", "invalid continue token")))
-            }
-            (offset, listVersion) = (parts[0], parts[1])
-            if listVersion < state.oldestResourceVersion - 1 {
-                return .response(
-                    status: 410,
-                    body: Self.json(
-                        Self.status(
-                            410,
-                            "Expired",
-                            "The provided continue parameter is too old to display a consistent list result."
-                        )
-                    )
-                )
-            }
-        }
-        let limit = request.query["limit"].flatMap(Int.init) ?? all.count
-        let page = Array(all.dropFirst(offset).prefix(max(limit, 1)))
-        let core = request.path.hasPrefix("/api/")
-        let items: [[String: Any]] = page.map { object in
-            guard core else { return object }  // built-in kinds' list items carry no kind/apiVersion
-            var item = object
-            item.removeValue(forKey: "kind")
-            item.removeValue(forKey: "apiVersion")
-            return item
-        }
-        var metadata: [String: Any] = ["resourceVersion": String(listVersion)]
-        let next = offset + page.count
-        if next < all.count {
-            metadata["continue"] = "\(next)-\(listVersion)"
-            metadata["remainingItemCount"] = all.count - next
-        }
-        let body: [String: Any] = [
-            "kind": "\(Self.kindName(of: request.path))List", "apiVersion": Self.apiVersion(of: request.path),
-            "metadata": metadata, "items": items,
-        ]
-        return .response(status: 200, body: Self.json(body))
-    }
-}
-
-/// Lets child channels reach the server object, which exists only once the listener is bound.
-private final class ServerBox: Sendable {
-    let server = Mutex<FakeKubernetesAPIServer?>(nil)
-}
-
-private final class RequestHandler: ChannelInboundHandler, Sendable {
-    typealias InboundIn = HTTPServerRequestPart
-    typealias OutboundOut = HTTPServerResponsePart
-
-    let box: ServerBox
-
-    init(box: ServerBox) { self.box = box }
-
-    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        guard case .head(let head) = unwrapInboundIn(data), let server = box.server.withLock({ $0 }) else { return }
-        let components = URLComponents(string: head.uri)
-        var query: [String: String] = [:]
-        for item in components?.queryItems ?? [] { query[item.name] = item.value ?? "" }
-        let request = FakeKubernetesAPIServer.Request(
-            path: components?.path ?? head.uri,
-            query: query,
-            authorization: head.headers.first(name: "authorization")
-        )
-        switch server.handle(request) {
-        case .response(let status, let body):
-            var headers = HTTPHeaders()
-            headers.add(name: "content-type", value: "application/json")
-            headers.add(name: "content-length", value: "\(body.utf8.count)")
-            context.write(
-                wrapOutboundOut(
-                    .head(HTTPResponseHead(version: .http1_1, status: .init(statusCode: status), headers: headers))
-                ),
-                promise: nil
-            )
-            context.write(
-                wrapOutboundOut(.body(.byteBuffer(context.channel.allocator.buffer(string: body)))),
-                promise: nil
-            )
-            let channel = context.channel
-            context.writeAndFlush(wrapOutboundOut(.end(nil))).whenComplete { _ in channel.close(promise: nil) }
-        case .watch(let backlog, let expired, let timeout):
-            var headers = HTTPHeaders()
-            headers.add(name: "content-type", value: "application/json")
-            headers.add(name: "transfer-encoding", value: "chunked")
-            context.write(
-                wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: .ok, headers: headers))),
-                promise: nil
-            )
-            for line in backlog {
-                context.write(
-                    wrapOutboundOut(.body(.byteBuffer(context.channel.allocator.buffer(string: line)))),
-                    promise: nil
-                )
-            }
-            let channel = context.channel
-            if let expired {
-                context.write(
-                    wrapOutboundOut(.body(.byteBuffer(context.channel.allocator.buffer(string: expired)))),
-                    promise: nil
-                )
-                context.writeAndFlush(wrapOutboundOut(.end(nil))).whenComplete { _ in channel.close(promise: nil) }
-                return
-            }
-            context.flush()
-            server.register(channel, collection: request.path)
-            channel.closeFuture.whenComplete { _ in server.unregister(channel) }
-            if let timeout {
-                channel.eventLoop.scheduleTask(in: .seconds(Int64(timeout))) {
-                    server.unregister(channel)
-                    channel.writeAndFlush(HTTPServerResponsePart.end(nil)).whenComplete { _ in
-                        channel.close(promise: nil)
-                    }
-                }
-            }
-        }
     }
 }

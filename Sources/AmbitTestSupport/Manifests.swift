@@ -17,6 +17,7 @@ public enum Manifests {
         node: String? = nil,
         serviceAccount: String? = nil,
         labels: [String: String] = [:],
+        annotations: [String: String] = [:],
         ports: [(name: String, port: Int)] = [],
         ready: Bool? = nil,
         phase: String = "Running",
@@ -30,6 +31,7 @@ public enum Manifests {
             "  namespace: \(namespace)",
         ]
         if !labels.isEmpty { lines.append(block("labels", labels, indent: 2)) }
+        if !annotations.isEmpty { lines.append(block("annotations", annotations, indent: 2)) }
         lines.append("spec:")
         if let node { lines.append("  nodeName: \(node)") }
         if let serviceAccount { lines.append("  serviceAccountName: \(serviceAccount)") }

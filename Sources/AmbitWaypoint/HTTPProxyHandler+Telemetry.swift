@@ -20,26 +20,27 @@ extension HTTPProxyHandler {
         let waypoint = tunnel.waypoint
         let snapshot = waypoint.state.snapshot
         let source = snapshot.workload(at: tunnel.peerAddress)
-        let serviceName: String? = {
-            if case .service(let binding) = tunnel.target {
-                return "\(binding.service.name).\(binding.service.namespace).svc.\(snapshot.options.clusterDomain)"
-            }
-            return nil
-        }()
+        let cluster = snapshot.options.clusterID
+        var service = TrafficLabels.Service.unknown
+        if case .service(let binding) = tunnel.target {
+            service = .init(
+                hostname: "\(binding.service.name).\(binding.service.namespace).svc.\(snapshot.options.clusterDomain)",
+                name: binding.service.name,
+                namespace: binding.service.namespace
+            )
+        }
         let destination = outcome.endpoint?.workload
         let labels = TrafficLabels(
             reporter: tunnel.reporter,
-            sourceWorkload: source?.name ?? TrafficLabels.unknown,
-            sourceWorkloadNamespace: source?.namespace ?? TrafficLabels.unknown,
-            sourcePrincipal: tunnel.peerIdentity,
-            destinationWorkload: destination?.name ?? TrafficLabels.unknown,
-            destinationWorkloadNamespace: destination?.namespace ?? TrafficLabels.unknown,
-            destinationPrincipal: destination?.identity,
-            destinationService: serviceName ?? TrafficLabels.unknown,
+            source: source.map { .init($0.pod, principal: tunnel.peerIdentity, cluster: cluster) }
+                ?? .init(principal: tunnel.peerIdentity),
+            destination: destination.map { .init($0.pod, principal: $0.identity, cluster: cluster) } ?? .unknown,
+            service: service,
             requestProtocol: outcome.grpc ? "grpc" : "http",
             responseFlags: outcome.flag,
             connectionSecurityPolicy: .mutualTLS
         )
+        let serviceName: String? = service == .unknown ? nil : service.hostname
         let duration = ContinuousClock.now - outcome.started
         waypoint.metrics.http.record(
             labels,

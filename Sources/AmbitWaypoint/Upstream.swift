@@ -49,7 +49,7 @@ extension Waypoint {
             }
             return ChosenEndpoint(
                 address: endpoint.address,
-                workload: snapshot.workload(for: endpoint.pod),
+                workload: endpoint.pod.flatMap { snapshot.workload(for: $0) },
                 serviceName: name
             )
         case .workload(let workload, let port):

@@ -25,6 +25,8 @@ public struct WaypointProcessOptions: Sendable {
     /// Metrics, readiness and admin ports.
     public var ports = OperationalEndpoints.Ports()
     public var drainDeadline: Duration = .seconds(5)
+    /// The cluster's name in telemetry.
+    public var clusterID = ConfigOptions.defaultClusterID
     public var eventLoopThreads = System.coreCount
     /// Set to run as one pod's sidecar (`ambit-sidecar`) instead of a waypoint: `gateway` then
     /// names the pod (its namespace gives the identity's namespace) and nothing else is a Gateway.
@@ -63,7 +65,7 @@ public final class WaypointProcess: Sendable {
             namespace: options.gateway.namespace,
             serviceAccount: options.serviceAccount
         )
-        store = ConfigStore(options: ConfigOptions(trustDomain: authority.trustDomain))
+        store = ConfigStore(options: ConfigOptions(trustDomain: authority.trustDomain, clusterID: options.clusterID))
         let certificates = CertificateManager(
             signer: LocalCertificateSigner(authority: authority),
             metrics: CertificateMetrics(registry: metrics.registry),

@@ -96,6 +96,7 @@ struct RunCommand: AsyncParsableCommand {
             options.netnsDirectory = netnsDir
             options.netnsPrefix = netnsPrefix
             options.drainDeadline = daemon.drainDeadline
+            options.clusterID = daemon.clusterID
             options.capture = CaptureMode(rawValue: capture) ?? .nftables
             options.fallbackToNFTables = captureFallback
             options.bpfPinDirectory = bpfPinDir

@@ -9,7 +9,9 @@ struct UninstallCommand: ParsableCommand {
         discussion: """
             An agent that stops keeps its pods captured on purpose: they fail closed (no plaintext leaves them) \
             until it is back. When it will not come back, this removes that capture: the in-pod nftables rules or \
-            eBPF return-path settings of every pod recorded in --state-dir, then the eBPF pins (which detaches \
+            eBPF return-path settings of every pod recorded in --state-dir, the node's rule that lets kubelet \
+            probes through (nftables table inet ambit-host, in the network namespace uninstall runs in), then the \
+            eBPF pins (which detaches \
             the programs from the host and frees the maps). The pods' traffic is then no longer captured: it \
             leaves in plaintext, as from a pod outside the mesh. Refuses while an agent answers on the CNI \
             socket; to take pods out of the mesh while the agents run, remove the namespace's \
@@ -44,6 +46,7 @@ struct UninstallCommand: ParsableCommand {
         )
         for pod in report.released { print("released  \(pod)") }
         for pod in report.gone { print("gone      \(pod) (its network namespace no longer exists)") }
+        if report.removedHostRules { print("removed   the node's probe rule (table inet ambit-host)") }
         if let kept = report.keptPins {
             print("kept      \(kept) (a pod failed; the pins tell the next run which pods had eBPF capture)")
         } else if let removed = report.removedPins {

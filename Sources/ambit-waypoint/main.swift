@@ -68,6 +68,7 @@ struct AmbitWaypointCommand: AsyncParsableCommand {
             options.hbonePort = hbonePort
             options.ports = daemon.ports
             options.drainDeadline = daemon.drainDeadline
+            options.clusterID = daemon.clusterID
             try await WaypointProcess(options: options, logger: logger).run()
         }
     }

@@ -71,8 +71,10 @@ struct PolicyCommand: ParsableCommand {
                     throw CLIError("service \(service) has no endpoints for port \(binding.port.port)")
                 }
                 for endpoint in binding.endpoints {
-                    if let workload = snapshot.workload(for: endpoint.pod) {
+                    if let workload = endpoint.pod.flatMap({ snapshot.workload(for: $0) }) {
                         targets.append((workload, endpoint.address.port))
+                    } else {
+                        print("endpoint \(endpoint.address) is outside the mesh: plain TCP, no policy applies")
                     }
                 }
             } else if let workload = snapshot.workload(at: destination.address) {

@@ -19,8 +19,14 @@ extension LabRootTests {
         let serverIP = try #require(try lab.pods()["server"]?["ip"] as? String)
         let clientIP = try #require(try lab.pods()["client"]?["ip"] as? String)
         let state = "\(lab.stateDirectory)/\(lab.name)/run/node1"
-        let uninstall = ["uninstall", "--state-dir", state, "--bpf-pin-dir", Self.pins(lab, node: "node1")]
-        let ambitNode = TestBinaries.path("ambit-node")
+        // Uninstall runs where the agent ran, in node1's network namespace (nsenter keeps the host's /sys and
+        // so its bpffs, which `ip netns exec` would remount).
+        let node1 = "ambit-\(lab.name)-node1"
+        let ambitNode = "/usr/bin/nsenter"
+        let uninstall = [
+            "--net=/var/run/netns/\(node1)", TestBinaries.path("ambit-node"), "uninstall", "--state-dir", state,
+            "--bpf-pin-dir", Self.pins(lab, node: "node1"),
+        ]
         let ebpfLinks = "ambit_connect4"
         let attachedBefore = try Self.cgroupPrograms(named: ebpfLinks)
 
@@ -42,13 +48,17 @@ extension LabRootTests {
         #expect(closed.status == 7, "expected connection refused while the agent is down: \(closed.all)")
         #expect(FileManager.default.fileExists(atPath: Self.pins(lab, node: "node1")) == (capture == "ebpf"))
 
-        // `ambit-node uninstall`: each recorded pod released, the pins (and with them the programs) gone.
+        // `ambit-node uninstall`: each recorded pod released, the node's probe rule and the pins (and with them
+        // the programs) gone.
+        #expect(try Self.shell("ip netns exec \(node1) nft list table inet ambit-host").status == 0)
         let removed = try ProcessRunner.run(ambitNode, uninstall)
         #expect(removed.status == 0, "\(removed.all)")
         let what = capture == "ebpf" ? "eBPF return-path routing and sysctls" : "nftables rules and policy routing"
         #expect(removed.standardOutput.contains("released  demo/client: \(what)"), "\(removed.all)")
         #expect(removed.standardOutput.contains("released  demo/near: \(what)"), "\(removed.all)")
         #expect(!FileManager.default.fileExists(atPath: Self.pins(lab, node: "node1")))
+        #expect(removed.standardOutput.contains("removed   the node's probe rule"), "\(removed.all)")
+        #expect(try Self.shell("ip netns exec \(node1) nft list table inet ambit-host").status != 0)
         #expect(try Self.shell("ip netns exec ambit-\(lab.name)-p-client nft list table inet ambit").status != 0)
         #expect(try Self.shell("ip netns exec ambit-\(lab.name)-p-client ip rule").output.contains("0x111") == false)
         if capture == "ebpf" {

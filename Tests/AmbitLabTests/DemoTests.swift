@@ -25,8 +25,11 @@ extension LabRootTests {
             "segments of anything else",
             "is nowhere in the capture; legacy-client's header is (it is not in the mesh)",
             "applied examples/lab/policies/deny-client.yaml",
-            #"source_workload="client",source_workload_namespace="demo",destination_workload="server","#
-                + #"destination_service="unknown",response_flags="DENY",connection_security_policy="mutual_tls"} 1"#,
+            #"istio_tcp_connections_closed_total{reporter="destination",source_workload="client","#
+                + #"destination_workload="server",destination_service="server.demo.svc.cluster.local","#
+                + #"response_flags="DENY",connection_security_policy="mutual_tls"} 1"#,
+            "(plain TCP from the pod to 172.31.0.11:6443: the endpoint is a node, not a mesh workload)",
+            "server: True http 10.244.2.2:8080/ready: status 200",
             "==> demo finished",
             "netns     removed ambit-\(name)-ul",
         ] {

@@ -1,3 +1,5 @@
+import AmbitCapture
+import AmbitModel
 import AmbitTestSupport
 import Foundation
 import Testing
@@ -13,6 +15,11 @@ import Testing
     @Test func uninstallRefusesWhileTheLockIsHeldAndProceedsOnceItIsReleased() throws {
         let scratch = try TemporaryDirectory(prefix: "ambit-lock")
         defer { scratch.remove() }
+        // Uninstall acts on the calling thread's network namespace (the node's probe rule): a private one.
+        let netns = "ambit-lock-\(getpid())"
+        #expect(try ProcessRunner.run("/usr/sbin/ip", ["netns", "add", netns]).status == 0)
+        defer { _ = try? ProcessRunner.run("/usr/sbin/ip", ["netns", "delete", netns]) }
+        let namespace = try NetworkNamespace.open(path: "/run/netns/\(netns)")
         let state = scratch.path + "/state"
         let pins = scratch.path + "/pins"
         #expect(try AgentLock.holder(stateDirectory: state) == nil)
@@ -21,7 +28,9 @@ import Testing
         #expect(lock != nil)
         #expect(try AgentLock.holder(stateDirectory: state) == "\(getpid())")
         do {
-            _ = try CaptureRemoval.run(stateDirectory: state, cniSocket: state + "/cni.sock", pinDirectory: pins)
+            _ = try NetnsExecutor.runOnCurrentThread(in: namespace) {
+                try CaptureRemoval.run(stateDirectory: state, cniSocket: state + "/cni.sock", pinDirectory: pins)
+            }
             Issue.record("uninstall ran while the lock was held")
         } catch {
             #expect("\(error)".hasPrefix("an ambit-node (pid \(getpid())) holds \(state)/agent.lock: stop it first"))
@@ -29,8 +38,17 @@ import Testing
 
         lock = nil
         #expect(try AgentLock.holder(stateDirectory: state) == nil)
-        let report = try CaptureRemoval.run(stateDirectory: state, cniSocket: state + "/cni.sock", pinDirectory: pins)
+        let report = try NetnsExecutor.runOnCurrentThread(in: namespace) {
+            try CaptureRemoval.run(stateDirectory: state, cniSocket: state + "/cni.sock", pinDirectory: pins)
+        }
         #expect(report == CaptureRemoval.Report())
+        // The node's probe rule, left by an agent that stopped with pods captured, goes too.
+        let withRule = try NetnsExecutor.runOnCurrentThread(in: namespace) {
+            try HostRules.apply(podAddresses: [IPAddress("10.244.1.5")!])
+            return try CaptureRemoval.run(stateDirectory: state, cniSocket: state + "/cni.sock", pinDirectory: pins)
+        }
+        #expect(withRule.removedHostRules)
+        #expect(try NetnsExecutor.runOnCurrentThread(in: namespace) { try HostRules.isApplied() } == false)
         // Nothing was created for a state directory without records.
         #expect(!FileManager.default.fileExists(atPath: state + "/pods"))
     }

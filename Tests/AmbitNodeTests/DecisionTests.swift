@@ -313,6 +313,36 @@ import Testing
         }
     }
 
+    @Test func aSelectorlessServiceWhoseEndpointIsOutsideTheMeshIsReachedAsPlainTCPToTheEndpoint() throws {
+        let snapshot = try Self.snapshot(
+            Self.mesh + [
+                """
+                apiVersion: v1
+                kind: Service
+                metadata: {name: kubernetes, namespace: default}
+                spec: {clusterIP: 10.96.0.1, ports: [{name: https, port: 443, targetPort: 6443}]}
+                """,
+                """
+                apiVersion: discovery.k8s.io/v1
+                kind: EndpointSlice
+                metadata: {name: kubernetes, namespace: default, labels: {kubernetes.io/service-name: kubernetes}}
+                addressType: IPv4
+                endpoints: [{addresses: [172.31.0.11]}]
+                ports: [{name: https, port: 6443}]
+                """,
+            ]
+        )
+        let route = OutboundRouter.route(to: try Self.ep("10.96.0.1:443"), in: snapshot)
+        #expect(
+            route
+                == .passthrough(
+                    try Self.ep("172.31.0.11:6443"),
+                    destination: nil,
+                    service: "kubernetes.default.svc.cluster.local"
+                )
+        )
+    }
+
     // MARK: Re-checks
 
     /// A policy change re-runs the decision that admitted each live connection, all of it: a new
@@ -322,7 +352,7 @@ import Testing
         func admitted(peer: SpiffeID?, from source: String) throws -> ProxiedConnection {
             let connection = try fixture.connection()
             connection.admit(
-                ProxiedConnectionTests.Fixture.labels,
+                ProxiedConnectionTests.Fixture.description,
                 admission: .init(
                     target: try Self.ep("10.244.2.2:8080"),
                     peerIdentity: peer,

@@ -31,13 +31,14 @@ import Testing
         )
         static let labels = TrafficLabels(
             reporter: .destination,
-            sourceWorkload: "client",
-            sourceWorkloadNamespace: "demo",
-            sourcePrincipal: .test("demo", "client"),
-            destinationWorkload: "server",
-            destinationWorkloadNamespace: "demo",
-            destinationPrincipal: .test("demo", "server"),
+            source: .init(workload: "client", namespace: "demo", principal: .test("demo", "client")),
+            destination: .init(workload: "server", namespace: "demo", principal: .test("demo", "server")),
             connectionSecurityPolicy: .mutualTLS
+        )
+        static let description = ProxiedConnection.Description(
+            labels,
+            sourcePod: "client-7d9f-abcde",
+            destinationPod: "server-5c6b-fghij"
         )
 
         init() throws {
@@ -56,7 +57,7 @@ import Testing
                 pod: Self.pod,
                 source: try IPEndpoint(parsing: "10.244.1.2:40000"),
                 destination: try IPEndpoint(parsing: "10.244.2.2:8080"),
-                labels: Self.labels,
+                description: Self.description,
                 downstream: downstream,
                 tracker: tracker,
                 telemetry: telemetry
@@ -86,11 +87,12 @@ import Testing
         let fixture = try Fixture()
         let connection = try fixture.connection(downstream: fixture.downstream)
         #expect(fixture.tracker.count == 1)
-        connection.refuse(Fixture.labels, flag: .denied, reason: "denied by ns/deny")
+        connection.refuse(Fixture.description, flag: .denied, reason: "denied by ns/deny")
         fixture.loop.run()
         #expect(!fixture.downstream.isActive, "a refused connection is reset")
         #expect(fixture.tracker.count == 0)
-        #expect(fixture.counter("istio_tcp_connections_opened_total", flag: "DENY") == "1")
+        // Opened before it was decided, closed with the reason (ztunnel's counting).
+        #expect(fixture.counter("istio_tcp_connections_opened_total", flag: "-") == "1")
         #expect(fixture.counter("istio_tcp_connections_closed_total", flag: "DENY") == "1")
         // A late report (a failure, a revocation) changes nothing.
         connection.fail(ChannelError.ioOnClosedChannel)
@@ -107,7 +109,7 @@ import Testing
     @Test func aRelayThatEndsIsCountedWithItsBytesOnceEvenWhenAFailureFollows() throws {
         let fixture = try Fixture()
         let connection = try fixture.connection(downstream: fixture.downstream)
-        connection.admit(Fixture.labels, admission: Self.admission, hboneAddress: Self.admission.target)
+        connection.admit(Fixture.description, admission: Self.admission, hboneAddress: Self.admission.target)
         let finished = fixture.loop.makePromise(of: RelaySummary.self)
         connection.relay(finished.futureResult)
         #expect(fixture.tracker.count == 1, "tracked while the relay runs")
@@ -126,13 +128,16 @@ import Testing
         #expect(line["direction"] == "inbound")
         #expect(line["src.identity"] == "spiffe://cluster.local/ns/demo/sa/client")
         #expect(line["dst.hbone_addr"] == "10.244.2.2:8080")
+        #expect(line["src.workload"] == "client-7d9f-abcde", "the access log names pods, as ztunnel's")
+        #expect(fixture.counter("istio_tcp_received_bytes_total", flag: "-") == "11", "request bytes are received")
+        #expect(fixture.counter("istio_tcp_sent_bytes_total", flag: "-") == "22", "response bytes are sent")
         #expect(line["duration"]?.hasSuffix("ms") == true)
     }
 
     @Test func aFailedUpstreamResetsTheDownstreamWithConnect() throws {
         let fixture = try Fixture()
         let connection = try fixture.connection(downstream: fixture.downstream)
-        connection.admit(Fixture.labels)
+        connection.admit(Fixture.description)
         let finished = fixture.loop.makePromise(of: RelaySummary.self)
         connection.relay(finished.futureResult)
         finished.fail(ChannelError.connectTimeout(.seconds(10)))
@@ -147,7 +152,7 @@ import Testing
         let fixture = try Fixture()
         // An HBONE tunnel: no downstream socket of ours; the application's socket is reset instead.
         let connection = try fixture.connection()
-        connection.admit(Fixture.labels, admission: Self.admission)
+        connection.admit(Fixture.description, admission: Self.admission)
         let application = EmbeddedChannel(loop: fixture.loop)
         try application.connect(to: SocketAddress(ipAddress: "10.244.2.2", port: 8080)).wait()
         connection.reached(application)
@@ -167,7 +172,7 @@ import Testing
     @Test func aRevocationBeforeTheApplicationIsReachedResetsItOnArrival() throws {
         let fixture = try Fixture()
         let connection = try fixture.connection()
-        connection.admit(Fixture.labels, admission: Self.admission)
+        connection.admit(Fixture.description, admission: Self.admission)
         connection.revoke(reason: "closed: policy now denies it")
         let application = EmbeddedChannel(loop: fixture.loop)
         try application.connect(to: SocketAddress(ipAddress: "10.244.2.2", port: 8080)).wait()
@@ -178,14 +183,14 @@ import Testing
 
     @Test func plaintextConnectionsLogNoIdentity() throws {
         let fixture = try Fixture()
-        var labels = Fixture.labels
-        labels.sourcePrincipal = nil
-        labels.connectionSecurityPolicy = .none
+        var description = Fixture.description
+        description.labels.source.principal = nil
+        description.labels.connectionSecurityPolicy = .unknown
         let connection = try fixture.connection(downstream: fixture.downstream)
-        connection.refuse(labels, flag: .denied, reason: "PeerAuthentication STRICT")
+        connection.refuse(description, flag: .denied, reason: "PeerAuthentication STRICT")
         let line = try #require(fixture.log.first)
         #expect(line["src.identity"] == nil)
         #expect(line["dst.identity"] == nil, "identities are logged for mutual TLS only, as ztunnel does")
-        #expect(line["src.workload"] == "client")
+        #expect(line["src.workload"] == "client-7d9f-abcde")
     }
 }

@@ -142,7 +142,7 @@ import Testing
         let source = dump["configSource"] as? [String: Any] ?? [:]
         #expect(source["kind"] as? String == "kubernetes", "\(dump)")
         let collections = source["collections"] as? [[String: Any]] ?? []
-        #expect(collections.count == 9 && collections.allSatisfy { $0["synced"] as? Bool == true }, "\(collections)")
+        #expect(collections.count == 11 && collections.allSatisfy { $0["synced"] as? Bool == true }, "\(collections)")
         let workloads = dump["workloads"] as? [[String: Any]] ?? []
         let client = workloads.first { $0["name"] as? String == KubernetesFixtures.clientPod }
         #expect(client?["identity"] as? String == "spiffe://cluster.local/ns/demo/sa/client", "\(workloads)")

@@ -65,16 +65,34 @@ final class KubernetesAPIClient: Sendable {
     /// GET `path`; the whole body, at most `limit` bytes. Non-2xx statuses throw ``KubernetesAPIError/status``.
     func get(_ path: String, query: [(String, String)], limit: Int, idleTimeout: TimeAmount) async throws -> ByteBuffer
     {
-        try await exchange(path, query: query, idleTimeout: idleTimeout) { body in
-            var collected = ByteBuffer()
-            while let chunk = try await body.next() {
-                guard collected.readableBytes + chunk.readableBytes <= limit else {
-                    throw KubernetesAPIError.tooLarge(limit: limit)
-                }
-                collected.writeImmutableBuffer(chunk)
-            }
-            return collected
+        try await exchange(.GET, path, query: query, idleTimeout: idleTimeout) { body in
+            try await Self.collect(&body, limit: limit)
         }
+    }
+
+    /// PATCH `path` with a JSON merge patch (RFC 7386, `application/merge-patch+json`); the answer's
+    /// body, at most `limit` bytes. Non-2xx statuses throw ``KubernetesAPIError/status``.
+    func mergePatch(_ path: String, _ patch: String, limit: Int = 1 << 20) async throws -> ByteBuffer {
+        let request = RequestBody(contentType: "application/merge-patch+json", bytes: ByteBuffer(string: patch))
+        return try await exchange(.PATCH, path, query: [], body: request, idleTimeout: .seconds(10)) { body in
+            try await Self.collect(&body, limit: limit)
+        }
+    }
+
+    private static func collect(_ body: inout Body, limit: Int) async throws -> ByteBuffer {
+        var collected = ByteBuffer()
+        while let chunk = try await body.next() {
+            guard collected.readableBytes + chunk.readableBytes <= limit else {
+                throw KubernetesAPIError.tooLarge(limit: limit)
+            }
+            collected.writeImmutableBuffer(chunk)
+        }
+        return collected
+    }
+
+    struct RequestBody: Sendable {
+        var contentType: String
+        var bytes: ByteBuffer
     }
 
     /// GET `path` whose body is newline-delimited JSON (a watch); `line` gets each line as it
@@ -86,7 +104,7 @@ final class KubernetesAPIClient: Sendable {
         maximumLine: Int,
         line: (ByteBuffer) async throws -> Void
     ) async throws {
-        try await exchange(path, query: query, idleTimeout: idleTimeout) { body in
+        try await exchange(.GET, path, query: query, idleTimeout: idleTimeout) { body in
             var pending = ByteBuffer()
             while let chunk = try await body.next() {
                 pending.writeImmutableBuffer(chunk)
@@ -122,8 +140,10 @@ final class KubernetesAPIClient: Sendable {
     }
 
     private func exchange<Result: Sendable>(
+        _ method: HTTPMethod,
         _ path: String,
         query: [(String, String)],
+        body request: RequestBody? = nil,
         idleTimeout: TimeAmount,
         _ handle: (inout Body) async throws -> Result
     ) async throws -> Result {
@@ -157,10 +177,15 @@ final class KubernetesAPIClient: Sendable {
         headers.add(name: "accept", value: "application/json")
         headers.add(name: "user-agent", value: userAgent)
         if let authorization { headers.add(name: "authorization", value: authorization) }
-        let head = HTTPRequestHead(version: .http1_1, method: .GET, uri: Self.uri(path, query), headers: headers)
+        if let request {
+            headers.add(name: "content-type", value: request.contentType)
+            headers.add(name: "content-length", value: String(request.bytes.readableBytes))
+        }
+        let head = HTTPRequestHead(version: .http1_1, method: method, uri: Self.uri(path, query), headers: headers)
         do {
             return try await channel.executeThenClose { inbound, outbound in
                 try await outbound.write(.head(head))
+                if let request { try await outbound.write(.body(.byteBuffer(request.bytes))) }
                 try await outbound.write(.end(nil))
                 var iterator = inbound.makeAsyncIterator()
                 guard case .head(let response)? = try await iterator.next() else {

@@ -49,11 +49,13 @@ extension ResourceKind {
         case .gateway: return "gateways"
         case .httpRoute: return "httproutes"
         case .virtualService: return "virtualservices"
+        case .endpointSlice: return "endpointslices"
+        case .gatewayClass: return "gatewayclasses"
         }
     }
 
     static let syncOrder: [ResourceKind] = [
-        .namespace, .serviceAccount, .pod, .service, .authorizationPolicy, .peerAuthentication, .gateway, .httpRoute,
-        .virtualService,
+        .namespace, .serviceAccount, .pod, .service, .endpointSlice, .authorizationPolicy, .peerAuthentication,
+        .gatewayClass, .gateway, .httpRoute, .virtualService,
     ]
 }

@@ -47,7 +47,7 @@ public final class KubernetesSource: ConfigSource {
     let options: Options
     let store: ConfigStore
     let logger: Logger
-    private let client: KubernetesAPIClient
+    let client: KubernetesAPIClient
     let decoder = ManifestDecoder()
     let state: Mutex<State>
     /// Held across "read the merged set, replace the store" so that publishes never reorder.

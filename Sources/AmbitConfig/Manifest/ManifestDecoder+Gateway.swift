@@ -16,7 +16,8 @@ extension ManifestDecoder {
                     name: try mapping.required("name").nonEmptyString(),
                     port: try mapping.required("port").port(),
                     protocolName: try mapping.required("protocol").nonEmptyString(),
-                    hostname: try mapping["hostname"]?.string()
+                    hostname: try mapping["hostname"]?.string(),
+                    allowedNamespaces: try allowedNamespaces(mapping["allowedRoutes"])
                 )
             } ?? []
         var addresses: [IPAddress] = []
@@ -31,6 +32,29 @@ extension ManifestDecoder {
         }
         gateway.addresses = addresses
         return gateway
+    }
+
+    /// `allowedRoutes.namespaces`: `from` Same (default), All or Selector (with `selector.matchLabels`).
+    private func allowedNamespaces(_ value: YAMLValue?) throws(FieldError) -> Gateway.Listener.AllowedNamespaces {
+        guard let namespaces = try value?.mapping()["namespaces"]?.mapping() else { return .same }
+        let from = namespaces["from"]
+        switch try from?.string() ?? "Same" {
+        case "Same": return .same
+        case "All": return .all
+        case "Selector":
+            let selector = try namespaces.required("selector").mapping()
+            if let expressions = selector["matchExpressions"] {
+                throw expressions.error("matchExpressions are not supported; use matchLabels")
+            }
+            return .selector(LabelSelector(matchLabels: try selector["matchLabels"]?.stringMap() ?? [:]))
+        case let other:
+            throw (from ?? value!).error("\"\(other)\" is not Same, All or Selector")
+        }
+    }
+
+    func decodeGatewayClass(metadata: ObjectMeta, document: YAMLMapping) throws(FieldError) -> GatewayClass {
+        let spec = try document.required("spec").mapping()
+        return GatewayClass(metadata: metadata, controllerName: try spec.required("controllerName").nonEmptyString())
     }
 
     func decodeHTTPRoute(metadata: ObjectMeta, document: YAMLMapping) throws(FieldError) -> HTTPRoute {

@@ -130,7 +130,7 @@ extension ManifestDecoder {
         return name
     }
 
-    private func transport(_ value: YAMLValue?) throws(FieldError) -> TransportProtocol {
+    func transport(_ value: YAMLValue?) throws(FieldError) -> TransportProtocol {
         guard let value else { return .tcp }
         return try value.parsed { text in
             guard let transport = TransportProtocol(rawValue: text) else {

@@ -77,7 +77,11 @@ public struct ManifestDecoder: Sendable {
                     objectLabel = ObjectKey(known, namespace: namespace, name: name).description
                 }
                 // A misplaced top-level field (say `selector:` outside `spec:`) would silently do nothing.
-                try mapping.rejectUnknownKeys(["apiVersion", "kind", "metadata", "spec", "status"])
+                try mapping.rejectUnknownKeys(
+                    known == .endpointSlice
+                        ? ["apiVersion", "kind", "metadata", "addressType", "endpoints", "ports"]
+                        : ["apiVersion", "kind", "metadata", "spec", "status"]
+                )
                 let metadata = try decodeMetadata(mapping.required("metadata"), kind: known)
                 objectLabel = ObjectKey(known, namespace: metadata.namespace, name: metadata.name).description
                 result.objects.append(try decodeObject(known, metadata: metadata, document: mapping))
@@ -113,6 +117,8 @@ public struct ManifestDecoder: Sendable {
         case .httpRoute: return .httpRoute(try decodeHTTPRoute(metadata: metadata, document: document))
         case .virtualService:
             return .virtualService(try decodeVirtualService(metadata: metadata, document: document))
+        case .endpointSlice: return .endpointSlice(try decodeEndpointSlice(metadata: metadata, document: document))
+        case .gatewayClass: return .gatewayClass(try decodeGatewayClass(metadata: metadata, document: document))
         }
     }
 
@@ -146,7 +152,17 @@ public struct ManifestDecoder: Sendable {
             labels: labels,
             annotations: try mapping["annotations"]?.stringMap() ?? [:],
             creationTimestamp: try mapping["creationTimestamp"]?.string(),
-            deletionTimestamp: try mapping["deletionTimestamp"]?.string()
+            deletionTimestamp: try mapping["deletionTimestamp"]?.string(),
+            generateName: try mapping["generateName"]?.string(),
+            ownerReferences: try mapping["ownerReferences"]?.list { (value) throws(FieldError) in
+                let owner = try value.mapping()
+                return OwnerReference(
+                    apiVersion: try owner.required("apiVersion").nonEmptyString(),
+                    kind: try owner.required("kind").nonEmptyString(),
+                    name: try owner.required("name").nonEmptyString(),
+                    controller: try owner["controller"]?.bool() ?? false
+                )
+            } ?? []
         )
     }
 

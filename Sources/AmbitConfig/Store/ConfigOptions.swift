@@ -8,14 +8,21 @@ public struct ConfigOptions: Hashable, Sendable {
     public var rootNamespace: String
     /// DNS suffix of service host names, `cluster.local` by default.
     public var clusterDomain: String
+    /// The cluster's name in telemetry (`source_cluster`, `destination_cluster`); Istio's default.
+    public var clusterID: String
+
+    /// Istio's default `CLUSTER_ID`.
+    public static let defaultClusterID = "Kubernetes"
 
     public init(
         trustDomain: String = SpiffeID.defaultTrustDomain,
         rootNamespace: String = WellKnownLabels.defaultRootNamespace,
-        clusterDomain: String = "cluster.local"
+        clusterDomain: String = "cluster.local",
+        clusterID: String = ConfigOptions.defaultClusterID
     ) {
         self.trustDomain = trustDomain
         self.rootNamespace = rootNamespace
         self.clusterDomain = clusterDomain
+        self.clusterID = clusterID
     }
 }

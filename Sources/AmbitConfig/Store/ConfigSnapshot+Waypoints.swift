@@ -215,9 +215,10 @@ extension ConfigSnapshot {
             let resolution = waypoint(forService: binding.service)
             guard resolution != .none else { continue }
             seen.insert(binding.service)
-            for endpoint in binding.endpoints
-            where !(index.ports[endpoint.pod]?[endpoint.address.port] ?? []).contains(resolution) {
-                index.ports[endpoint.pod, default: [:]][endpoint.address.port, default: []].append(resolution)
+            for endpoint in binding.endpoints {
+                guard let pod = endpoint.pod, !(index.ports[pod]?[endpoint.address.port] ?? []).contains(resolution)
+                else { continue }
+                index.ports[pod, default: [:]][endpoint.address.port, default: []].append(resolution)
             }
         }
         return index

@@ -21,6 +21,8 @@ public final class ConfigSnapshot: Sendable {
     public let gateways: [ObjectKey: Gateway]
     public let httpRoutes: [ObjectKey: HTTPRoute]
     public let virtualServices: [ObjectKey: VirtualService]
+    public let endpointSlices: [ObjectKey: EndpointSlice]
+    public let gatewayClasses: [String: GatewayClass]
 
     /// Problems found while indexing (address conflicts, policies not enforceable here, missing
     /// waypoints): the objects are valid on their own but do not fit together.
@@ -38,6 +40,8 @@ public final class ConfigSnapshot: Sendable {
     let peerAuthenticationIndex: PeerAuthenticationIndex
     /// Built on first use: which waypoints guard a pod's target ports (see ``waypointsGuarding(pod:port:)``).
     let waypointGuards = Mutex<WaypointGuardIndex?>(nil)
+    /// Built on first use: the services whose endpoints a pod's target port is (see ``service(of:port:)``).
+    let servicesByEndpoint = Mutex<[ObjectKey: [UInt16: ObjectKey]]?>(nil)
 
     /// The empty snapshot.
     public convenience init(options: ConfigOptions = ConfigOptions()) {
@@ -54,6 +58,8 @@ public final class ConfigSnapshot: Sendable {
         var gateways: [ObjectKey: Gateway] = [:]
         var httpRoutes: [ObjectKey: HTTPRoute] = [:]
         var virtualServices: [ObjectKey: VirtualService] = [:]
+        var endpointSlices: [ObjectKey: EndpointSlice] = [:]
+        var gatewayClasses: [String: GatewayClass] = [:]
         for object in objects {
             switch object {
             case .namespace(let namespace): namespaces[namespace.metadata.name] = namespace
@@ -65,6 +71,8 @@ public final class ConfigSnapshot: Sendable {
             case .gateway(let gateway): gateways[gateway.key] = gateway
             case .httpRoute(let route): httpRoutes[route.key] = route
             case .virtualService(let service): virtualServices[service.key] = service
+            case .endpointSlice(let slice): endpointSlices[slice.key] = slice
+            case .gatewayClass(let gatewayClass): gatewayClasses[gatewayClass.metadata.name] = gatewayClass
             }
         }
         self.version = version
@@ -78,6 +86,8 @@ public final class ConfigSnapshot: Sendable {
         self.gateways = gateways
         self.httpRoutes = httpRoutes
         self.virtualServices = virtualServices
+        self.endpointSlices = endpointSlices
+        self.gatewayClasses = gatewayClasses
 
         var warnings: [String] = []
         var workloadsByIP: [IPAddress: Workload] = [:]
@@ -108,6 +118,19 @@ public final class ConfigSnapshot: Sendable {
         self.podsByNode = podsByNode
 
         let podIndex = PodLabelIndex(pods: pods.values)
+        var slicesByService: [ObjectKey: [EndpointSlice]] = [:]
+        for key in endpointSlices.keys.sorted() {
+            let slice = endpointSlices[key]!
+            guard let service = slice.service else {
+                warnings.append("\(key) has no \(EndpointSlice.serviceNameLabel) label; its endpoints are unused")
+                continue
+            }
+            guard services[service] != nil else {
+                warnings.append("\(key) belongs to \(service), which does not exist; its endpoints are unused")
+                continue
+            }
+            slicesByService[service, default: []].append(slice)
+        }
         var servicesByAddress: [IPEndpoint: ServiceBinding] = [:]
         var servicesByHostname: [String: ObjectKey] = [:]
         for key in services.keys.sorted() {
@@ -115,7 +138,12 @@ public final class ConfigSnapshot: Sendable {
             servicesByHostname[service.hostname(clusterDomain: options.clusterDomain)] = key
             let selected = service.selector.map { podIndex.pods(in: key.namespace, matching: $0) } ?? []
             for port in service.ports where port.transport == .tcp {
-                let endpoints = Self.endpoints(of: selected, targetPort: port.targetPort)
+                // As Istio's ambient index does: a Service with a selector gets its endpoints from the pods it
+                // selects; one without, from its EndpointSlices.
+                let endpoints =
+                    service.selector == nil
+                    ? Self.endpoints(of: slicesByService[key] ?? [], port: port)
+                    : Self.endpoints(of: selected, targetPort: port.targetPort)
                 let binding = ServiceBinding(service: key, port: port, endpoints: endpoints)
                 for address in service.clusterIPs {
                     let endpoint = IPEndpoint(address, port.port)
@@ -170,12 +198,34 @@ public final class ConfigSnapshot: Sendable {
         servicesByAddress[endpoint]
     }
 
+    /// The service a connection to `pod` on `port` most likely came through, when nothing says (ztunnel's
+    /// guess for inbound telemetry): the first service, by name, whose endpoints include that pod and port.
+    public func service(of pod: ObjectKey, port: UInt16) -> Service? {
+        let index = servicesByEndpoint.withLock { cached in
+            if let cached { return cached }
+            var built: [ObjectKey: [UInt16: ObjectKey]] = [:]
+            for binding in servicesByAddress.values.sorted(by: { $0.service < $1.service }) {
+                for endpoint in binding.endpoints {
+                    guard let owner = endpoint.pod, built[owner]?[endpoint.address.port] == nil else { continue }
+                    built[owner, default: [:]][endpoint.address.port] = binding.service
+                }
+            }
+            cached = built
+            return built
+        }
+        return index[pod]?[port].flatMap { services[$0] }
+    }
+
     /// The service with host name `name.namespace.svc.<cluster domain>`.
     public func service(hostname: String) -> Service? {
         servicesByHostname[hostname].flatMap { services[$0] }
     }
 
     /// All workloads on a node, sorted by key (the node agent's view of its own pods).
+    public func pods(onNode node: String) -> [Pod] {
+        (podsByNode[node] ?? []).compactMap { pods[$0] }
+    }
+
     public func workloads(onNode node: String) -> [Workload] {
         (podsByNode[node] ?? []).compactMap { workload(for: $0) }
     }
@@ -206,6 +256,27 @@ public final class ConfigSnapshot: Sendable {
             hostNetwork: pod.hostNetwork,
             namespaceLabels: namespace?.metadata.labels ?? [:]
         )
+    }
+
+    /// A selector-less Service's endpoints for `port`: the slices' addresses on the slice port of the same
+    /// name. An endpoint whose `targetRef` is a Pod is that pod; any other is outside the mesh (plain TCP).
+    private static func endpoints(of slices: [EndpointSlice], port: ServicePort) -> [ServiceEndpoint] {
+        var result: [ServiceEndpoint] = []
+        for slice in slices where slice.addressType != .fqdn {
+            guard let slicePort = slice.port(for: port), let number = slicePort.port else { continue }
+            for endpoint in slice.endpoints {
+                for address in endpoint.addresses {
+                    result.append(
+                        ServiceEndpoint(
+                            pod: endpoint.pod,
+                            address: IPEndpoint(address, number),
+                            healthy: endpoint.isReady
+                        )
+                    )
+                }
+            }
+        }
+        return result.sorted { $0.address < $1.address }
     }
 
     private static func endpoints(of pods: [Pod], targetPort: TargetPort) -> [ServiceEndpoint] {

@@ -12,4 +12,18 @@ public protocol ConfigSource: Sendable {
     /// Brings the store up to date now, waiting briefly for `key` to appear (the CNI plugin may
     /// announce a pod before the source has delivered its object).
     func catchUp(awaiting key: ObjectKey) async
+    /// Writes annotations back on pods, where the source can (the Kubernetes API); `nil` for a
+    /// manifest directory, which is the user's and never written to.
+    var podAnnotations: (any PodAnnotationWriter)? { get }
+}
+
+extension ConfigSource {
+    public var podAnnotations: (any PodAnnotationWriter)? { nil }
+}
+
+/// Sets or removes one annotation on a pod, as a JSON merge patch of the pod's `status`
+/// subresource (what istio-cni does, so the agent needs `patch` on `pods/status` only).
+public protocol PodAnnotationWriter: Sendable {
+    /// `value` nil removes the annotation. Throws with the API server's answer when it refuses.
+    func setAnnotation(_ name: String, to value: String?, onPod pod: ObjectKey) async throws
 }

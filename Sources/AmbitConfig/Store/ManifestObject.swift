@@ -11,6 +11,8 @@ public enum ManifestObject: Hashable, Sendable {
     case gateway(Gateway)
     case httpRoute(HTTPRoute)
     case virtualService(VirtualService)
+    case endpointSlice(EndpointSlice)
+    case gatewayClass(GatewayClass)
 
     public var key: ObjectKey {
         switch self {
@@ -23,6 +25,8 @@ public enum ManifestObject: Hashable, Sendable {
         case .gateway(let object): return object.key
         case .httpRoute(let object): return object.key
         case .virtualService(let object): return object.key
+        case .endpointSlice(let object): return object.key
+        case .gatewayClass(let object): return object.key
         }
     }
 }

@@ -9,20 +9,24 @@ public enum ResourceKind: String, Hashable, Sendable, CaseIterable, Comparable, 
     case gateway = "Gateway"
     case httpRoute = "HTTPRoute"
     case virtualService = "VirtualService"
+    case endpointSlice = "EndpointSlice"
+    case gatewayClass = "GatewayClass"
 
     /// `apiVersion` values accepted for the kind, newest first.
     public var apiVersions: [String] {
         switch self {
         case .namespace, .serviceAccount, .pod, .service: return ["v1"]
         case .authorizationPolicy, .peerAuthentication: return ["security.istio.io/v1", "security.istio.io/v1beta1"]
-        case .gateway, .httpRoute: return ["gateway.networking.k8s.io/v1", "gateway.networking.k8s.io/v1beta1"]
+        case .gateway, .httpRoute, .gatewayClass:
+            return ["gateway.networking.k8s.io/v1", "gateway.networking.k8s.io/v1beta1"]
+        case .endpointSlice: return ["discovery.k8s.io/v1"]
         case .virtualService:
             return ["networking.istio.io/v1", "networking.istio.io/v1beta1", "networking.istio.io/v1alpha3"]
         }
     }
 
-    /// Whether objects of the kind live in a namespace (all but Namespace itself).
-    public var isNamespaced: Bool { self != .namespace }
+    /// Whether objects of the kind live in a namespace (all but Namespace and GatewayClass).
+    public var isNamespaced: Bool { self != .namespace && self != .gatewayClass }
 
     public var description: String { rawValue }
 
@@ -75,6 +79,9 @@ public struct ObjectMeta: Hashable, Sendable {
     public var creationTimestamp: String?
     /// Set when the object is being deleted (a terminating pod is no longer a healthy endpoint).
     public var deletionTimestamp: String?
+    /// The prefix a controller gave the name (`web-7d4b9c-` for a Deployment's pod).
+    public var generateName: String?
+    public var ownerReferences: [OwnerReference]
 
     public init(
         name: String,
@@ -84,7 +91,9 @@ public struct ObjectMeta: Hashable, Sendable {
         labels: [String: String] = [:],
         annotations: [String: String] = [:],
         creationTimestamp: String? = nil,
-        deletionTimestamp: String? = nil
+        deletionTimestamp: String? = nil,
+        generateName: String? = nil,
+        ownerReferences: [OwnerReference] = []
     ) {
         self.name = name
         self.namespace = namespace
@@ -94,6 +103,24 @@ public struct ObjectMeta: Hashable, Sendable {
         self.annotations = annotations
         self.creationTimestamp = creationTimestamp
         self.deletionTimestamp = deletionTimestamp
+        self.generateName = generateName
+        self.ownerReferences = ownerReferences
+    }
+}
+
+/// `metadata.ownerReferences[]`: the object that owns this one (a ReplicaSet owns its pods).
+public struct OwnerReference: Hashable, Sendable {
+    public var apiVersion: String
+    public var kind: String
+    public var name: String
+    /// The managing controller (at most one owner is).
+    public var controller: Bool
+
+    public init(apiVersion: String, kind: String, name: String, controller: Bool = false) {
+        self.apiVersion = apiVersion
+        self.kind = kind
+        self.name = name
+        self.controller = controller
     }
 }
 

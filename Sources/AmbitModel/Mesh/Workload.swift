@@ -81,13 +81,14 @@ public struct ServiceBinding: Hashable, Sendable {
     public var healthyEndpoints: [ServiceEndpoint] { endpoints.filter(\.healthy) }
 }
 
-/// One pod behind a service port: its address and resolved target port.
+/// One endpoint behind a service port: its address and resolved target port, and the pod it is
+/// (`nil` for an EndpointSlice endpoint that is not a pod: a node, an address outside the cluster).
 public struct ServiceEndpoint: Hashable, Sendable {
-    public let pod: ObjectKey
+    public let pod: ObjectKey?
     public let address: IPEndpoint
     public let healthy: Bool
 
-    public init(pod: ObjectKey, address: IPEndpoint, healthy: Bool) {
+    public init(pod: ObjectKey?, address: IPEndpoint, healthy: Bool) {
         self.pod = pod
         self.address = address
         self.healthy = healthy

@@ -26,28 +26,30 @@ final class ConnectionTelemetry: Sendable {
     func closed(_ connection: ProxiedConnection.Ending) {
         var labels = connection.labels
         labels.responseFlags = connection.flag
-        metrics.tcp.counters(labels).closed.increment()
+        metrics.tcp.closed(labels).increment()
+        // Under the labels it opened with (`response_flags="-"`), as ztunnel's byte counters; request bytes
+        // are received and response bytes sent, at either end.
         let counters = metrics.tcp.counters(connection.labels)
-        counters.sent.increment(by: Int64(connection.summary.requestBytes))
-        counters.received.increment(by: Int64(connection.summary.responseBytes))
+        counters.received.increment(by: Int64(connection.summary.requestBytes))
+        counters.sent.increment(by: Int64(connection.summary.responseBytes))
         let mutualTLS = labels.connectionSecurityPolicy == .mutualTLS
         accessLog.record(
             AccessLogEntry(
                 direction: labels.reporter,
                 source: .init(
                     address: connection.source?.description,
-                    workload: labels.sourceWorkload,
-                    namespace: labels.sourceWorkloadNamespace,
-                    identity: mutualTLS ? labels.sourcePrincipal : nil
+                    workload: connection.description.sourcePod,
+                    namespace: labels.source.namespace,
+                    identity: mutualTLS ? labels.source.principal : nil
                 ),
                 destination: .init(
                     address: connection.destination.description,
-                    workload: labels.destinationWorkload,
-                    namespace: labels.destinationWorkloadNamespace,
-                    identity: mutualTLS ? labels.destinationPrincipal : nil
+                    workload: connection.description.destinationPod,
+                    namespace: labels.destination.namespace,
+                    identity: mutualTLS ? labels.destination.principal : nil
                 ),
                 hboneAddress: connection.hboneAddress,
-                service: labels.destinationService,
+                service: labels.service.hostname,
                 requestBytes: connection.summary.requestBytes,
                 responseBytes: connection.summary.responseBytes,
                 duration: connection.duration,

@@ -17,22 +17,45 @@ struct InboundProxy: Sendable {
     /// The HBONE server's hook for `pod`.
     func hbone(for pod: CapturedPod) -> PodInbound { PodInbound(proxy: self, podUID: pod.record.uid) }
 
-    /// The labels of a connection into `pod` from `source` (`peer`: its verified identity).
-    func labels(into pod: CapturedPod, from source: IPAddress, peer: SpiffeID?, snapshot: ConfigSnapshot)
-        -> TrafficLabels
-    {
+    /// What a connection into `pod` on `port` from `source` is (`peer`: its verified identity), in Istio's
+    /// labels: the service it came through is the one the `forwarded` header names, else the first whose
+    /// endpoints include the pod and port (ztunnel's guess).
+    func description(
+        into pod: CapturedPod,
+        port: UInt16,
+        from source: IPAddress,
+        peer: SpiffeID?,
+        forwardedHost: String? = nil,
+        snapshot: ConfigSnapshot
+    ) -> ProxiedConnection.Description {
+        let cluster = snapshot.options.clusterID
         let destination = snapshot.workload(for: pod.record.key)
         let sourceWorkload = snapshot.workload(at: source)
-        return TrafficLabels(
+        var labels = TrafficLabels(
             reporter: .destination,
-            sourceWorkload: sourceWorkload?.name ?? TrafficLabels.unknown,
-            sourceWorkloadNamespace: sourceWorkload?.namespace ?? TrafficLabels.unknown,
-            sourcePrincipal: peer,
-            destinationWorkload: destination?.name ?? pod.record.name,
-            destinationWorkloadNamespace: destination?.namespace ?? pod.record.namespace,
-            destinationPrincipal: destination?.identity,
-            connectionSecurityPolicy: peer == nil ? .none : .mutualTLS
+            connectionSecurityPolicy: peer == nil ? .unknown : .mutualTLS
         )
+        if let sourceWorkload {
+            labels.source = .init(sourceWorkload.pod, principal: peer, cluster: cluster)
+        } else {
+            labels.source.principal = peer
+        }
+        if let destination {
+            labels.destination = .init(destination.pod, principal: destination.identity, cluster: cluster)
+        } else {
+            labels.destination.workload = pod.record.name
+            labels.destination.namespace = pod.record.namespace
+        }
+        let service =
+            forwardedHost.flatMap { snapshot.service(hostname: $0) } ?? snapshot.service(of: pod.record.key, port: port)
+        if let service {
+            labels.service = .init(
+                hostname: service.hostname(clusterDomain: snapshot.options.clusterDomain),
+                name: service.metadata.name,
+                namespace: service.metadata.namespace
+            )
+        }
+        return .init(labels, sourcePod: sourceWorkload?.name, destinationPod: pod.record.name)
     }
 
     /// A plaintext connection redirected to `pod`'s port 15006 (a client outside the mesh).
@@ -50,13 +73,19 @@ struct InboundProxy: Sendable {
                 return
             }
             let snapshot = inputs.store.snapshot
-            let labels = labels(into: pod, from: peer.address, peer: nil, snapshot: snapshot)
+            let description = description(
+                into: pod,
+                port: target.port,
+                from: peer.address,
+                peer: nil,
+                snapshot: snapshot
+            )
             let connection = ProxiedConnection(
                 .inbound,
                 pod: pod.record,
                 source: peer,
                 destination: target,
-                labels: labels,
+                description: description,
                 downstream: channel,
                 tracker: inputs.connections,
                 telemetry: inputs.telemetry
@@ -73,10 +102,10 @@ struct InboundProxy: Sendable {
                 snapshot: snapshot,
                 logger: inputs.logger
             ).refusal {
-                connection.refuse(labels, flag: .denied, reason: refusal)
+                connection.refuse(description, flag: .denied, reason: refusal)
                 return
             }
-            connection.admit(labels, admission: admission)
+            connection.admit(description, admission: admission)
             connection.relay(
                 TCPPassthrough.relay(
                     downstream: channel,
@@ -144,22 +173,29 @@ struct PodInbound: HBONEInboundHandler {
         case .denied, .allow:
             break
         }
-        let labels = proxy.labels(into: pod, from: source, peer: request.peerIdentity, snapshot: snapshot)
+        let description = proxy.description(
+            into: pod,
+            port: request.authority.port,
+            from: source,
+            peer: request.peerIdentity,
+            forwardedHost: request.headers.forwardedHost,
+            snapshot: snapshot
+        )
         let connection = ProxiedConnection(
             .inbound,
             pod: pod.record,
             source: request.peerAddress.flatMap(IPEndpoint.init(socketAddress:)),
             destination: request.authority,
-            labels: labels,
+            description: description,
             downstream: nil,
             tracker: inputs.connections,
             telemetry: inputs.telemetry
         )
         if case .denied(let reason) = decision {
-            connection.refuse(labels, flag: .denied, reason: reason)
+            connection.refuse(description, flag: .denied, reason: reason)
             return eventLoop.makeSucceededFuture(.denied(reason))
         }
-        connection.admit(labels, admission: admission, hboneAddress: request.authority)
+        connection.admit(description, admission: admission, hboneAddress: request.authority)
         let finished = eventLoop.makePromise(of: RelaySummary.self)
         return inputs.destinationPodDialer(pod)
             .connect(to: request.authority, from: source, on: eventLoop, prepare: RelaySockets.prepare)

@@ -33,12 +33,13 @@ struct OutboundProxy: Sendable {
     private func forward(_ channel: any Channel, from pod: CapturedPod, to destination: IPEndpoint) {
         let snapshot = inputs.store.snapshot
         let source = (channel.remoteAddress ?? channel.localAddress).flatMap(IPEndpoint.init(socketAddress:))
+        let unknown = ProxiedConnection.Description(TrafficLabels(reporter: .source), sourcePod: pod.record.name)
         let connection = ProxiedConnection(
             .outbound,
             pod: pod.record,
             source: source,
             destination: destination,
-            labels: TrafficLabels(reporter: .source),
+            description: unknown,
             downstream: channel,
             tracker: inputs.connections,
             telemetry: inputs.telemetry
@@ -47,24 +48,44 @@ struct OutboundProxy: Sendable {
         guard let sourceWorkload = snapshot.workload(for: pod.record.key) else {
             let error = NodeAgentError.unknownSourcePod(pod.record.displayName)
             inputs.logger.warning("\(error)")
-            connection.refuse(TrafficLabels(reporter: .source), flag: .connectFailure, reason: "\(error)")
+            connection.refuse(unknown, flag: .connectFailure, reason: "\(error)")
             return
         }
-        var labels = TrafficLabels(
-            reporter: .source,
-            sourceWorkload: sourceWorkload.name,
-            sourceWorkloadNamespace: sourceWorkload.namespace,
-            sourcePrincipal: sourceWorkload.identity
+        let cluster = snapshot.options.clusterID
+        let route = OutboundRouter.route(to: destination, in: snapshot)
+        // Only a tunnel carries the source's identity (ztunnel labels plain TCP's source principal unknown).
+        let tunnelled: Bool
+        switch route {
+        case .hbone, .waypoint: tunnelled = true
+        case .passthrough, .unavailable: tunnelled = false
+        }
+        var description = ProxiedConnection.Description(
+            TrafficLabels(
+                reporter: .source,
+                source: .init(
+                    sourceWorkload.pod,
+                    principal: tunnelled ? sourceWorkload.identity : nil,
+                    cluster: cluster
+                ),
+                connectionSecurityPolicy: tunnelled ? .mutualTLS : .unknown
+            ),
+            sourcePod: sourceWorkload.name
         )
-        switch OutboundRouter.route(to: destination, in: snapshot) {
+        func service(_ hostname: String?) -> TrafficLabels.Service {
+            guard let hostname, let service = snapshot.service(hostname: hostname) else { return .unknown }
+            return .init(hostname: hostname, name: service.metadata.name, namespace: service.metadata.namespace)
+        }
+        switch route {
         case .unavailable(let what):
-            connection.refuse(labels, flag: .connectFailure, reason: "\(NodeAgentError.noHealthyEndpoint(what))")
+            connection.refuse(description, flag: .connectFailure, reason: "\(NodeAgentError.noHealthyEndpoint(what))")
 
-        case .passthrough(let target, let workload, let service):
-            labels.destinationWorkload = workload?.name ?? TrafficLabels.unknown
-            labels.destinationWorkloadNamespace = workload?.namespace ?? TrafficLabels.unknown
-            labels.destinationService = service ?? TrafficLabels.unknown
-            connection.admit(labels)
+        case .passthrough(let target, let workload, let hostname):
+            if let workload {
+                description.labels.destination = .init(workload.pod, principal: workload.identity, cluster: cluster)
+                description.destinationPod = workload.name
+            }
+            description.labels.service = service(hostname)
+            connection.admit(description)
             connection.relay(
                 TCPPassthrough.relay(
                     downstream: channel,
@@ -74,22 +95,30 @@ struct OutboundProxy: Sendable {
                 )
             )
 
-        case .hbone(let nextHop, let authority, let workload, let service):
-            labels.destinationWorkload = workload.name
-            labels.destinationWorkloadNamespace = workload.namespace
-            labels.destinationPrincipal = workload.identity
-            labels.destinationService = service ?? TrafficLabels.unknown
-            labels.connectionSecurityPolicy = .mutualTLS
-            connection.admit(labels, hboneAddress: authority)
-            tunnel(channel, connection, source: sourceWorkload, to: (nextHop, authority, workload.identity, service))
+        case .hbone(let nextHop, let authority, let workload, let hostname):
+            description.labels.destination = .init(workload.pod, principal: workload.identity, cluster: cluster)
+            description.destinationPod = workload.name
+            description.labels.service = service(hostname)
+            connection.admit(description, hboneAddress: authority)
+            tunnel(channel, connection, source: sourceWorkload, to: (nextHop, authority, workload.identity, hostname))
 
-        case .waypoint(let nextHop, let authority, let waypoint, let service):
-            // The destination's workload is the waypoint's to choose; its identity is what we verify.
-            labels.destinationPrincipal = waypoint.identity
-            labels.destinationService = service ?? TrafficLabels.unknown
-            labels.connectionSecurityPolicy = .mutualTLS
-            connection.admit(labels, hboneAddress: authority)
-            tunnel(channel, connection, source: sourceWorkload, to: (nextHop, authority, waypoint.identity, service))
+        case .waypoint(let nextHop, let authority, let waypoint, let hostname):
+            // The next hop is the waypoint: it is the destination workload here (ztunnel's labels), its identity
+            // what we verify; which endpoint serves the request is the waypoint's to choose.
+            let gateway = waypoint.gateway
+            description.labels.destination = .init(
+                workload: gateway.name,
+                canonicalService: gateway.name,
+                canonicalRevision: "latest",
+                namespace: gateway.namespace,
+                principal: waypoint.identity,
+                app: gateway.name,
+                version: "latest",
+                cluster: cluster
+            )
+            description.labels.service = service(hostname)
+            connection.admit(description, hboneAddress: authority)
+            tunnel(channel, connection, source: sourceWorkload, to: (nextHop, authority, waypoint.identity, hostname))
         }
     }
 
@@ -104,12 +133,14 @@ struct OutboundProxy: Sendable {
         let headers = HBONEHeaders(
             forwardedFor: connection.source,
             forwardedHost: target.service,
+            // As istiod describes a pod to ztunnel: the workload's name under `k8s.pod.name`, the canonical
+            // service and revision as `service.name` and `service.version`.
             baggage: HBONEHeaders.baggage(
                 namespace: source.namespace,
-                workload: source.name,
+                workload: source.pod.workloadName,
                 kind: "pod",
-                service: source.pod.metadata.labels["app"],
-                version: source.pod.metadata.labels["version"]
+                service: source.pod.canonicalService,
+                version: source.pod.canonicalRevision
             ),
             traceparent: HBONEHeaders.newTraceparent()
         )

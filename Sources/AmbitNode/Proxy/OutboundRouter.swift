@@ -42,18 +42,23 @@ enum OutboundRouter {
                     "service \(binding.service.namespace)/\(binding.service.name) port \(destination.port)"
                 )
             }
+            // An EndpointSlice endpoint that is not a pod (a node, an address outside the cluster) is outside
+            // the mesh: plain TCP to it, the VIP rewritten, as ztunnel does.
+            guard let pod = endpoint.pod else {
+                return .passthrough(endpoint.address, destination: nil, service: serviceName)
+            }
             // The chosen endpoint's own waypoint (its service account's, or its pod's or namespace's
             // `istio.io/use-waypoint`): the endpoint accepts only that waypoint, so service-addressed
             // traffic goes there too, with the endpoint as the authority.
             if let route = through(
-                snapshot.waypoint(forWorkload: endpoint.pod),
+                snapshot.waypoint(forWorkload: pod),
                 to: endpoint.address,
                 service: serviceName,
-                refusing: "pod \(endpoint.pod.namespacedName) behind service \(binding.service.namespacedName)"
+                refusing: "pod \(pod.namespacedName) behind service \(binding.service.namespacedName)"
             ) {
                 return route
             }
-            let workload = snapshot.workload(for: endpoint.pod)
+            let workload = snapshot.workload(for: pod)
             if let workload, workload.enrollment.isEnrolled {
                 return .hbone(
                     nextHop: IPEndpoint(endpoint.address.address, MeshPorts.hbone),

@@ -28,9 +28,24 @@ final class ProxiedConnection: Sendable {
         var plaintext: Bool
     }
 
+    /// Who talks to whom: Istio's metric labels, and the pods' names the access log carries (ztunnel
+    /// logs pods, its metrics workloads).
+    struct Description: Sendable {
+        var labels: TrafficLabels
+        var sourcePod: String?
+        var destinationPod: String?
+
+        init(_ labels: TrafficLabels, sourcePod: String? = nil, destinationPod: String? = nil) {
+            self.labels = labels
+            self.sourcePod = sourcePod
+            self.destinationPod = destinationPod
+        }
+    }
+
     /// How a connection ended, for ``ConnectionTelemetry``.
     struct Ending: Sendable {
-        let labels: TrafficLabels
+        let description: Description
+        var labels: TrafficLabels { description.labels }
         let flag: ResponseFlag
         let source: IPEndpoint?
         let destination: IPEndpoint
@@ -41,7 +56,7 @@ final class ProxiedConnection: Sendable {
     }
 
     private struct State {
-        var labels: TrafficLabels
+        var description: Description
         var admission: Admission?
         var hboneAddress: IPEndpoint?
         /// The socket whose reset ends the connection abortively: the application's socket the capture
@@ -70,7 +85,7 @@ final class ProxiedConnection: Sendable {
         pod: PodRecord,
         source: IPEndpoint?,
         destination: IPEndpoint,
-        labels: TrafficLabels,
+        description: Description,
         downstream: (any Channel)?,
         tracker: ConnectionTracker,
         telemetry: ConnectionTelemetry
@@ -82,35 +97,33 @@ final class ProxiedConnection: Sendable {
         self.destination = destination
         self.tracker = tracker
         self.telemetry = telemetry
-        self.state = Mutex(State(labels: labels, resettable: downstream))
+        self.state = Mutex(State(description: description, resettable: downstream))
         tracker.insert(self)
     }
 
-    var labels: TrafficLabels { state.withLock { $0.labels } }
+    var labels: TrafficLabels { state.withLock { $0.description.labels } }
     var admission: Admission? { state.withLock { $0.admission } }
 
-    /// Refused before any byte moved (no route, policy, STRICT mTLS): counted as opened and closed
-    /// under `flag`, logged with `reason`; the downstream, if any, is reset.
-    func refuse(_ labels: TrafficLabels, flag: ResponseFlag, reason: String) {
-        var labels = labels
-        labels.responseFlags = flag
-        let channel = state.withLock { [labels] state -> (any Channel)? in
-            state.labels = labels
+    /// Refused before any byte moved (no route, policy, STRICT mTLS): counted as opened (as ztunnel counts
+    /// it, before deciding) and closed under `flag`, logged with `reason`; the downstream, if any, is reset.
+    func refuse(_ description: Description, flag: ResponseFlag, reason: String) {
+        let channel = state.withLock { state -> (any Channel)? in
+            state.description = description
             return state.resettable
         }
         if let channel { RelaySockets.reset(channel) }
-        telemetry.opened(labels)
+        telemetry.opened(description.labels)
         finish(RelaySummary(requestBytes: 0, responseBytes: 0, error: nil), flag: flag, error: reason)
     }
 
-    /// The proxy decided to carry the connection, labelled `labels` (counted as opened now).
-    func admit(_ labels: TrafficLabels, admission: Admission? = nil, hboneAddress: IPEndpoint? = nil) {
+    /// The proxy decided to carry the connection, described by `description` (counted as opened now).
+    func admit(_ description: Description, admission: Admission? = nil, hboneAddress: IPEndpoint? = nil) {
         state.withLock { state in
-            state.labels = labels
+            state.description = description
             state.admission = admission
             state.hboneAddress = hboneAddress
         }
-        telemetry.opened(labels)
+        telemetry.opened(description.labels)
     }
 
     /// An HBONE tunnel into a pod reached the application: a revocation resets that socket (the relay
@@ -129,19 +142,27 @@ final class ProxiedConnection: Sendable {
         finished.whenComplete { result in
             switch result {
             case .success(let summary):
+                // Revoked: DENY. Ended by an error (a reset, a peer gone without an end of stream): CONNECT,
+                // as ztunnel counts a copy that failed.
                 let revoked = self.state.withLock { $0.revoked }
-                self.finish(summary, flag: revoked == nil ? .none : .denied, error: revoked ?? summary.error)
+                let flag: ResponseFlag = revoked != nil ? .denied : (summary.error != nil ? .connectFailure : .none)
+                self.finish(summary, flag: flag, error: revoked ?? summary.error)
             case .failure(let error):
                 self.fail(error)
             }
         }
     }
 
-    /// The upstream could not be reached: reset the downstream, count `CONNECT`.
+    /// The upstream could not be reached: reset the downstream, count it with the flag ztunnel uses for
+    /// that failure (``ResponseFlag/init(failure:)``).
     func fail(_ error: any Error) {
         let channel = state.withLock { $0.resettable }
         if let channel { RelaySockets.reset(channel) }
-        finish(RelaySummary(requestBytes: 0, responseBytes: 0, error: nil), flag: .connectFailure, error: "\(error)")
+        finish(
+            RelaySummary(requestBytes: 0, responseBytes: 0, error: nil),
+            flag: ResponseFlag(failure: error),
+            error: "\(error)"
+        )
     }
 
     /// The connection may no longer go on (a policy change denies it, its pod left the mesh): it is
@@ -162,7 +183,7 @@ final class ProxiedConnection: Sendable {
             state.finished = true
             state.resettable = nil
             return Ending(
-                labels: state.labels,
+                description: state.description,
                 flag: flag,
                 source: source,
                 destination: destination,

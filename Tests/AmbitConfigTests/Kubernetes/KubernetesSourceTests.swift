@@ -37,7 +37,7 @@ import Testing
         #expect(rule.timeouts?.request == .seconds(2))
         #expect(rule.backendRefs.map(\.backend.name) == ["server-v1"] && rule.backendRefs.map(\.weight) == [100])
         #expect(snapshot.namespaces.keys.sorted() == ["demo", "istio-system"])
-        #expect(await eventually { world.server.openWatches == 9 })
+        #expect(await eventually { world.server.openWatches == KubernetesResource.all.count })
 
         // Each collection: a paginated list, then a watch with bookmarks from the list's version. (A list
         // that failed on a loaded machine is listed again first; the watch still starts from the version
@@ -101,7 +101,7 @@ import Testing
     @Test func aBrokenWatchResumesFromTheLastBookmark() async throws {
         let world = try await World()
         try await world.start()
-        #expect(await eventually { world.server.openWatches == 9 })
+        #expect(await eventually { world.server.openWatches == KubernetesResource.all.count })
         let bookmark = world.server.bookmark()
         #expect(await eventually { world.collection(.pod)?.resourceVersion == String(bookmark) })
         let before = world.server.requests.count
@@ -133,7 +133,7 @@ import Testing
         world.server.put(World.pods, World.pod("doomed", ip: "10.244.4.4"))
         try await world.start()
         #expect(world.store.snapshot.workload(at: IPAddress("10.244.4.4")!) != nil)
-        #expect(await eventually { world.server.openWatches == 9 })
+        #expect(await eventually { world.server.openWatches == KubernetesResource.all.count })
 
         // Keep the source away while the pod goes and the server forgets its history.
         world.server.fail(World.pods, status: 503, count: 1_000_000)
@@ -224,12 +224,12 @@ import Testing
     @Test func rotatedTokensAreReadForEveryRequest() async throws {
         let world = try await World()
         try await world.start()
-        #expect(await eventually { world.server.openWatches == 9 })
+        #expect(await eventually { world.server.openWatches == KubernetesResource.all.count })
         try "t2".write(toFile: world.tokenFile, atomically: true, encoding: .utf8)
         world.server.acceptTokens(["t2"])
         let before = world.server.requests.count
         world.server.dropWatches()
-        #expect(await eventually { world.server.openWatches == 9 })
+        #expect(await eventually { world.server.openWatches == KubernetesResource.all.count })
         #expect(world.server.requests.dropFirst(before).allSatisfy { $0.authorization == "Bearer t2" })
         await world.close()
     }
