@@ -213,10 +213,13 @@ import Testing
             "orders",
             "shop/all-waypoint via service label istio.io/use-waypoint=all-waypoint @ 10.96.9.2 as spiffe://cluster.local/ns/shop/sa/all-waypoint"
         ),
-        ("broken", "unresolved: service label istio.io/use-waypoint=missing: waypoint shop/missing does not exist"),
+        (
+            "broken",
+            "not bound: WaypointIsNotReady: service label istio.io/use-waypoint=missing: waypoint shop/missing does not exist"
+        ),
         (
             "wrongclass",
-            "unresolved: service label istio.io/use-waypoint=ingress: Gateway shop/ingress has class \"istio\", not istio-waypoint"
+            "not bound: WaypointIsNotReady: service label istio.io/use-waypoint=ingress: Gateway shop/ingress has class \"istio\", not istio-waypoint"
         ),
         ("all-waypoint", "none"),
     ])
@@ -241,7 +244,7 @@ import Testing
         ),
         (
             "explicit-service-only",
-            "unresolved: pod label istio.io/use-waypoint=ns-waypoint: waypoint shop/ns-waypoint is for service traffic, not workload"
+            "not bound: UnsupportedTrafficType: pod label istio.io/use-waypoint=ns-waypoint: waypoint shop/ns-waypoint takes service traffic (istio.io/waypoint-for), not workload"
         ),
         ("opted-out", "none"),
     ])
@@ -255,7 +258,7 @@ import Testing
     static func describe(_ resolution: WaypointResolution) -> String {
         switch resolution {
         case .none: return "none"
-        case .unresolved(let reason): return "unresolved: \(reason)"
+        case .notBound(let problem): return "not bound: \(problem)"
         case .waypoint(let binding):
             let addresses = binding.addresses.map(\.description).joined(separator: ",")
             return "\(binding.gateway.namespacedName) via \(binding.reason) @ \(addresses) as \(binding.identity)"

@@ -271,16 +271,35 @@ import Testing
         #expect(direct == (try Self.ep("10.244.1.9:80")))
     }
 
-    @Test func aMissingWaypointRefusesInsteadOfBypassing() throws {
+    @Test func aMissingWaypointIsNotUsedAsInIstioAndSaysSo() throws {
         let labelled = try Self.snapshot(
             Self.mesh.map { $0.contains("kind: Service") && $0.contains("name: server") ? Self.labelled($0) : $0 }
         )
-        guard case .unavailable(let reason) = OutboundRouter.route(to: try Self.ep("10.96.0.10:80"), in: labelled)
+        // Istio sends the service's traffic directly when its waypoint does not exist (L7 policies that
+        // needed it fail closed at the destination); the snapshot's warnings say why.
+        guard case .hbone(_, let authority, _, _) = OutboundRouter.route(to: try Self.ep("10.96.0.10:80"), in: labelled)
         else {
-            Issue.record("expected a refusal")
+            Issue.record("expected the service's traffic to go directly to its endpoint")
             return
         }
-        #expect(reason.contains("waypoint demo/server-waypoint does not exist"), "\(reason)")
+        #expect(authority == (try Self.ep("10.244.2.2:8080")))
+        #expect(
+            labelled.warnings.contains {
+                $0.hasPrefix("Service demo/server: istio.io/WaypointBound=False, WaypointIsNotReady")
+            }
+        )
+        let direct = InboundDecision.decide(
+            target: try Self.ep("10.244.2.2:8080"),
+            pod: Self.serverRecord,
+            peerIdentity: Self.client,
+            sourceAddress: try IPAddress(parsing: "10.244.1.2"),
+            plaintext: false,
+            snapshot: labelled
+        )
+        guard case .allow = direct else {
+            Issue.record("a waypoint that is not bound guards nothing: \(direct)")
+            return
+        }
     }
 
     @Test func aDestinationBehindAWaypointOnlyAcceptsTheWaypoint() throws {

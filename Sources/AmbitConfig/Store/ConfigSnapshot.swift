@@ -36,7 +36,7 @@ public final class ConfigSnapshot: Sendable {
     let podsByNode: [String: [ObjectKey]]
     let servicesByAddress: [IPEndpoint: ServiceBinding]
     let servicesByHostname: [String: ObjectKey]
-    let serviceAccountWaypoints: ServiceAccountWaypointIndex
+    let waypointResolver: WaypointResolver
     let peerAuthenticationIndex: PeerAuthenticationIndex
     /// Built on first use: which waypoints guard a pod's target ports (see ``waypointsGuarding(pod:port:)``).
     let waypointGuards = Mutex<WaypointGuardIndex?>(nil)
@@ -160,8 +160,16 @@ public final class ConfigSnapshot: Sendable {
         self.servicesByAddress = servicesByAddress
         self.servicesByHostname = servicesByHostname
 
-        self.serviceAccountWaypoints = ServiceAccountWaypointIndex(gateways: gateways)
-        warnings += serviceAccountWaypoints.warnings
+        let waypointResolver = WaypointResolver(
+            namespaces: namespaces,
+            services: services,
+            pods: pods,
+            gateways: gateways,
+            gatewayClasses: gatewayClasses,
+            trustDomain: options.trustDomain
+        )
+        self.waypointResolver = waypointResolver
+        warnings += waypointResolver.warnings + waypointResolver.bindingWarnings()
         self.peerAuthenticationIndex = PeerAuthenticationIndex(
             policies: peerAuthentications.values,
             rootNamespace: options.rootNamespace

@@ -36,14 +36,8 @@ enum InboundDecision: Equatable {
         // No bypass: a destination behind a waypoint accepts only the waypoint's identity.
         let guards = snapshot.waypointsGuarding(pod: workload.key, port: target.port)
         if !guards.isEmpty {
-            for case .unresolved(let reason) in guards {
-                return .denied(
-                    "pod \(pod.displayName) port \(target.port) needs a waypoint that is unusable: \(reason)"
-                )
-            }
-            let allowed = guards.compactMap(\.binding)
-            guard let peerIdentity, allowed.contains(where: { $0.identity == peerIdentity }) else {
-                let names = allowed.map(\.gateway.namespacedName).joined(separator: ", ")
+            guard let peerIdentity, guards.contains(where: { $0.identity == peerIdentity }) else {
+                let names = guards.map(\.gateway.namespacedName).joined(separator: ", ")
                 return .denied(
                     "pod \(pod.displayName) port \(target.port) is served by waypoint \(names): only its identity may "
                         + "connect, not \(peerIdentity.map { "\($0)" } ?? "a plaintext client")"

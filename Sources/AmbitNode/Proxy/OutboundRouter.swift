@@ -10,8 +10,7 @@ enum OutboundRoute: Equatable {
     /// To the waypoint that serves the destination, over HBONE: dial `nextHop`
     /// (`<waypoint IP>:15008`), CONNECT to the original destination.
     case waypoint(nextHop: IPEndpoint, authority: IPEndpoint, waypoint: WaypointBinding, service: String?)
-    /// A service with no healthy endpoint, or a waypoint that is asked for but unusable: refused
-    /// (never sent around the waypoint).
+    /// A service with no healthy endpoint: refused.
     case unavailable(String)
 }
 
@@ -32,8 +31,7 @@ enum OutboundRouter {
             if let route = through(
                 snapshot.waypoint(forService: binding.service),
                 to: destination,
-                service: serviceName,
-                refusing: "service \(binding.service.namespacedName)"
+                service: serviceName
             ) {
                 return route
             }
@@ -53,8 +51,7 @@ enum OutboundRouter {
             if let route = through(
                 snapshot.waypoint(forWorkload: pod),
                 to: endpoint.address,
-                service: serviceName,
-                refusing: "pod \(pod.namespacedName) behind service \(binding.service.namespacedName)"
+                service: serviceName
             ) {
                 return route
             }
@@ -73,8 +70,7 @@ enum OutboundRouter {
             if let route = through(
                 snapshot.waypoint(forWorkload: workload.key),
                 to: destination,
-                service: nil,
-                refusing: "pod \(workload.key.namespacedName)"
+                service: nil
             ) {
                 return route
             }
@@ -91,19 +87,14 @@ enum OutboundRouter {
         return .passthrough(destination, destination: nil, service: nil)
     }
 
-    /// Through `resolution`'s waypoint; refused (naming `subject`) when the waypoint is asked for
-    /// but unusable; `nil` when there is none.
+    /// Through `resolution`'s waypoint; `nil` when none is bound (a waypoint that is named but not bound
+    /// is not used, as in Istio; the configuration's warnings say why).
     private static func through(
         _ resolution: WaypointResolution,
         to destination: IPEndpoint,
-        service: String?,
-        refusing subject: @autoclosure () -> String
+        service: String?
     ) -> OutboundRoute? {
-        switch resolution {
-        case .waypoint(let waypoint): return toWaypoint(waypoint, destination: destination, service: service)
-        case .unresolved(let reason): return .unavailable("\(subject()): \(reason)")
-        case .none: return nil
-        }
+        resolution.binding.map { toWaypoint($0, destination: destination, service: service) }
     }
 
     private static func toWaypoint(_ waypoint: WaypointBinding, destination: IPEndpoint, service: String?)
