@@ -1,6 +1,7 @@
 public import AmbitConfig
 public import AmbitTelemetry
 public import ArgumentParser
+import Foundation
 public import Logging
 
 /// `--log-format` and `--log-level`, as every Ambit process takes them.
@@ -61,3 +62,28 @@ public struct ConfigSourceOptions: ParsableArguments {
 
 extension LogFormat: ExpressibleByArgument {}
 extension Logger.Level: @retroactive ExpressibleByArgument {}
+
+/// `--mesh-config`: Istio's MeshConfig, for the external authorizers CUSTOM policies name.
+public struct MeshConfigOptions: ParsableArguments {
+    @Option(
+        help: ArgumentHelp(
+            "Istio MeshConfig YAML: the file ConfigMap istio's key `mesh` mounts, or the ConfigMap itself.",
+            discussion: "Its extensionProviders (envoyExtAuthzGrpc) are the authorizers CUSTOM policies call."
+        )
+    )
+    public var meshConfig: String?
+
+    public init() {}
+
+    /// The file decoded; an empty MeshConfig without `--mesh-config`. Errors name file, line and field.
+    public func load() throws -> MeshConfig {
+        guard let meshConfig else { return MeshConfig() }
+        let text: String
+        do {
+            text = try String(contentsOfFile: meshConfig, encoding: .utf8)
+        } catch {
+            throw ValidationError("--mesh-config \(meshConfig): cannot read it (\(error.localizedDescription))")
+        }
+        return try MeshConfigDecoder.decode(text, file: meshConfig)
+    }
+}

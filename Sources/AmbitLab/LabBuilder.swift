@@ -279,15 +279,16 @@ struct LabBuilder {
                 try waitForListeners(app, ports: pod.appPorts, pod: pod.qualifiedName)
             }
             if pod.waypoint != nil, spec.mesh {
-                let command = [
-                    tools.nsenter, "--net=\(LabLayout.netnsPath(layout.podNetns(pod.name)))",
-                    "\(environment.binDirectory)/ambit-waypoint",
-                    "--gateway", "\(pod.namespace)/\(pod.name)",
-                    "--service-account", pod.serviceAccount,
-                    "--manifests", layout.manifestsDirectory,
-                    "--ca-dir", layout.caDirectory,
-                    "--log-format", "json",
-                ]
+                let command =
+                    [
+                        tools.nsenter, "--net=\(LabLayout.netnsPath(layout.podNetns(pod.name)))",
+                        "\(environment.binDirectory)/ambit-waypoint",
+                        "--gateway", "\(pod.namespace)/\(pod.name)",
+                        "--service-account", pod.serviceAccount,
+                        "--manifests", layout.manifestsDirectory,
+                        "--ca-dir", layout.caDirectory,
+                        "--log-format", "json",
+                    ] + (spec.meshConfig.map { ["--mesh-config", $0] } ?? [])
                 let waypoint = try ProcessHandle.spawnDetached(command, log: layout.appLog(pod: pod.name))
                 record.pods[index].app = waypoint
                 try store.save(record)

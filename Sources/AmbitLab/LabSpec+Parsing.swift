@@ -54,7 +54,10 @@ private struct LabSpecParser {
         let top = try reader.mapping(
             root,
             "",
-            known: ["name", "underlay", "mesh", "capture", "nodes", "namespaces", "pods", "services", "manifests"]
+            known: [
+                "name", "underlay", "mesh", "capture", "nodes", "namespaces", "pods", "services", "manifests",
+                "meshConfig",
+            ]
         )
         guard let nameNode = top["name"] else { throw reader.error(root, "name", "is required (e.g. name: demo)") }
         let name = try reader.string(nameNode, "name")
@@ -89,7 +92,8 @@ private struct LabSpecParser {
                 try parseServices($0, namespaces: namespaces, nodes: nodes, underlay: underlay)
             } ?? []
         let manifests = try top["manifests"].map(parseManifests) ?? []
-        return LabSpec(
+        let meshConfig = try top["meshConfig"].map { try existingFile($0, "meshConfig") }
+        var spec = LabSpec(
             name: name,
             underlay: underlay,
             mesh: mesh,
@@ -100,6 +104,8 @@ private struct LabSpecParser {
             manifests: manifests,
             capture: capture
         )
+        spec.meshConfig = meshConfig
+        return spec
     }
 
     func cidr(_ node: Node, _ path: String) throws -> IPCIDR {
@@ -403,22 +409,28 @@ private struct LabSpecParser {
         return result
     }
 
+    /// A file named in the lab file, relative to it (or absolute); it must exist.
+    func existingFile(_ item: Node, _ path: String) throws -> String {
+        let entry = try reader.string(item, path)
+        let resolved: String
+        if entry.hasPrefix("/") {
+            resolved = entry
+        } else if let baseDirectory {
+            resolved = URL(fileURLWithPath: baseDirectory).appendingPathComponent(entry).standardized.path
+        } else {
+            throw reader.error(item, path, "a relative path needs a lab file on disk; use an absolute path")
+        }
+        var isDirectory: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: resolved, isDirectory: &isDirectory), !isDirectory.boolValue
+        else { throw reader.error(item, path, "no such file: \(resolved)") }
+        return resolved
+    }
+
     func parseManifests(_ node: Node) throws -> [String] {
         var result: [String] = []
         for (index, item) in try reader.sequence(node, "manifests").enumerated() {
             let path = "manifests[\(index)]"
-            let entry = try reader.string(item, path)
-            let resolved: String
-            if entry.hasPrefix("/") {
-                resolved = entry
-            } else if let baseDirectory {
-                resolved = URL(fileURLWithPath: baseDirectory).appendingPathComponent(entry).standardized.path
-            } else {
-                throw reader.error(item, path, "a relative path needs a lab file on disk; use an absolute path")
-            }
-            var isDirectory: ObjCBool = false
-            guard FileManager.default.fileExists(atPath: resolved, isDirectory: &isDirectory), !isDirectory.boolValue
-            else { throw reader.error(item, path, "no such file: \(resolved)") }
+            let resolved = try existingFile(item, path)
             let base = URL(fileURLWithPath: resolved).lastPathComponent
             guard !LabManifests.generatedFiles.contains(base),
                 !result.contains(where: { URL(fileURLWithPath: $0).lastPathComponent == base })

@@ -20,6 +20,8 @@ public struct LabSpec: Codable, Sendable, Equatable {
     public var manifests: [String]
     /// How the agents capture pods (`ambit-node --capture`); `nil` means nftables.
     public var capture: Capture? = nil
+    /// Istio MeshConfig for the lab's waypoints (`ambit-waypoint --mesh-config`), as an absolute path.
+    public var meshConfig: String? = nil
 
     public enum Capture: String, Codable, Sendable, CaseIterable {
         case nftables

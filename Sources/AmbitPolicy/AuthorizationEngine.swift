@@ -40,11 +40,15 @@ public struct AuthorizationEngine: Sendable {
         for policy in policies.sorted(by: { $0.key < $1.key }) {
             if !policy.targetRefs.isEmpty { continue }  // enforced by the waypoint it targets
             if policy.action == .custom {
-                warnings.append("\(policy.key): CUSTOM policies are not enforced by the node agent (only by waypoints)")
-                continue
+                // Istio's ztunnel skips CUSTOM policies (fails open); Ambit refuses what they select.
+                warnings.append(
+                    "\(policy.key): a CUSTOM policy selecting workloads is enforced by the node agent, which cannot "
+                        + "call the authorizer \"\(policy.provider ?? "-")\"; the connections its rules match are refused "
+                        + "(response_flags UAEX). Bind it to a waypoint with targetRefs to have it checked"
+                )
             }
             let compiled = CompiledPolicy(policy)
-            if !compiled.l7Attributes.isEmpty {
+            if !compiled.l7Attributes.isEmpty, policy.action != .custom {
                 let attributes = compiled.l7Attributes.joined(separator: ", ")
                 let effect =
                     policy.action == .allow
@@ -99,10 +103,13 @@ public struct AuthorizationEngine: Sendable {
         )
     }
 
-    /// Istio's order over the policies that apply, shared by the node agent and waypoints.
+    /// Istio's order over the policies that apply, shared by the node agent and waypoints: CUSTOM,
+    /// DENY, then ALLOW. Where CUSTOM policies are checked with their authorizer (a waypoint), they are
+    /// left out of `policies`; a CUSTOM policy here is one nobody can check, and what it matches is denied.
     static func decide(_ request: AuthorizationRequest, policies: [CompiledPolicy]) -> AuthorizationDecision {
         var dryRunMatches: [AuthorizationDecision.DryRunMatch] = []
         var auditMatches: [ObjectKey] = []
+        var customMatch: (CompiledPolicy, CompiledRule)?
         var denyMatch: (CompiledPolicy, CompiledRule)?
         var allowMatch: (CompiledPolicy, CompiledRule)?
         var allowPolicies: [CompiledPolicy] = []
@@ -124,7 +131,7 @@ public struct AuthorizationEngine: Sendable {
                 allowPolicies.append(policy)
                 if allowMatch == nil, let match { allowMatch = (policy, match) }
             case .custom:
-                break  // filtered out when compiled
+                if customMatch == nil, let match { customMatch = (policy, match) }
             }
         }
 
@@ -144,6 +151,9 @@ public struct AuthorizationEngine: Sendable {
             )
         }
 
+        if let (policy, rule) = customMatch {
+            return decision(.deny, policy.key, .customWithoutAuthorizer(rule.index, provider: policy.provider ?? "-"))
+        }
         if let (policy, rule) = denyMatch {
             return decision(
                 .deny,

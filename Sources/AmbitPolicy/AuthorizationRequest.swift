@@ -103,6 +103,9 @@ public struct AuthorizationDecision: Hashable, Sendable, CustomStringConvertible
         case needsWaypoint([String])
         /// Nothing allowed it; these ALLOW policies applied.
         case noAllowRuleMatched([ObjectKey])
+        /// A rule of a CUSTOM policy matched where its authorizer cannot be called (the node agent):
+        /// denied, failing closed.
+        case customWithoutAuthorizer(Int, provider: String)
     }
 
     public let outcome: Outcome
@@ -117,7 +120,7 @@ public struct AuthorizationDecision: Hashable, Sendable, CustomStringConvertible
     /// Index of the matching rule in `spec.rules`, when a rule matched.
     public var rule: Int? {
         switch basis {
-        case .allowedByRule(let rule), .deniedByRule(let rule, _): return rule
+        case .allowedByRule(let rule), .deniedByRule(let rule, _), .customWithoutAuthorizer(let rule, _): return rule
         default: return nil
         }
     }
@@ -145,6 +148,10 @@ public struct AuthorizationDecision: Hashable, Sendable, CustomStringConvertible
                 + "waypoint can check, and no other ALLOW rule matched"
         case .noAllowRuleMatched(let policies):
             return "denied: no ALLOW policy matched (\(policies.map(\.namespacedName).joined(separator: ", ")))"
+        case .customWithoutAuthorizer(let rule, let provider):
+            return
+                "denied: CUSTOM policy \(name) (rule \(rule)) needs the external authorizer \"\(provider)\", which only a "
+                + "waypoint can call (bind the policy to one with targetRefs)"
         }
     }
 

@@ -22,6 +22,8 @@ public enum AuthorizationLayer: Sendable {
 final class CompiledPolicy: Sendable {
     let key: ObjectKey
     let action: AuthorizationPolicy.Action
+    /// The external authorizer a CUSTOM policy names.
+    let provider: String?
     let dryRun: Bool
     let layer: AuthorizationLayer
     let rules: [CompiledRule]
@@ -32,6 +34,7 @@ final class CompiledPolicy: Sendable {
         self.key = policy.key
         self.layer = layer
         self.action = policy.action
+        self.provider = policy.provider
         self.dryRun = policy.dryRun
         var l7: [String] = []
         var rules: [CompiledRule] = []

@@ -9,11 +9,15 @@ public import AmbitModel
 /// waypoint's Gateway (in the Gateway's namespace), those naming the Service a request is
 /// addressed to (in the Service's namespace), and those in the root namespace naming the
 /// GatewayClass `istio-waypoint` (every waypoint). Selector policies are the node agents' business.
+///
+/// CUSTOM policies come first, as in Istio: ``externalAuthorizers(for:service:)`` names the
+/// authorizers a request must pass (those of the CUSTOM policies whose rules match it), which the
+/// waypoint asks before ``evaluate(_:service:)`` applies DENY and ALLOW.
 public struct WaypointAuthorization: Sendable {
     private let gatewayPolicies: [CompiledPolicy]
     private let servicePolicies: [ObjectKey: [CompiledPolicy]]
-    /// CUSTOM policies bound here, which Ambit cannot enforce (no external authorizer yet).
-    public let warnings: [String]
+    private let gatewayCustom: [CompiledPolicy]
+    private let serviceCustom: [ObjectKey: [CompiledPolicy]]
 
     public init(
         policies: some Sequence<AuthorizationPolicy>,
@@ -23,7 +27,8 @@ public struct WaypointAuthorization: Sendable {
     ) {
         var gatewayPolicies: [CompiledPolicy] = []
         var servicePolicies: [ObjectKey: [CompiledPolicy]] = [:]
-        var warnings: [String] = []
+        var gatewayCustom: [CompiledPolicy] = []
+        var serviceCustom: [ObjectKey: [CompiledPolicy]] = [:]
         for policy in policies.sorted(by: { $0.key < $1.key }) {
             let namespace = policy.metadata.namespace
             var bindsGateway = false
@@ -43,17 +48,19 @@ public struct WaypointAuthorization: Sendable {
                 }
             }
             guard bindsGateway || !services.isEmpty else { continue }
+            let compiled = CompiledPolicy(policy, layer: layer)
             if policy.action == .custom {
-                warnings.append("\(policy.key): CUSTOM policies need an external authorizer, which Ambit does not have")
+                if bindsGateway { gatewayCustom.append(compiled) }
+                for service in services { serviceCustom[service, default: []].append(compiled) }
                 continue
             }
-            let compiled = CompiledPolicy(policy, layer: layer)
             if bindsGateway { gatewayPolicies.append(compiled) }
             for service in services { servicePolicies[service, default: []].append(compiled) }
         }
         self.gatewayPolicies = gatewayPolicies
         self.servicePolicies = servicePolicies
-        self.warnings = warnings
+        self.gatewayCustom = gatewayCustom
+        self.serviceCustom = serviceCustom
     }
 
     /// The policies a sidecar enforces for its own pod, as Istio's sidecars do: selector-less
@@ -67,20 +74,39 @@ public struct WaypointAuthorization: Sendable {
         layer: AuthorizationLayer = .l7
     ) {
         var selected: [CompiledPolicy] = []
-        var warnings: [String] = []
+        var custom: [CompiledPolicy] = []
         for policy in policies.sorted(by: { $0.key < $1.key }) where policy.targetRefs.isEmpty {
             let namespace = policy.metadata.namespace
             guard namespace == pod.metadata.namespace || namespace == rootNamespace else { continue }
             if let selector = policy.selector, !selector.matches(pod.metadata.labels) { continue }
             if policy.action == .custom {
-                warnings.append("\(policy.key): CUSTOM policies need an external authorizer, which Ambit does not have")
-                continue
+                custom.append(CompiledPolicy(policy, layer: layer))
+            } else {
+                selected.append(CompiledPolicy(policy, layer: layer))
             }
-            selected.append(CompiledPolicy(policy, layer: layer))
         }
         gatewayPolicies = selected
         servicePolicies = [:]
-        self.warnings = warnings
+        gatewayCustom = custom
+        serviceCustom = [:]
+    }
+
+    /// The authorizers (`spec.provider.name`) a request must pass first: those of the CUSTOM policies
+    /// whose rules match it, in policy order, each once. Dry-run CUSTOM policies are not enforced.
+    public func externalAuthorizers(for request: AuthorizationRequest, service: ObjectKey?) -> [String] {
+        var policies = gatewayCustom
+        if let service, let bound = serviceCustom[service] { policies += bound }
+        var providers: [String] = []
+        for policy in policies where !policy.dryRun && policy.firstMatch(request) != nil {
+            let provider = policy.provider ?? ""
+            if !providers.contains(provider) { providers.append(provider) }
+        }
+        return providers
+    }
+
+    /// Every authorizer a CUSTOM policy here names, for checking the mesh configuration at start.
+    public var namedAuthorizers: Set<String> {
+        Set((gatewayCustom + serviceCustom.values.flatMap { $0 }).map { $0.provider ?? "" })
     }
 
     /// Decides a request addressed to `service` (or to a workload directly when `nil`).
@@ -94,6 +120,9 @@ public struct WaypointAuthorization: Sendable {
 
     /// Number of policies bound to this waypoint or to services, for status pages.
     public var policyCount: Int {
-        Set(gatewayPolicies.map(\.key) + servicePolicies.values.flatMap { $0.map(\.key) }).count
+        let all =
+            gatewayPolicies + gatewayCustom
+            + (servicePolicies.values.flatMap { $0 } + serviceCustom.values.flatMap { $0 })
+        return Set(all.map(\.key)).count
     }
 }

@@ -19,6 +19,9 @@ public enum ResponseFlag: String, Sendable, Hashable, CaseIterable, CustomString
     case networkPolicy = "NETWORK_POLICY"
     /// No certificate for the source workload's identity (the CA failed or refused).
     case identityError = "IDENTITY_ERROR"
+    /// Envoy's flag for the external authorizer: it denied the request, or could not be asked (it failed,
+    /// or a CUSTOM policy selects a workload where no waypoint can call it).
+    case unauthorizedExternalService = "UAEX"
 
     // MARK: Requests (Envoy's flags)
 

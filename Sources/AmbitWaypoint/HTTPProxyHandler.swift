@@ -180,7 +180,7 @@ final class HTTPProxyHandler: ChannelInboundHandler {
         }
         let keepAlive = downstreamProtocol == .http2 || head.isKeepAlive
         if let rejection {
-            respondLocally(rejection, head: head, keepAlive: false)
+            respondLocally(rejection, head: head, body: body, keepAlive: false)
             return
         }
         let state = waypoint.state
@@ -194,6 +194,35 @@ final class HTTPProxyHandler: ChannelInboundHandler {
             host: head.headers.first(name: "host") ?? tunnel.authority.description,
             headers: headers
         )
+        // CUSTOM policies first (their external authorizers), then DENY and ALLOW, as in Istio.
+        let authorizers =
+            tunnel.direction == .outbound
+            ? [] : state.authorization.externalAuthorizers(for: request, service: tunnel.target.serviceKey)
+        if !authorizers.isEmpty {
+            checkExternally(
+                authorizers,
+                request: request,
+                head: head,
+                body: body,
+                trailers: trailers,
+                keepAlive: keepAlive
+            )
+            return
+        }
+        decide(request, head: head, body: body, trailers: trailers, keepAlive: keepAlive, state: state)
+    }
+
+    /// DENY and ALLOW, then routing; forwards the request or answers it here.
+    func decide(
+        _ request: AuthorizationRequest,
+        head: HTTPRequestHead,
+        body: ByteBuffer,
+        trailers: HTTPHeaders?,
+        keepAlive: Bool,
+        state: WaypointState
+    ) {
+        let waypoint = tunnel.waypoint
+        let path = request.http?.path ?? head.uri
         // Authorized where the traffic arrives: a sidecar's outbound side leaves it to the destination.
         let decision =
             tunnel.direction == .outbound
@@ -210,6 +239,7 @@ final class HTTPProxyHandler: ChannelInboundHandler {
             respondLocally(
                 LocalResponse(status: .forbidden, body: "RBAC: access denied", flag: .denied),
                 head: head,
+                body: body,
                 keepAlive: keepAlive
             )
             return
@@ -223,7 +253,7 @@ final class HTTPProxyHandler: ChannelInboundHandler {
         }
         switch plan {
         case .respond(let local):
-            respondLocally(local, head: head, keepAlive: keepAlive)
+            respondLocally(local, head: head, body: body, keepAlive: keepAlive)
         case .forward(let forward):
             let inFlight = InFlight(
                 head: forward.head,
@@ -341,7 +371,7 @@ final class HTTPProxyHandler: ChannelInboundHandler {
 
     // MARK: Local responses.
 
-    private func respondLocally(_ response: LocalResponse, head: HTTPRequestHead, keepAlive: Bool) {
+    func respondLocally(_ response: LocalResponse, head: HTTPRequestHead, body: ByteBuffer, keepAlive: Bool) {
         record(
             RequestOutcome(
                 head: head,

@@ -123,10 +123,19 @@ enum TCPForwarding {
             to: waypoint.logger,
             ["authority": "\(tunnel.authority)", "src.identity": "\(tunnel.peerIdentity)"]
         )
-        guard decision.isAllowed else {
+        // A CUSTOM policy selecting the connection cannot be checked (ext_authz sees HTTP requests): refused.
+        let authorizers =
+            tunnel.direction == .outbound
+            ? []
+            : state.tcpAuthorization.externalAuthorizers(for: destination.request, service: tunnel.target.serviceKey)
+        guard decision.isAllowed, authorizers.isEmpty else {
+            let reason =
+                decision.isAllowed
+                ? "CUSTOM policies (authorizer \(authorizers.joined(separator: ", "))) select this connection, and "
+                    + "opaque TCP cannot be sent to an external authorizer" : decision.reason
             waypoint.logger.info(
                 "waypoint TCP connection denied",
-                metadata: ["authority": "\(tunnel.authority)", "reason": "\(decision.reason)"]
+                metadata: ["authority": "\(tunnel.authority)", "reason": "\(reason)"]
             )
             channel.close(promise: nil)
             return

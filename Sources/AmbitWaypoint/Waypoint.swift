@@ -8,6 +8,7 @@ public import AmbitTelemetry
 import Foundation
 public import Logging
 public import NIOCore
+import NIOPosix
 import Synchronization
 
 /// Who a waypoint is and how it behaves.
@@ -27,6 +28,8 @@ public struct WaypointOptions: Sendable {
     /// select the pod, forwards inbound requests to the application on 127.0.0.1, and proxies
     /// the pod's captured outbound traffic (routes apply) over HBONE with the pod's identity.
     public var sidecarPod: ObjectKey?
+    /// Istio's MeshConfig: the external authorizers CUSTOM policies name.
+    public var meshConfig = MeshConfig()
 
     public init(gateway: ObjectKey, identity: SpiffeID) {
         self.gateway = gateway
@@ -53,8 +56,15 @@ final class WaypointState: Sendable {
     /// The same policies compiled for opaque TCP (L4 semantics: L7-only ALLOW rules never match,
     /// DENY rules widen), so non-HTTP traffic fails closed.
     let tcpAuthorization: WaypointAuthorization
+    /// What does not fit: routes that cannot apply, CUSTOM policies whose authorizer cannot be asked.
+    let warnings: [String]
 
-    init(snapshot: ConfigSnapshot, gateway: ObjectKey, sidecarPod: ObjectKey? = nil) {
+    init(
+        snapshot: ConfigSnapshot,
+        gateway: ObjectKey,
+        sidecarPod: ObjectKey? = nil,
+        authorizerProblem: (String) -> String? = { _ in nil }
+    ) {
         self.snapshot = snapshot
         self.routes = RouteTable(snapshot: snapshot)
         if let key = sidecarPod {
@@ -68,6 +78,7 @@ final class WaypointState: Sendable {
                 rootNamespace: root,
                 layer: .l4
             )
+            warnings = Self.warnings(routes, authorization, authorizerProblem)
             return
         }
         self.authorization = WaypointAuthorization(
@@ -81,6 +92,28 @@ final class WaypointState: Sendable {
             rootNamespace: snapshot.options.rootNamespace,
             layer: .l4
         )
+        warnings = Self.warnings(routes, authorization, authorizerProblem)
+    }
+
+    private static func warnings(
+        _ routes: RouteTable,
+        _ authorization: WaypointAuthorization,
+        _ authorizerProblem: (String) -> String?
+    ) -> [String] {
+        var warnings = routes.warnings
+        let named = authorization.namedAuthorizers
+        for name in named.sorted() {
+            guard let problem = authorizerProblem(name) else { continue }
+            warnings.append(
+                "CUSTOM policies name the authorizer \"\(name)\": \(problem); the requests they select are denied (UAEX)"
+            )
+        }
+        if !named.isEmpty {
+            warnings.append(
+                "CUSTOM policies apply here: opaque TCP they select is refused (ext_authz checks HTTP only)"
+            )
+        }
+        return warnings
     }
 
     /// Which destination an HBONE `:authority` names, if this waypoint serves it. A sidecar serves
@@ -142,15 +175,24 @@ public final class Waypoint: Sendable {
     /// One upstream pool per event loop (each used only on its loop).
     private let pools = Mutex<[ObjectIdentifier: UpstreamPoolBox]>([:])
     private let counters = Mutex<WaypointCounters>(WaypointCounters())
+    /// Clients of the external authorizers (CUSTOM policies).
+    let authorizers: ExternalAuthorizers
 
+    /// `group` runs the external authorizers' gRPC connections (a `MultiThreadedEventLoopGroup`).
     public init(
         options: WaypointOptions,
         store: ConfigStore,
         client: HBONEClient,
         metrics: MeshMetrics,
         certificate: @escaping @Sendable () async throws -> WorkloadCertificate,
-        logger: Logger
+        logger: Logger,
+        group: (any EventLoopGroup)? = nil
     ) {
+        self.authorizers = ExternalAuthorizers(
+            meshConfig: options.meshConfig,
+            group: group ?? MultiThreadedEventLoopGroup.singleton,
+            logger: logger
+        )
         self.options = options
         self.store = store
         self.client = client
@@ -170,11 +212,12 @@ public final class Waypoint: Sendable {
         }
     }
 
-    /// Closes the idle upstream connections of every loop (at shutdown).
+    /// Closes the idle upstream connections of every loop and the authorizers' clients (at shutdown).
     public func closeIdleUpstreams() {
         for box in pools.withLock({ Array($0.values) }) {
             box.eventLoop.execute { box.pool.closeAll() }
         }
+        authorizers.shutdown()
     }
 
     /// The state for the store's current snapshot (rebuilt when the configuration changed).
@@ -182,8 +225,13 @@ public final class Waypoint: Sendable {
         let snapshot = store.snapshot
         return cachedState.withLock { cached in
             if let cached, cached.snapshot.version == snapshot.version { return cached }
-            let state = WaypointState(snapshot: snapshot, gateway: options.gateway, sidecarPod: options.sidecarPod)
-            for warning in state.routes.warnings + state.authorization.warnings {
+            let state = WaypointState(
+                snapshot: snapshot,
+                gateway: options.gateway,
+                sidecarPod: options.sidecarPod,
+                authorizerProblem: authorizers.problem(with:)
+            )
+            for warning in state.warnings {
                 logger.warning("\(warning)")
             }
             cached = state
@@ -238,7 +286,7 @@ public final class Waypoint: Sendable {
             "httpRoutes": routes.map(\.key.namespacedName).sorted(),
             "virtualServices": virtualServices.map(\.key.namespacedName).sorted(),
             "policies": state.authorization.policyCount,
-            "warnings": state.routes.warnings + state.authorization.warnings,
+            "warnings": state.warnings,
             "counters": [
                 "tunnels": counters.tunnels, "refusedTunnels": counters.refusedTunnels,
                 "http1Tunnels": counters.http1Tunnels, "http2Tunnels": counters.http2Tunnels,

@@ -31,6 +31,8 @@ public struct WaypointProcessOptions: Sendable {
     /// Set to run as one pod's sidecar (`ambit-sidecar`) instead of a waypoint: `gateway` then
     /// names the pod (its namespace gives the identity's namespace) and nothing else is a Gateway.
     public var sidecar: SidecarCapture?
+    /// Istio's MeshConfig (its `extensionProviders` are the authorizers CUSTOM policies call).
+    public var meshConfig = MeshConfig()
 
     public init(gateway: ObjectKey, serviceAccount: String, config: ConfigSourceSelection, caDirectory: String) {
         self.gateway = gateway
@@ -89,6 +91,7 @@ public final class WaypointProcess: Sendable {
         let cache = self.cache
         var proxyOptions = WaypointOptions(gateway: options.gateway, identity: identity)
         proxyOptions.sidecarPod = options.sidecar?.pod
+        proxyOptions.meshConfig = options.meshConfig
         waypoint = Waypoint(
             options: proxyOptions,
             store: store,
@@ -100,7 +103,8 @@ public final class WaypointProcess: Sendable {
                 cache.store(fresh)
                 return fresh
             },
-            logger: logger
+            logger: logger,
+            group: group
         )
         var configuration = HBONEConfiguration()
         configuration.drainDeadline = .init(options.drainDeadline)

@@ -41,6 +41,9 @@ struct AmbitSidecarCommand: AsyncParsableCommand {
     @Option(help: "Event loop threads (a sidecar is usually given one or two cores).") var threads = 1
     @Option(help: "Seconds to let requests finish on SIGTERM.") var drainSeconds: Int = 2
 
+    @OptionGroup(title: "External authorization (CUSTOM AuthorizationPolicies)")
+    var mesh: MeshConfigOptions
+
     @OptionGroup(title: "Logging")
     var logging: LoggingOptions
 
@@ -67,6 +70,8 @@ struct AmbitSidecarCommand: AsyncParsableCommand {
             )
             options.eventLoopThreads = threads
             options.drainDeadline = .seconds(drainSeconds)
+            options.meshConfig = try mesh.load()
+            for warning in options.meshConfig.warnings { logger.warning("\(warning)") }
             options.sidecar = SidecarCapture(
                 pod: key,
                 install: { try InPodRules.apply() },

@@ -16,7 +16,7 @@ struct AmbitWaypointCommand: AsyncParsableCommand {
             of the services and workloads that use it (istio.io/use-waypoint, istio.io/for-service-account). \
             It terminates HBONE on 15008 with the identity of --service-account, detects HTTP/1.1, HTTP/2 and \
             gRPC inside each tunnel (other TCP is forwarded at L4), applies AuthorizationPolicies with \
-            targetRefs and HTTPRoutes with a Service parent, and opens a new HBONE tunnel to the chosen \
+            targetRefs (CUSTOM ones through the ext_authz gRPC authorizers of --mesh-config) and HTTPRoutes with a Service parent, and opens a new HBONE tunnel to the chosen \
             endpoint. Ports: 15020 metrics (/metrics), 15021 readiness (/healthz/ready), 15000 admin on \
             127.0.0.1 (/config_dump, /logging). SIGTERM drains: GOAWAY, then open requests may finish \
             until --drain-seconds.
@@ -37,6 +37,9 @@ struct AmbitWaypointCommand: AsyncParsableCommand {
 
     @Option(help: "Address the HBONE listener binds.") var listen: String = "0.0.0.0"
     @Option(help: "HBONE port.") var hbonePort = Int(MeshPorts.hbone)
+
+    @OptionGroup(title: "External authorization (CUSTOM AuthorizationPolicies)")
+    var mesh: MeshConfigOptions
 
     @OptionGroup(title: "Operational ports and drain")
     var daemon: DaemonOptions
@@ -69,6 +72,8 @@ struct AmbitWaypointCommand: AsyncParsableCommand {
             options.ports = daemon.ports
             options.drainDeadline = daemon.drainDeadline
             options.clusterID = daemon.clusterID
+            options.meshConfig = try mesh.load()
+            for warning in options.meshConfig.warnings { logger.warning("\(warning)") }
             try await WaypointProcess(options: options, logger: logger).run()
         }
     }

@@ -116,7 +116,7 @@ private let policies = """
     ---
     apiVersion: security.istio.io/v1
     kind: AuthorizationPolicy
-    metadata: {name: ext-authz, namespace: open}
+    metadata: {name: ext-authz, namespace: external}
     spec:
       action: CUSTOM
       provider: {name: opa}
@@ -444,9 +444,9 @@ private let cases: [AuthorizationCase] = [
     @Test func explainsPoliciesNotEnforcedAtL4() {
         let warnings = Self.engine.warnings
         #expect(
-            warnings.contains(
-                "AuthorizationPolicy open/ext-authz: CUSTOM policies are not enforced by the node agent (only by waypoints)"
-            )
+            warnings.contains {
+                $0.hasPrefix("AuthorizationPolicy external/ext-authz: a CUSTOM policy selecting workloads")
+            }
         )
         #expect(warnings.contains { $0.hasPrefix("AuthorizationPolicy shop/db-l7 uses L7 attributes (methods)") })
         #expect(

@@ -1,6 +1,7 @@
 import AmbitConfig
 import AmbitModel
 import AmbitPolicy
+import AmbitTelemetry
 import Logging
 
 /// The destination-side decision for a connection to a captured pod, free of I/O: the target
@@ -10,6 +11,8 @@ enum InboundDecision: Equatable {
     case allow(workload: Workload, authorization: AuthorizationRequest)
     case badRequest(String)
     case denied(String)
+    /// Denied because a CUSTOM policy selects the pod and only a waypoint can call its authorizer.
+    case deniedWithoutAuthorizer(String)
     case unavailable(String)
 
     static func decide(
@@ -60,7 +63,10 @@ enum InboundDecision: Equatable {
                 ]
             )
         }
-        guard decision.isAllowed else { return .denied(decision.reason) }
+        guard decision.isAllowed else {
+            if case .customWithoutAuthorizer = decision.basis { return .deniedWithoutAuthorizer(decision.reason) }
+            return .denied(decision.reason)
+        }
         return .allow(workload: workload, authorization: request)
     }
 
@@ -86,7 +92,15 @@ enum InboundDecision: Equatable {
     var refusal: String? {
         switch self {
         case .allow: return nil
-        case .badRequest(let reason), .denied(let reason), .unavailable(let reason): return reason
+        case .badRequest(let reason), .denied(let reason), .deniedWithoutAuthorizer(let reason),
+            .unavailable(let reason):
+            return reason
         }
+    }
+
+    /// The response flag of a refusal: `UAEX` when no authorizer could be asked, else `DENY`.
+    var refusalFlag: ResponseFlag {
+        if case .deniedWithoutAuthorizer = self { return .unauthorizedExternalService }
+        return .denied
     }
 }

@@ -96,13 +96,9 @@ struct InboundProxy: Sendable {
                 sourceAddress: peer.address,
                 plaintext: true
             )
-            if let refusal = InboundDecision.decide(
-                admission,
-                pod: pod.record,
-                snapshot: snapshot,
-                logger: inputs.logger
-            ).refusal {
-                connection.refuse(description, flag: .denied, reason: refusal)
+            let decision = InboundDecision.decide(admission, pod: pod.record, snapshot: snapshot, logger: inputs.logger)
+            if let refusal = decision.refusal {
+                connection.refuse(description, flag: decision.refusalFlag, reason: refusal)
                 return
             }
             connection.admit(description, admission: admission)
@@ -170,7 +166,7 @@ struct PodInbound: HBONEInboundHandler {
             return eventLoop.makeSucceededFuture(.badRequest(reason))
         case .unavailable(let reason):
             return eventLoop.makeSucceededFuture(.unavailable(reason))
-        case .denied, .allow:
+        case .denied, .deniedWithoutAuthorizer, .allow:
             break
         }
         let description = proxy.description(
@@ -191,8 +187,8 @@ struct PodInbound: HBONEInboundHandler {
             tracker: inputs.connections,
             telemetry: inputs.telemetry
         )
-        if case .denied(let reason) = decision {
-            connection.refuse(description, flag: .denied, reason: reason)
+        if let reason = decision.refusal {
+            connection.refuse(description, flag: decision.refusalFlag, reason: reason)
             return eventLoop.makeSucceededFuture(.denied(reason))
         }
         connection.admit(description, admission: admission, hboneAddress: request.authority)
