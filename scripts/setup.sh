@@ -14,6 +14,8 @@ AMBIT_APT_PACKAGES=(
     iperf3 haproxy python3-matplotlib
     # Independent peers for interoperability tests: HTTP/2 (h2), gRPC (grpcio), HTTP/2 load (h2load).
     python3 python3-h2 python3-grpcio nghttp2-client openssl
+    # A real Prometheus text-format parser for the telemetry tests.
+    python3-prometheus-client
     # pip for Debian's python3: ambit_install_python_packages (the deploy/ manifest validator).
     python3-pip
 )

@@ -3,7 +3,8 @@ public import Logging
 import Synchronization
 
 /// Writes one JSON object per line: `{"level":…,"time":…,"scope":…,"message":…, …metadata}`, the
-/// shape of ztunnel's JSON logs (so one pipeline reads both). Metadata values are flattened to strings.
+/// shape of ztunnel's JSON logs (so one pipeline reads both). Integer metadata (`bytes_sent`) are JSON
+/// numbers, as ztunnel writes them; other metadata values are flattened to strings.
 public struct JSONLogHandler: LogHandler {
     public var logLevel: Logger.Level
     public var metadata: Logger.Metadata = [:]
@@ -23,19 +24,19 @@ public struct JSONLogHandler: LogHandler {
 
     public func log(event: LogEvent) {
         var fields: [(String, String)] = [
-            ("level", event.level.rawValue),
-            ("time", Self.timestamp()),
-            ("scope", label),
-            ("message", event.message.description),
+            ("level", Self.quote(event.level.rawValue)),
+            ("time", Self.quote(Self.timestamp())),
+            ("scope", Self.quote(label)),
+            ("message", Self.quote(event.message.description)),
         ]
         let merged = metadata.merging(event.metadata ?? [:]) { $1 }
         for key in merged.keys.sorted() {
-            fields.append((key, "\(merged[key]!)"))
+            fields.append((key, Self.json(merged[key]!)))
         }
         var line = "{"
         for (index, field) in fields.enumerated() {
             if index > 0 { line += "," }
-            line += Self.quote(field.0) + ":" + Self.quote(field.1)
+            line += Self.quote(field.0) + ":" + field.1
         }
         line += "}\n"
         sink.write(line)
@@ -45,6 +46,20 @@ public struct JSONLogHandler: LogHandler {
         Date().formatted(
             .iso8601.year().month().day().time(includingFractionalSeconds: true).timeZone(separator: .omitted)
         )
+    }
+
+    /// A metadata value as JSON: integers as numbers, anything else as a string.
+    static func json(_ value: Logger.Metadata.Value) -> String {
+        if case .stringConvertible(let convertible) = value {
+            switch convertible {
+            case let number as Int: return String(number)
+            case let number as UInt64: return String(number)
+            case let number as Int64: return String(number)
+            case let number as UInt32: return String(number)
+            default: break
+            }
+        }
+        return quote("\(value)")
     }
 
     /// A JSON string literal (RFC 8259 escaping).

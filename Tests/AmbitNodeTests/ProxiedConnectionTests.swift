@@ -71,8 +71,16 @@ import Testing
         }
 
         /// The access-log lines, decoded.
+        /// The JSON lines, every value as text (numbers too, so `bytes_sent` reads "22").
         var log: [[String: String]] {
-            sink.lines.compactMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: String] }
+            sink.lines.compactMap { line in
+                (try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any])?.mapValues { "\($0)" }
+            }
+        }
+
+        /// The JSON lines as parsed.
+        var rawLog: [[String: Any]] {
+            sink.lines.compactMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }
         }
     }
 
@@ -125,6 +133,8 @@ import Testing
         // At the destination, the request bytes are received and the response bytes sent (ztunnel's keys).
         #expect(line["bytes_recv"] == "11")
         #expect(line["bytes_sent"] == "22")
+        // Numbers, as ztunnel writes them.
+        #expect(fixture.rawLog.first?["bytes_sent"] as? Int == 22)
         #expect(line["direction"] == "inbound")
         #expect(line["src.identity"] == "spiffe://cluster.local/ns/demo/sa/client")
         #expect(line["dst.hbone_addr"] == "10.244.2.2:8080")
