@@ -17,6 +17,9 @@ public struct DaemonOptions: ParsableArguments {
     @Option(help: "Seconds to let connections and requests finish on SIGTERM.")
     public var drainSeconds = 5
 
+    @Option(help: "Seconds after which an idle connection to the metrics, readiness or admin port is closed.")
+    public var operationalIdleSeconds = 30
+
     @Option(
         name: .customLong("cluster-id"),
         help: "This cluster's name in telemetry (source_cluster, destination_cluster), as Istio's CLUSTER_ID."
@@ -27,6 +30,7 @@ public struct DaemonOptions: ParsableArguments {
 
     public func validate() throws {
         guard drainSeconds >= 0 else { throw ValidationError("--drain-seconds must not be negative") }
+        guard operationalIdleSeconds > 0 else { throw ValidationError("--operational-idle-seconds must be positive") }
         for (name, port) in [
             ("--metrics-port", metricsPort), ("--readiness-port", readinessPort), ("--admin-port", adminPort),
         ]
@@ -39,7 +43,9 @@ public struct DaemonOptions: ParsableArguments {
     }
 
     public var ports: OperationalEndpoints.Ports {
-        .init(metrics: metricsPort, readiness: readinessPort, admin: adminPort)
+        var ports = OperationalEndpoints.Ports(metrics: metricsPort, readiness: readinessPort, admin: adminPort)
+        ports.idleTimeout = .seconds(Int64(operationalIdleSeconds))
+        return ports
     }
 
     public var drainDeadline: Duration { .seconds(drainSeconds) }

@@ -8,7 +8,10 @@ import Synchronization
 ///
 /// Files are applied whole: a file with a bad document is rejected with an error naming file,
 /// line, object and field, and the objects it last contributed stay in force ("last good
-/// state"). A removed file removes its objects. Sub-directories are read too; hidden entries
+/// state"). A removed file removes its objects. Two files never share an object: the file whose
+/// object is in force keeps it, and a file that would define it too is rejected (naming both
+/// files) while its own last good state stays, so a clash can never remove an object — a DENY
+/// policy least of all. Sub-directories are read too; hidden entries
 /// (editor swap files, Kubernetes' `..data` ConfigMap internals) are skipped, symlinks followed.
 ///
 /// Changes are found by polling `stat` every `pollInterval` (250 ms by default, well inside the
@@ -32,6 +35,10 @@ public final class ManifestDirectorySource: Sendable, ServiceLifecycle.Service {
     private let logger: Logger
     private let decoder = ManifestDecoder()
     private let files = Mutex<[String: FileState]>([:])
+    private let rejected = Mutex<[String]>([])
+
+    /// The files rejected by the last reload (bad documents, clashes), with why.
+    public var problems: [String] { rejected.withLock { $0 } }
 
     private struct FileState: Sendable {
         var signature: FileSignature
@@ -40,6 +47,10 @@ public final class ManifestDirectorySource: Sendable, ServiceLifecycle.Service {
         var objects: [ManifestObject]
         var warnings: [ManifestWarning]
         var error: ManifestError?
+        /// The objects of this file in force now: `objects`, unless they clash with another file's.
+        var applied: [ManifestObject] = []
+        /// Why `objects` is not in force (another file defines one of them first).
+        var clash: ManifestError?
     }
 
     public init(directory: String, store: ConfigStore, pollInterval: Duration = .milliseconds(250), logger: Logger) {
@@ -79,7 +90,7 @@ public final class ManifestDirectorySource: Sendable, ServiceLifecycle.Service {
                 state.signature = signature
                 state.contents = contents
                 do throws(ManifestError) {
-                    let result = try decoder.decode(String(decoding: contents, as: UTF8.self), file: path)
+                    let result = try decoder.decode(try Self.text(contents, file: path), file: path)
                     state.objects = result.objects
                     state.warnings = result.warnings
                     state.error = nil
@@ -96,28 +107,42 @@ public final class ManifestDirectorySource: Sendable, ServiceLifecycle.Service {
                 logger.info("manifest removed: \(path)")
             }
 
-            // Merge; a file that redefines an object another (earlier) file defines is rejected.
-            var merged: [ObjectKey: ManifestObject] = [:]
+            // Merge. What is in force stays: every file's applied objects first, then each file moves to
+            // its newest version unless that would take an object another file has in force.
             var owners: [ObjectKey: String] = [:]
+            for path in cache.keys.sorted() {
+                for object in cache[path]!.applied where owners[object.key] == nil { owners[object.key] = path }
+            }
+            for path in cache.keys.sorted() {
+                var state = cache[path]!
+                let wanted = state.objects.map(\.key)
+                if let taken = wanted.first(where: { owners[$0] != nil && owners[$0] != path }) {
+                    let clash = ManifestError(
+                        file: path,
+                        object: taken.description,
+                        message: "already defined in \(owners[taken]!), which keeps it; this file is rejected "
+                            + "(its last good state stays in force) until the clash is resolved"
+                    )
+                    if state.clash != clash { logger.error("manifest clash: \(clash)") }
+                    state.clash = clash
+                } else {
+                    for object in state.applied where owners[object.key] == path { owners[object.key] = nil }
+                    for key in wanted { owners[key] = path }
+                    state.applied = state.objects
+                    if state.clash != nil { logger.info("manifest clash resolved", metadata: ["file": "\(path)"]) }
+                    state.clash = nil
+                }
+                cache[path] = state
+            }
+            var merged: [ObjectKey: ManifestObject] = [:]
             for path in cache.keys.sorted() {
                 let state = cache[path]!
                 if let error = state.error { report.errors.append(error) }
+                if let clash = state.clash { report.errors.append(clash) }
                 report.warnings += state.warnings
-                if let clash = state.objects.first(where: { owners[$0.key] != nil }) {
-                    let error = ManifestError(
-                        file: path,
-                        object: clash.key.description,
-                        message:
-                            "already defined in \(owners[clash.key]!); this file is ignored until the clash is resolved"
-                    )
-                    report.errors.append(error)
-                    continue
-                }
-                for object in state.objects {
-                    merged[object.key] = object
-                    owners[object.key] = path
-                }
+                for object in state.applied where owners[object.key] == path { merged[object.key] = object }
             }
+            rejected.withLock { $0 = report.errors.map(\.description) }
             report.fileCount = cache.count
             report.objectCount = merged.count
             report.change = store.replaceAll(with: merged)
@@ -153,6 +178,18 @@ public final class ManifestDirectorySource: Sendable, ServiceLifecycle.Service {
                 }
             }
         }
+    }
+
+    /// A file's text: refused when larger than ``ManifestDecoder/maximumFileBytes`` or not valid UTF-8 (a
+    /// replacement character in a principal would silently change what a policy matches).
+    static func text(_ contents: [UInt8], file: String) throws(ManifestError) -> String {
+        guard contents.count <= ManifestDecoder.maximumFileBytes else {
+            throw ManifestError(
+                file: file,
+                message: "\(contents.count) bytes, more than the limit of \(ManifestDecoder.maximumFileBytes)"
+            )
+        }
+        return try ManifestDecoder.validatedText(contents, file: file)
     }
 
     /// Every manifest file under `directory`, sorted, following symlinks and skipping hidden entries.

@@ -133,7 +133,8 @@ public final class NodeAgent: Sendable {
                 let state = capturer.readiness
                 return state.isReady ? nil : state.missing.joined(separator: "; ")
             },
-            configDump: { await self.configDump() }
+            configDump: { await self.configDump() },
+            configProblems: { [source] in source.problems }
         )
         operational.withLock { $0 = endpoints }
         logger.info("loading configuration", metadata: ["source": "\(options.config)"])

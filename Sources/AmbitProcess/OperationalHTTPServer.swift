@@ -20,22 +20,48 @@ public struct OperationalHTTPResponse: Sendable {
 }
 
 /// Plain HTTP/1.1 for the operational ports of `ambit-node` and `ambit-waypoint`; one request
-/// at a time per connection.
+/// at a time per connection. A connection that sends nothing for `idleTimeout` (30 s) is closed, so
+/// clients that open connections and leave them (or never send a request) hold nothing for long.
 public enum OperationalHTTPServer {
     public typealias Route =
         @Sendable (_ method: HTTPMethod, _ path: String, _ query: [String: String]) async -> OperationalHTTPResponse
 
-    public static func listen(host: String, port: Int, group: any EventLoopGroup, route: @escaping Route)
+    public static let idleTimeout: TimeAmount = .seconds(30)
+
+    public static func listen(
+        host: String,
+        port: Int,
+        group: any EventLoopGroup,
+        idleTimeout: TimeAmount = idleTimeout,
+        route: @escaping Route
+    )
         -> EventLoopFuture<any Channel>
     {
         ServerBootstrap(group: group)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelInitializer { channel in
-                channel.pipeline.configureHTTPServerPipeline(withErrorHandling: true).flatMap {
-                    channel.pipeline.addHandler(RequestHandler(route: route))
+                channel.eventLoop.makeCompletedFuture {
+                    let sync = channel.pipeline.syncOperations
+                    try sync.addHandler(IdleStateHandler(readTimeout: idleTimeout))
+                    try sync.addHandler(CloseWhenIdle())
+                    try sync.configureHTTPServerPipeline(withErrorHandling: true)
+                    try sync.addHandler(RequestHandler(route: route))
                 }
             }
             .bind(host: host, port: port)
+    }
+
+    /// Closes the connection when `IdleStateHandler` reports that nothing was read for too long.
+    final class CloseWhenIdle: ChannelInboundHandler, Sendable {
+        typealias InboundIn = NIOAny
+
+        func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+            if let idle = event as? IdleStateHandler.IdleStateEvent, idle == .read {
+                context.close(promise: nil)
+                return
+            }
+            context.fireUserInboundEventTriggered(event)
+        }
     }
 
     private final class RequestHandler: ChannelInboundHandler, Sendable {
@@ -96,12 +122,21 @@ public enum OperationalHTTPServer {
 
 extension OperationalHTTPServer {
     /// The Prometheus endpoint on all addresses: `/metrics` (and Envoy's `/stats/prometheus`).
-    public static func listenMetrics(port: Int, group: any EventLoopGroup, metrics: MeshMetrics)
+    /// `beforeRender` refreshes gauges that are computed at scrape time.
+    public static func listenMetrics(
+        port: Int,
+        group: any EventLoopGroup,
+        idleTimeout: TimeAmount = idleTimeout,
+        metrics: MeshMetrics,
+        beforeRender: @escaping @Sendable () -> Void = {}
+    )
         -> EventLoopFuture<any Channel>
     {
-        listen(host: "0.0.0.0", port: port, group: group) { _, path, _ in
+        listen(host: "0.0.0.0", port: port, group: group, idleTimeout: idleTimeout) { _, path, _ in
             switch path {
-            case "/metrics", "/stats/prometheus": return .text(metrics.render())
+            case "/metrics", "/stats/prometheus":
+                beforeRender()
+                return .text(metrics.render())
             default: return .text("not found; try /metrics\n", status: .notFound)
             }
         }

@@ -151,7 +151,8 @@ public final class WaypointProcess: Sendable {
             metrics: metrics,
             logger: logger,
             readiness: { self.ready.load(ordering: .relaxed) ? nil : "starting or draining" },
-            configDump: { [waypoint, source] in waypoint.configDump(adding: ["configSource": source.statusDump()]) }
+            configDump: { [waypoint, source] in waypoint.configDump(adding: ["configSource": source.statusDump()]) },
+            configProblems: { [source] in source.problems }
         )
         channels.withLock { $0.insert(listener, at: 0) }
         ready.store(true, ordering: .relaxed)

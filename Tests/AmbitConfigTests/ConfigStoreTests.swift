@@ -107,7 +107,7 @@ import Testing
             .reload()
         #expect(
             report.errors.map(\.description) == [
-                "\(directory.path)/b.yaml: Pod default/web: already defined in \(directory.path)/a.yaml; this file is ignored until the clash is resolved"
+                "\(directory.path)/b.yaml: Pod default/web: already defined in \(directory.path)/a.yaml, which keeps it; this file is rejected (its last good state stays in force) until the clash is resolved"
             ]
         )
         #expect(store.snapshot.namespaces["extra"] == nil)

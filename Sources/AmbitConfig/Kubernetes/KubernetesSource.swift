@@ -153,10 +153,14 @@ public final class KubernetesSource: ConfigSource {
             if let error = status.lastError { entry["lastError"] = error }
             return entry
         }
-        let rejected = state.withLock { state in
+        return ["kind": "kubernetes", "server": "\(cluster)", "collections": collections, "rejectedObjects": problems]
+    }
+
+    /// The objects rejected now (their last good version stays in force), with why.
+    public var problems: [String] {
+        state.withLock { state in
             state.entries.values.flatMap { $0.values.compactMap(\.error) }.map(\.description).sorted()
         }
-        return ["kind": "kubernetes", "server": "\(cluster)", "collections": collections, "rejectedObjects": rejected]
     }
 
     /// Waits up to two seconds for the watch to deliver `key` (a pod the CNI plugin announces is

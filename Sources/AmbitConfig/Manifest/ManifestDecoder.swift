@@ -13,6 +13,56 @@ public struct ManifestDecoder: Sendable {
 
     public init() {}
 
+    /// Largest manifest file read (Kubernetes stores objects of at most 1.5 MiB).
+    public static let maximumFileBytes = 4 << 20
+    /// Most YAML nodes one document may hold once its aliases are expanded: far above any real object,
+    /// far below what nested aliases can expand to (a "billion laughs" document).
+    public static let maximumNodesPerDocument = 200_000
+
+    /// `bytes` as text; refused, naming the line, when it is not valid UTF-8.
+    public static func validatedText(_ bytes: [UInt8], file: String?) throws(ManifestError) -> String {
+        var parser = Unicode.UTF8.ForwardParser()
+        var iterator = bytes.makeIterator()
+        var offset = 0
+        var line = 1
+        while true {
+            switch parser.parseScalar(from: &iterator) {
+            case .valid(let scalar):
+                if scalar.count == 1, scalar.first == UInt8(ascii: "\n") { line += 1 }
+                offset += scalar.count
+            case .error:
+                throw ManifestError(
+                    file: file,
+                    line: line,
+                    message: "not valid UTF-8 (byte \(offset + 1)); text is never repaired, as a replaced "
+                        + "character would change what a name or principal matches"
+                )
+            case .emptyInput:
+                return String(decoding: bytes, as: UTF8.self)
+            }
+        }
+    }
+
+    /// How many nodes `node` holds with its aliases expanded, counting no further than `limit + 1`.
+    static func expandedSize(_ node: Node, limit: Int) -> Int {
+        var count = 0
+        var pending = [node]
+        while let next = pending.popLast() {
+            count += 1
+            if count > limit { return count }
+            switch next {
+            case .scalar, .alias: break
+            case .mapping(let mapping):
+                for (key, value) in mapping {
+                    pending.append(key)
+                    pending.append(value)
+                }
+            case .sequence(let sequence): pending.append(contentsOf: sequence)
+            }
+        }
+        return count
+    }
+
     /// Decodes all documents of `text`. The first error aborts the file: a file is applied whole or not at all.
     public func decode(_ text: String, file: String? = nil) throws(ManifestError) -> Result {
         var result = Result()
@@ -23,6 +73,7 @@ public struct ManifestDecoder: Sendable {
             throw Self.syntaxError(error, file: file)
         }
         var documentIndex = 0
+        var lines: [ObjectKey: Int?] = [:]
         while true {
             let root: Node?
             do {
@@ -32,9 +83,31 @@ public struct ManifestDecoder: Sendable {
             }
             guard let root else { break }
             documentIndex += 1
+            guard Self.expandedSize(root, limit: Self.maximumNodesPerDocument) <= Self.maximumNodesPerDocument else {
+                throw ManifestError(
+                    file: file,
+                    line: root.mark?.line,
+                    object: "document \(documentIndex)",
+                    message: "expands to more than \(Self.maximumNodesPerDocument) YAML nodes (nested aliases?)"
+                )
+            }
             let value = YAMLValue(node: root, path: .root)
             if value.isNull { continue }  // an empty document between `---` separators
+            let before = result.objects.count
             try decodeDocument(value, label: "document \(documentIndex)", file: file, into: &result)
+            // One object, one definition: with two, which one applied would depend on document order.
+            for object in result.objects[before...] {
+                if let first = lines[object.key] {
+                    throw ManifestError(
+                        file: file,
+                        line: value.line,
+                        object: object.key.description,
+                        message:
+                            "defined twice in this file (also in the document at line \(first.map(String.init) ?? "?"))"
+                    )
+                }
+                lines[object.key] = value.line
+            }
         }
         return result
     }

@@ -46,8 +46,14 @@ public enum MeshConfigDecoder {
         do {
             let parser = try Parser(yaml: text)
             guard let node = try parser.nextRoot() else { return nil }
+            let limit = ManifestDecoder.maximumNodesPerDocument
+            guard ManifestDecoder.expandedSize(node, limit: limit) <= limit else {
+                throw ManifestError(file: file, message: "expands to more than \(limit) YAML nodes (nested aliases?)")
+            }
             let value = YAMLValue(node: node, path: .root)
             return value.isNull ? nil : value
+        } catch let error as ManifestError {
+            throw error
         } catch {
             throw ManifestDecoder.syntaxError(error, file: file)
         }

@@ -15,10 +15,14 @@ public protocol ConfigSource: Sendable {
     /// Writes annotations back on pods, where the source can (the Kubernetes API); `nil` for a
     /// manifest directory, which is the user's and never written to.
     var podAnnotations: (any PodAnnotationWriter)? { get }
+    /// What is rejected now and why (files or objects whose last good state stays in force), for
+    /// readiness details, metrics and logs; empty when everything applied.
+    var problems: [String] { get }
 }
 
 extension ConfigSource {
     public var podAnnotations: (any PodAnnotationWriter)? { nil }
+    public var problems: [String] { [] }
 }
 
 /// Sets or removes one annotation on a pod, as a JSON merge patch of the pod's `status`

@@ -1,0 +1,80 @@
+import AmbitTestSupport
+import Foundation
+import Testing
+
+#if canImport(Glibc)
+    import Glibc
+#endif
+
+/// A daemon's operational ports under trouble: a manifest clash shows in readiness and a metric while
+/// the daemon stays ready on its last good configuration, and idle connections do not stay forever.
+@Suite struct OperationalPortsTests {
+    @Test func aManifestClashShowsInReadinessAndMetricsAndIdleConnectionsAreClosed() throws {
+        let directory = try TemporaryDirectory(prefix: "ambit-ops")
+        defer { directory.remove() }
+        let ca = directory.path + "/ca"
+        #expect(try ProcessRunner.run(TestBinaries.path("ambitctl"), ["ca", "init", "--dir", ca]).status == 0)
+        let manifests = directory.path + "/manifests"
+        try FileManager.default.createDirectory(atPath: manifests, withIntermediateDirectories: true)
+        let policy = """
+            apiVersion: security.istio.io/v1
+            kind: AuthorizationPolicy
+            metadata: {name: misc, namespace: demo}
+            spec: {action: ALLOW, rules: [{}]}
+            """
+        try policy.write(toFile: manifests + "/policy.yaml", atomically: true, encoding: .utf8)
+        try policy.write(toFile: manifests + "/a-extra.yaml", atomically: true, encoding: .utf8)
+        let (metrics, readiness, admin, hbone) = (
+            KubernetesModeTests.freePort(), KubernetesModeTests.freePort(), KubernetesModeTests.freePort(),
+            KubernetesModeTests.freePort()
+        )
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: TestBinaries.path("ambit-waypoint"))
+        process.arguments = [
+            "--gateway", "demo/waypoint", "--manifests", manifests, "--ca-dir", ca, "--listen", "127.0.0.1",
+            "--hbone-port", "\(hbone)", "--metrics-port", "\(metrics)", "--readiness-port", "\(readiness)",
+            "--admin-port", "\(admin)", "--operational-idle-seconds", "1",
+        ]
+        process.standardOutput = FileHandle.nullDevice
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+        defer {
+            kill(process.processIdentifier, SIGKILL)
+            process.waitUntilExit()
+        }
+        var body = ""
+        #expect(
+            KubernetesModeTests.eventually {
+                guard let answer = KubernetesModeTests.get("http://127.0.0.1:\(readiness)/healthz/ready") else {
+                    return false
+                }
+                body = answer.body
+                return answer.status == 200 && body.contains("config rejected:")
+            },
+            "\(body)"
+        )
+        // policy.yaml sorts after a-extra.yaml; whichever was read first keeps `misc`, the other is named.
+        #expect(body.contains("already defined in \(manifests)/"), "\(body)")
+        let scrape = KubernetesModeTests.get("http://127.0.0.1:\(metrics)/metrics")?.body ?? ""
+        #expect(PrometheusSamples(scrape).sum("ambit_config_rejected") == 1, "\(scrape)")
+
+        // A client that connects and sends nothing is let go after --operational-idle-seconds.
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(fd) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = in_port_t(UInt16(readiness).bigEndian)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        let connected = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+            }
+        }
+        #expect(connected == 0)
+        var timeout = timeval(tv_sec: 10, tv_usec: 0)
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+        var byte: UInt8 = 0
+        let read = recv(fd, &byte, 1, 0)
+        #expect(read == 0, "the server closes an idle connection (end of stream), not the 10 s receive timeout")
+    }
+}
