@@ -226,10 +226,12 @@ let package = Package(
             name: "AmbitCLI",
             dependencies: [
                 "AmbitConfig",
+                "AmbitHBONE",
                 "AmbitProcess",
                 "AmbitTelemetry",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
             ],
             swiftSettings: strictSettings
         ),

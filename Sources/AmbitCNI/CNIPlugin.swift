@@ -51,6 +51,23 @@ public struct CNIPlugin {
     public static let supportedVersions = ["0.3.0", "0.3.1", "0.4.0", "1.0.0"]
     public static let defaultAgentSocket = "/var/run/ambit/cni.sock"
     public static let defaultEnrollmentFile = "/var/run/ambit/enrollment.json"
+    /// The most of standard input read: a network configuration is a few kilobytes.
+    public static let maxInputBytes = 1 << 20
+
+    /// Reads standard input (`fd`) up to one byte past ``maxInputBytes``, so input too large is
+    /// recognised without ever being held whole.
+    public static func readInput(_ fd: Int32 = 0) -> Data {
+        var data = Data()
+        var chunk = [UInt8](repeating: 0, count: 64 << 10)
+        while data.count <= maxInputBytes {
+            let wanted = min(chunk.count, maxInputBytes + 1 - data.count)
+            let count = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, wanted) }
+            if count < 0 && errno == EINTR { continue }
+            guard count > 0 else { break }
+            data.append(contentsOf: chunk[..<count])
+        }
+        return data
+    }
 
     /// The plugin's own configuration keys (besides the standard ones).
     public struct Config {
@@ -99,11 +116,29 @@ public struct CNIPlugin {
             if command == "VERSION" {
                 return Output(stdout: versionJSON(), exitCode: 0)
             }
+            if command == "DEL" {
+                // DEL must succeed where it can (CNI spec): a configuration it cannot read still
+                // names the pod in CNI_ARGS, and the agent is asked on its default socket.
+                let config: Config
+                do {
+                    config = try parseConfig()
+                } catch {
+                    log("ambit-cni: DEL with an unreadable network configuration (\(error)); using the defaults")
+                    config = Config(
+                        cniVersion: version,
+                        name: "ambit",
+                        agentSocket: Self.defaultAgentSocket,
+                        enrollmentFile: Self.defaultEnrollmentFile,
+                        timeout: .seconds(30)
+                    )
+                }
+                return delete(config)
+            }
             let config = try parseConfig()
             version = config.cniVersion
             switch command {
             case "ADD": return try add(config)
-            case "DEL": return try delete(config)
+            case "DEL": return delete(config)
             case "CHECK": return try check(config)
             case "GC", "STATUS": return Output(stdout: "", exitCode: 0)
             default:
@@ -187,7 +222,7 @@ public struct CNIPlugin {
         return Output(stdout: passthrough, exitCode: 0)
     }
 
-    private func delete(_ config: Config) throws -> Output {
+    private func delete(_ config: Config) -> Output {
         // DEL must succeed whenever possible (the runtime retries otherwise, forever): the agent
         // also releases pods whose namespace disappears, so an unreachable agent is only logged.
         guard let pod = try? podIdentity() else { return Output(stdout: "", exitCode: 0) }
@@ -295,6 +330,13 @@ public struct CNIPlugin {
     }
 
     func parseConfig() throws -> Config {
+        guard stdin.count <= Self.maxInputBytes else {
+            throw CNIError(
+                .decodingFailure,
+                "network configuration on stdin is larger than \(Self.maxInputBytes >> 20) MiB",
+                details: "a network configuration is a few kilobytes; the rest was not read"
+            )
+        }
         let object: Any
         do {
             object = try JSONSerialization.jsonObject(with: stdin)

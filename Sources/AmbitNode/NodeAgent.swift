@@ -36,6 +36,7 @@ public final class NodeAgent: Sendable {
         let authority = try CertificateAuthority.load(directory: options.caDirectory)
         trustDomain = authority.trustDomain
         metrics = MeshMetrics()
+        metrics.declareLimits(HBONELimit.allCases.map(\.rawValue))
         let certificates = CertificateManager(
             signer: LocalCertificateSigner(authority: authority),
             metrics: CertificateMetrics(registry: metrics.registry),
@@ -90,7 +91,9 @@ public final class NodeAgent: Sendable {
             hbone: .init(
                 configuration: options.hboneConfiguration,
                 trustDomain: authority.trustDomain,
-                roots: [authority.root]
+                roots: [authority.root],
+                limiter: HBONEConnectionLimiter(limits: options.hboneLimits),
+                onLimit: { [metrics] in metrics.limitHit($0.rawValue) }
             ),
             inputs: inputs,
             source: source,

@@ -1,5 +1,5 @@
 public import AmbitConfig
-import AmbitHBONE
+public import AmbitHBONE
 import AmbitModel
 public import AmbitProcess
 
@@ -23,11 +23,15 @@ public struct NodeAgentOptions: Sendable {
     /// The cluster's name in telemetry.
     public var clusterID = ConfigOptions.defaultClusterID
 
+    /// What the pods' HBONE listeners (port 15008) admit, together (one budget for the node).
+    public var hboneLimits = HBONEServerLimits()
+
     /// HBONE settings for the pods' servers and the agent's client: defaults, with the drain
-    /// deadline (GOAWAY grace on shutdown) taken from `drainDeadline`.
+    /// deadline (GOAWAY grace on shutdown) taken from `drainDeadline` and the servers' limits.
     var hboneConfiguration: HBONEConfiguration {
         var configuration = HBONEConfiguration()
         configuration.drainDeadline = .init(drainDeadline)
+        configuration.serverLimits = hboneLimits
         return configuration
     }
     public var eventLoopThreads = 2

@@ -26,11 +26,14 @@ final class PodCapturer: Sendable {
         var enrollmentFile: String
     }
 
-    /// The HBONE servers' settings and trust.
+    /// The HBONE servers' settings and trust, and the connection budget all of them share.
     struct ServerSettings: Sendable {
         var configuration: HBONEConfiguration
         var trustDomain: String
         var roots: [Certificate]
+        var limiter: HBONEConnectionLimiter
+        /// Told of every limit a server hits (`ambit_limit_hits_total`).
+        var onLimit: @Sendable (HBONELimit) -> Void
     }
 
     /// Whether every pod that should be captured is, for readiness.
@@ -130,7 +133,9 @@ final class PodCapturer: Sendable {
             roots: hbone.roots,
             certificate: { [self] in try serverCertificate(forPod: uid) },
             inbound: PodInbound(proxy: inbound, podUID: uid),
-            logger: inputs.logger
+            logger: inputs.logger,
+            limiter: hbone.limiter,
+            onLimit: hbone.onLimit
         )
         let pod = CapturedPod(record: record, netns: netns, server: server)
         // Registered before the listeners serve, so the first connection finds its pod.

@@ -25,6 +25,8 @@ public struct WaypointProcessOptions: Sendable {
     /// Metrics, readiness and admin ports.
     public var ports = OperationalEndpoints.Ports()
     public var drainDeadline: Duration = .seconds(5)
+    /// What the HBONE listener admits and for how long.
+    public var hboneLimits = HBONEServerLimits()
     /// The cluster's name in telemetry.
     public var clusterID = ConfigOptions.defaultClusterID
     public var eventLoopThreads = System.coreCount
@@ -108,6 +110,8 @@ public final class WaypointProcess: Sendable {
         )
         var configuration = HBONEConfiguration()
         configuration.drainDeadline = .init(options.drainDeadline)
+        configuration.serverLimits = options.hboneLimits
+        metrics.declareLimits(HBONELimit.allCases.map(\.rawValue))
         server = HBONEServer(
             configuration: configuration,
             trustDomain: authority.trustDomain,
@@ -119,7 +123,8 @@ public final class WaypointProcess: Sendable {
                 return current
             },
             inbound: waypoint.inbound,
-            logger: logger
+            logger: logger,
+            onLimit: { [metrics] in metrics.limitHit($0.rawValue) }
         )
     }
 

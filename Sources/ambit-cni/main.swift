@@ -15,7 +15,7 @@ if CommandLine.arguments.count > 1 {
 
 let plugin = CNIPlugin(
     environment: ProcessInfo.processInfo.environment,
-    stdin: FileHandle.standardInput.readDataToEndOfFile(),
+    stdin: CNIPlugin.readInput(),
     openNetns: { path in
         let fd = open(path, O_RDONLY | O_CLOEXEC)
         guard fd >= 0 else { throw POSIXError(POSIXErrorCode(rawValue: errno) ?? .EIO) }

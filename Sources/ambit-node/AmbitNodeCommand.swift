@@ -74,6 +74,9 @@ struct RunCommand: AsyncParsableCommand {
     @OptionGroup(title: "Operational ports and drain")
     var daemon: DaemonOptions
 
+    @OptionGroup(title: "Limits of the HBONE listener (port 15008)")
+    var hboneLimits: HBONELimitOptions
+
     @OptionGroup(title: "Logging")
     var logging: LoggingOptions
 
@@ -96,6 +99,7 @@ struct RunCommand: AsyncParsableCommand {
             options.netnsDirectory = netnsDir
             options.netnsPrefix = netnsPrefix
             options.drainDeadline = daemon.drainDeadline
+            options.hboneLimits = hboneLimits.limits
             options.clusterID = daemon.clusterID
             options.capture = CaptureMode(rawValue: capture) ?? .nftables
             options.fallbackToNFTables = captureFallback

@@ -44,6 +44,9 @@ struct AmbitSidecarCommand: AsyncParsableCommand {
     @OptionGroup(title: "External authorization (CUSTOM AuthorizationPolicies)")
     var mesh: MeshConfigOptions
 
+    @OptionGroup(title: "Limits of the HBONE listener (port 15008)")
+    var hboneLimits: HBONELimitOptions
+
     @OptionGroup(title: "Logging")
     var logging: LoggingOptions
 
@@ -70,6 +73,7 @@ struct AmbitSidecarCommand: AsyncParsableCommand {
             )
             options.eventLoopThreads = threads
             options.drainDeadline = .seconds(drainSeconds)
+            options.hboneLimits = hboneLimits.limits
             options.meshConfig = try mesh.load()
             for warning in options.meshConfig.warnings { logger.warning("\(warning)") }
             options.sidecar = SidecarCapture(

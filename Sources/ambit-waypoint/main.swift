@@ -44,6 +44,9 @@ struct AmbitWaypointCommand: AsyncParsableCommand {
     @OptionGroup(title: "Operational ports and drain")
     var daemon: DaemonOptions
 
+    @OptionGroup(title: "Limits of the HBONE listener (port 15008)")
+    var hboneLimits: HBONELimitOptions
+
     @OptionGroup(title: "Logging")
     var logging: LoggingOptions
 
@@ -71,6 +74,7 @@ struct AmbitWaypointCommand: AsyncParsableCommand {
             options.hbonePort = hbonePort
             options.ports = daemon.ports
             options.drainDeadline = daemon.drainDeadline
+            options.hboneLimits = hboneLimits.limits
             options.clusterID = daemon.clusterID
             options.meshConfig = try mesh.load()
             for warning in options.meshConfig.warnings { logger.warning("\(warning)") }

@@ -182,4 +182,46 @@ import Testing
         #expect(delete.stdout.isEmpty)
         #expect(transport.requests.map(\.operation) == [.delete])
     }
+
+    @Test func deleteSucceedsOnInputItCannotReadAndStillReleasesThePod() throws {
+        let transport = RecordingTransport(.success(CNIAgentReply(captured: false)))
+        for garbage in [Data("{not json".utf8), Data([0xFF, 0xFE, 0x00]), Data(#"{"cniVersion":"9.9"}"#.utf8)] {
+            let delete = Self.run(Self.environment("DEL"), garbage, transport)
+            #expect(delete.exitCode == 0 && delete.stdout.isEmpty, "\(delete.stdout)")
+        }
+        // The pod is named by CNI_ARGS, so the agent is still asked (on its default socket).
+        #expect(transport.requests.map(\.podName) == ["web", "web", "web"])
+        #expect(transport.requests.allSatisfy { $0.operation == .delete && $0.podUID == "u-1" })
+    }
+
+    @Test func inputOverOneMebibyteIsRefusedWithoutBeingReadWhole() throws {
+        let transport = RecordingTransport(.success(CNIAgentReply(captured: true)))
+        let oversized = Data(repeating: 0x20, count: CNIPlugin.maxInputBytes + 1)
+        let add = Self.run(Self.environment("ADD"), oversized, transport)
+        #expect(add.exitCode != 0)
+        let error = try Self.json(add.stdout)
+        #expect(error["code"] as? Int == 6)
+        #expect(error["msg"] as? String == "network configuration on stdin is larger than 1 MiB")
+        #expect(transport.requests.isEmpty)
+
+        // What is read from a pipe stops one byte past the limit, however much the writer has.
+        var fds: [Int32] = [0, 0]
+        #expect(pipe(&fds) == 0)
+        let (readEnd, writeEnd) = (fds[0], fds[1])
+        let writer = Thread {
+            let block = [UInt8](repeating: 0x20, count: 64 << 10)
+            var written = 0
+            while written < 8 << 20 {
+                let count = block.withUnsafeBytes { write(writeEnd, $0.baseAddress, $0.count) }
+                guard count > 0 else { break }  // EPIPE once the reader is done
+                written += count
+            }
+            close(writeEnd)
+        }
+        signal(SIGPIPE, SIG_IGN)
+        writer.start()
+        let read = CNIPlugin.readInput(readEnd)
+        close(readEnd)
+        #expect(read.count == CNIPlugin.maxInputBytes + 1)
+    }
 }

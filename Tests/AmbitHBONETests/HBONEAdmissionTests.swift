@@ -40,15 +40,8 @@ final class FirstEventRecorder: ChannelInboundHandler {
 
     static func endpoint(_ port: Int) -> IPEndpoint { IPEndpoint(.v4(0x7F00_0001), UInt16(port)) }
 
-    /// Opens a TLS 1.3 connection with ALPN h2 and, optionally, a client certificate.
-    static func bareTLS(
-        to port: Int,
-        presenting certificate: WorkloadCertificate?,
-        roots: [Certificate],
-        group: any EventLoopGroup
-    )
-        async throws -> String
-    {
+    /// A TLS 1.3 client context with ALPN h2 that does not check the server, presenting `certificate` if any.
+    static func clientTLS(presenting certificate: WorkloadCertificate?) throws -> NIOSSLContext {
         var configuration = TLSConfiguration.makeClientConfiguration()
         configuration.minimumTLSVersion = .tlsv13
         configuration.applicationProtocols = ["h2"]
@@ -63,7 +56,19 @@ final class FirstEventRecorder: ChannelInboundHandler {
                 try NIOSSLPrivateKey(bytes: Array(certificate.privateKey.serializeAsPEM().pemString.utf8), format: .pem)
             )
         }
-        let context = try NIOSSLContext(configuration: configuration)
+        return try NIOSSLContext(configuration: configuration)
+    }
+
+    /// Opens a TLS 1.3 connection with ALPN h2 and, optionally, a client certificate.
+    static func bareTLS(
+        to port: Int,
+        presenting certificate: WorkloadCertificate?,
+        roots: [Certificate],
+        group: any EventLoopGroup
+    )
+        async throws -> String
+    {
+        let context = try clientTLS(presenting: certificate)
         let promise = group.next().makePromise(of: String.self)
         let channel = try await ClientBootstrap(group: group)
             .channelInitializer { channel in

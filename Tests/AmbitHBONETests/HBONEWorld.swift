@@ -16,11 +16,31 @@ import X509
 final class TestInbound: HBONEInboundHandler {
     let destinations: Set<IPEndpoint>
     let allow: @Sendable (HBONEInboundRequest) -> Bool
+    /// CONNECTs to this authority stay unanswered until ``releaseHeld()`` (an upstream that never answers).
+    let held: IPEndpoint?
     private let state = Mutex<(requests: [HBONEInboundRequest], summaries: [RelaySummary])>(([], []))
+    private let heldPromises = Mutex<[EventLoopPromise<HBONEInboundResult>]>([])
 
-    init(destinations: Set<IPEndpoint>, allow: @escaping @Sendable (HBONEInboundRequest) -> Bool = { _ in true }) {
+    init(
+        destinations: Set<IPEndpoint>,
+        allow: @escaping @Sendable (HBONEInboundRequest) -> Bool = { _ in true },
+        held: IPEndpoint? = nil
+    ) {
         self.destinations = destinations
         self.allow = allow
+        self.held = held
+    }
+
+    /// Answers every held CONNECT (503), so no promise is left behind.
+    func releaseHeld() {
+        let held = heldPromises.withLock { promises in
+            let all = promises
+            promises = []
+            return all
+        }
+        for promise in held {
+            promise.succeed(.unavailable("released"))
+        }
     }
 
     var requests: [HBONEInboundRequest] { state.withLock { $0.requests } }
@@ -28,6 +48,11 @@ final class TestInbound: HBONEInboundHandler {
 
     func open(_ request: HBONEInboundRequest, on eventLoop: any EventLoop) -> EventLoopFuture<HBONEInboundResult> {
         state.withLock { $0.requests.append(request) }
+        if request.authority == held {
+            let promise = eventLoop.makePromise(of: HBONEInboundResult.self)
+            heldPromises.withLock { $0.append(promise) }
+            return promise.futureResult
+        }
         guard destinations.contains(request.authority) else {
             return eventLoop.makeSucceededFuture(.badRequest("\(request.authority) is not a local destination"))
         }
@@ -63,6 +88,9 @@ final class HBONEWorld: Sendable {
     let logs: LogSink
     private let forwarders = Mutex<[any Channel]>([])
     let results = Mutex<[Result<Void, any Error>]>([])
+    /// The server's connection budget, and every limit it reported hit.
+    let limiter: HBONEConnectionLimiter
+    let limitHits = LimitRecorder()
 
     var serverEndpoint: IPEndpoint { IPEndpoint(.v4(0x7F00_0001), UInt16(serverChannel.localAddress!.port!)) }
 
@@ -71,7 +99,8 @@ final class HBONEWorld: Sendable {
         allow: @escaping @Sendable (HBONEInboundRequest) -> Bool = { _ in true },
         serverIdentity: SpiffeID = .test("demo", "server"),
         extraRoots: [Certificate] = [],
-        configuration: HBONEConfiguration = HBONEConfiguration()
+        configuration: HBONEConfiguration = HBONEConfiguration(),
+        held: IPEndpoint? = nil
     ) async throws {
         // Warnings are kept for assertions; AMBIT_TEST_LOG=trace (or debug, ...) prints everything.
         let sink = LogSink()
@@ -88,7 +117,9 @@ final class HBONEWorld: Sendable {
         pki = try TestPKI(now: now - 3600)
         serverCertificate = try pki.issue(serverIdentity, now: now - 60)
         clientCertificate = try pki.issue(.test("demo", "client"), now: now - 60)
-        inbound = TestInbound(destinations: destinations, allow: allow)
+        inbound = TestInbound(destinations: destinations, allow: allow, held: held)
+        limiter = HBONEConnectionLimiter(limits: configuration.serverLimits)
+        let limitHits = self.limitHits
         let serverCertificate = self.serverCertificate
         server = HBONEServer(
             configuration: configuration,
@@ -96,7 +127,9 @@ final class HBONEWorld: Sendable {
             roots: [pki.authority.root] + extraRoots,
             certificate: { serverCertificate },
             inbound: inbound,
-            logger: logger
+            logger: logger,
+            limiter: limiter,
+            onLimit: { limitHits.record($0) }
         )
         serverChannel = try await server.listen(host: "127.0.0.1", port: 0, group: serverGroup).get()
         client = HBONEClient(
@@ -150,10 +183,19 @@ final class HBONEWorld: Sendable {
     }
 
     func shutdown() async {
+        inbound.releaseHeld()
         for channel in forwarders.withLock({ $0 }) { try? await channel.close() }
         await client.shutdown()
         try? await server.shutdown(on: serverGroup.next()).get()
         try? await clientGroup.shutdownGracefully()
         try? await serverGroup.shutdownGracefully()
     }
+}
+
+/// The limits an HBONE server reported hit, in order.
+final class LimitRecorder: Sendable {
+    private let hits = Mutex<[HBONELimit]>([])
+
+    func record(_ limit: HBONELimit) { hits.withLock { $0.append(limit) } }
+    var all: [HBONELimit] { hits.withLock { $0 } }
 }

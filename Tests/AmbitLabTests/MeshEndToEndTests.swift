@@ -388,6 +388,17 @@ extension LabRootTests {
         #expect(error["code"] as? Int == 6 && error["cniVersion"] as? String == "1.0.0", "\(malformed.output)")
         let missing = try Self.shell("echo '{}' | \(Self.ambitCNIPath) 2>/dev/null")
         #expect(missing.status != 0 && missing.output.contains(#""code":4"#), "\(missing.output)")
+        // 9 MB of input: refused after the first MiB, not read whole.
+        let oversized = try Self.shell(
+            "head -c 9000000 /dev/zero | CNI_COMMAND=ADD \(Self.ambitCNIPath) 2>/dev/null; echo \" exit=$?\""
+        )
+        #expect(
+            oversized.output.contains("larger than 1 MiB") && oversized.output.contains("exit=1"),
+            "\(oversized.output)"
+        )
+        // DEL of garbage succeeds (CNI: DEL must succeed where it can), and still releases the pod.
+        let delete = try Self.ambitCNI(lab, command: "DEL", netns: "/nonexistent", config: "{not json")
+        #expect(delete.status == 0 && delete.output.isEmpty, "\(delete.output)")
     }
 
     static var ambitCNIPath: String {

@@ -7,7 +7,8 @@ import Testing
 #endif
 
 /// A daemon's operational ports under trouble: a manifest clash shows in readiness and a metric while
-/// the daemon stays ready on its last good configuration, and idle connections do not stay forever.
+/// the daemon stays ready on its last good configuration, and idle connections do not stay forever,
+/// on the operational ports or on port 15008 (counted in `ambit_limit_hits_total`).
 @Suite struct OperationalPortsTests {
     @Test func aManifestClashShowsInReadinessAndMetricsAndIdleConnectionsAreClosed() throws {
         let directory = try TemporaryDirectory(prefix: "ambit-ops")
@@ -33,7 +34,7 @@ import Testing
         process.arguments = [
             "--gateway", "demo/waypoint", "--manifests", manifests, "--ca-dir", ca, "--listen", "127.0.0.1",
             "--hbone-port", "\(hbone)", "--metrics-port", "\(metrics)", "--readiness-port", "\(readiness)",
-            "--admin-port", "\(admin)", "--operational-idle-seconds", "1",
+            "--admin-port", "\(admin)", "--operational-idle-seconds", "1", "--hbone-handshake-timeout-seconds", "1",
         ]
         process.standardOutput = FileHandle.nullDevice
         process.standardError = FileHandle.nullDevice
@@ -58,23 +59,35 @@ import Testing
         let scrape = KubernetesModeTests.get("http://127.0.0.1:\(metrics)/metrics")?.body ?? ""
         #expect(PrometheusSamples(scrape).sum("ambit_config_rejected") == 1, "\(scrape)")
 
-        // A client that connects and sends nothing is let go after --operational-idle-seconds.
+        // A client that connects and sends nothing is let go after --operational-idle-seconds, and one
+        // that never starts TLS on the HBONE port after --hbone-handshake-timeout-seconds.
+        #expect(Self.silentClientIsLetGo(port: readiness))
+        let before = KubernetesModeTests.get("http://127.0.0.1:\(metrics)/metrics")?.body ?? ""
+        #expect(PrometheusSamples(before).sum("ambit_limit_hits_total", ["limit": "hbone_handshake_timeout"]) == 0)
+        #expect(before.contains("ambit_limit_hits_total{limit=\"hbone_connections_per_source\"} 0"), "\(before)")
+        #expect(Self.silentClientIsLetGo(port: hbone))
+        let after = KubernetesModeTests.get("http://127.0.0.1:\(metrics)/metrics")?.body ?? ""
+        #expect(PrometheusSamples(after).sum("ambit_limit_hits_total", ["limit": "hbone_handshake_timeout"]) == 1)
+    }
+
+    /// Connects to 127.0.0.1:`port`, sends nothing, and says whether the server closed the connection
+    /// (end of stream) before a 10 s receive timeout.
+    static func silentClientIsLetGo(port: Int) -> Bool {
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         defer { close(fd) }
         var address = sockaddr_in()
         address.sin_family = sa_family_t(AF_INET)
-        address.sin_port = in_port_t(UInt16(readiness).bigEndian)
+        address.sin_port = in_port_t(UInt16(port).bigEndian)
         address.sin_addr.s_addr = inet_addr("127.0.0.1")
         let connected = withUnsafePointer(to: &address) {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
                 connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
             }
         }
-        #expect(connected == 0)
+        guard connected == 0 else { return false }
         var timeout = timeval(tv_sec: 10, tv_usec: 0)
         setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
         var byte: UInt8 = 0
-        let read = recv(fd, &byte, 1, 0)
-        #expect(read == 0, "the server closes an idle connection (end of stream), not the 10 s receive timeout")
+        return recv(fd, &byte, 1, 0) == 0
     }
 }

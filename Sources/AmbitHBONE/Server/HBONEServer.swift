@@ -26,18 +26,27 @@ public final class HBONEServer: Sendable {
     private let contexts: TLSContextCache
     private let logger: Logger
     private let quiescing = Mutex<ServerQuiescingHelper?>(nil)
+    private let limiter: HBONEConnectionLimiter
+    private let onLimit: @Sendable (HBONELimit) -> Void
 
     /// - Parameters:
     ///   - certificate: the certificate to present, asked for each new connection so rotation
     ///     takes effect without a restart; throwing refuses the connection.
+    ///   - limiter: the connection budget, shared by every HBONE server of the process (one per
+    ///     captured pod in the node agent); by default this server's own.
+    ///   - onLimit: told of every limit hit (see ``HBONEServerLimits``).
     public init(
         configuration: HBONEConfiguration = HBONEConfiguration(),
         trustDomain: String,
         roots: [Certificate],
         certificate: @escaping @Sendable () throws -> WorkloadCertificate,
         inbound: any HBONEInboundHandler,
-        logger: Logger
+        logger: Logger,
+        limiter: HBONEConnectionLimiter? = nil,
+        onLimit: @escaping @Sendable (HBONELimit) -> Void = { _ in }
     ) {
+        self.limiter = limiter ?? HBONEConnectionLimiter(limits: configuration.serverLimits)
+        self.onLimit = onLimit
         self.configuration = configuration
         self.trustDomain = trustDomain
         self.roots = roots
@@ -96,6 +105,19 @@ public final class HBONEServer: Sendable {
     /// Sets up the pipeline of an accepted connection (for listeners created elsewhere, such as
     /// the node agent's in-pod sockets). Must run on the channel's event loop.
     public func configureConnection(_ channel: any Channel) throws {
+        let limits = limiter.limits
+        let source = channel.remoteAddress.flatMap(IPEndpoint.init(socketAddress:))?.address
+        if let refused = limiter.admit(source) {
+            onLimit(refused)
+            logger.debug(
+                "HBONE connection refused",
+                metadata: ["peer": "\(source.map { "\($0)" } ?? "?")", "limit": "\(refused)"]
+            )
+            channel.close(promise: nil)
+            return
+        }
+        let limiter = self.limiter
+        channel.closeFuture.whenComplete { _ in limiter.release(source) }
         let presented = try certificate()
         let context = try contexts.serverContext(for: presented)
         let logger = self.logger
@@ -115,7 +137,16 @@ public final class HBONEServer: Sendable {
         )
         let sync = channel.pipeline.syncOperations
         try sync.addHandler(tls)
-        try sync.addHandler(ALPNGuard(logger: logger))
+        let onLimit = self.onLimit
+        try sync.addHandler(
+            HBONEHandshakeGuard(
+                timeout: limits.handshakeTimeout,
+                onTimeout: { onLimit(.handshakeTimeout) },
+                onWrongProtocol: { alpn in
+                    logger.warning("HBONE peer did not negotiate h2", metadata: ["alpn": "\(alpn ?? "none")"])
+                }
+            )
+        )
 
         var connectionConfiguration = NIOHTTP2Handler.ConnectionConfiguration()
         connectionConfiguration.initialSettings = [
@@ -139,13 +170,25 @@ public final class HBONEServer: Sendable {
         // The peer identity is read once per connection, on the first stream (the handshake is
         // complete by then), and shared by its streams.
         let identity = NIOLoopBoundBox<SpiffeID?>(nil, eventLoop: channel.eventLoop)
+        let resets = NIOLoopBound(
+            PrematureResetCounter(limit: limits.maxPrematureResets, window: limits.prematureResetWindow),
+            eventLoop: channel.eventLoop
+        )
         let connection = channel
         let inbound = self.inbound
+        let closer = HBONEConnectionCloser(
+            idle: limits.idleTimeout,
+            afterGoAway: limits.closeAfterGoAway,
+            onLimit: onLimit
+        )
         _ = try sync.configureHTTP2Pipeline(
             mode: .server,
             connectionConfiguration: connectionConfiguration,
             streamConfiguration: streamConfiguration,
-            streamDelegate: manager.http2StreamDelegate
+            streamDelegate: StreamCounter(
+                next: manager.http2StreamDelegate,
+                closer: NIOLoopBound(closer, eventLoop: channel.eventLoop)
+            )
         ) { stream in
             stream.eventLoop.makeCompletedFuture {
                 try stream.pipeline.syncOperations.addHandler(
@@ -164,6 +207,15 @@ public final class HBONEServer: Sendable {
                                     metadata: ["status": "\(status)", "reason": "\(reason)"]
                                 )
                             }
+                        },
+                        onPrematureEnd: {
+                            guard resets.value.record() else { return }
+                            onLimit(.prematureResets)
+                            logger.warning(
+                                "HBONE connection closed: too many streams reset before their CONNECT was answered",
+                                metadata: ["peer": "\(source.map { "\($0)" } ?? "?")"]
+                            )
+                            connection.close(promise: nil)
                         }
                     )
                 )
@@ -172,30 +224,7 @@ public final class HBONEServer: Sendable {
             }
         }
         try sync.addHandler(manager)
-    }
-}
-
-/// Closes connections whose TLS handshake did not negotiate ALPN `h2` (HBONE is HTTP/2 only).
-final class ALPNGuard: ChannelInboundHandler, RemovableChannelHandler {
-    typealias InboundIn = ByteBuffer
-    typealias InboundOut = ByteBuffer
-    private let logger: Logger
-
-    init(logger: Logger) {
-        self.logger = logger
-    }
-
-    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
-        if case TLSUserEvent.handshakeCompleted(let negotiated) = event {
-            if negotiated == MeshTLS.alpn {
-                context.pipeline.syncOperations.removeHandler(self, promise: nil)
-            } else {
-                logger.warning("HBONE peer did not negotiate h2", metadata: ["alpn": "\(negotiated ?? "none")"])
-                context.close(promise: nil)
-                return
-            }
-        }
-        context.fireUserInboundEventTriggered(event)
+        try sync.addHandler(closer)
     }
 }
 

@@ -30,16 +30,20 @@ final class HBONEServerStreamHandler: ChannelDuplexHandler {
     private let peerIdentity: () throws -> SpiffeID
     private let inbound: any HBONEInboundHandler
     private let onResult: (Int, String) -> Void
+    private let onPrematureEnd: () -> Void
 
-    /// `onResult` receives the status sent and the reason, for logs and metrics.
+    /// `onResult` receives the status sent and the reason, for logs and metrics; `onPrematureEnd` is
+    /// called when the peer ends the stream before its CONNECT was answered (see ``HBONEServerLimits``).
     init(
         peerIdentity: @escaping () throws -> SpiffeID,
         inbound: any HBONEInboundHandler,
-        onResult: @escaping (Int, String) -> Void = { _, _ in }
+        onResult: @escaping (Int, String) -> Void = { _, _ in },
+        onPrematureEnd: @escaping () -> Void = {}
     ) {
         self.peerIdentity = peerIdentity
         self.inbound = inbound
         self.onResult = onResult
+        self.onPrematureEnd = onPrematureEnd
     }
 
     func channelActive(context: ChannelHandlerContext) {
@@ -195,6 +199,13 @@ final class HBONEServerStreamHandler: ChannelDuplexHandler {
     }
 
     func channelInactive(context: ChannelHandlerContext) {
+        switch state {
+        case .awaitingHeaders, .connecting:
+            state = .finished
+            onPrematureEnd()
+        case .relaying, .finished:
+            break
+        }
         if let terminated {
             self.terminated = nil
             terminated.finished?.succeed(

@@ -1,0 +1,188 @@
+import AmbitHBONE
+import AmbitIdentity
+import AmbitModel
+import AmbitTestSupport
+import NIOCore
+import NIOHPACK
+import NIOHTTP2
+import NIOPosix
+import NIOSSL
+import Testing
+
+/// Port 15008 faces anyone who can reach a pod, before any identity is known: every connection is
+/// bounded in number and time, each limit reported when hit (see `HBONEServerLimits`).
+@Suite struct HBONEServerLimitsTests {
+    static func limited(_ change: (inout HBONEServerLimits) -> Void) -> HBONEConfiguration {
+        var configuration = HBONEConfiguration()
+        change(&configuration.serverLimits)
+        return configuration
+    }
+
+    /// A plain TCP connection to the server, from `source` (a 127/8 address), that sends nothing.
+    static func tcp(to world: HBONEWorld, from source: String = "127.0.0.1") async throws -> any Channel {
+        try await ClientBootstrap(group: world.clientGroup)
+            .bind(to: try SocketAddress(ipAddress: source, port: 0))
+            .connect(host: "127.0.0.1", port: world.serverEndpoint.port.asInt)
+            .get()
+    }
+
+    /// A mutual-TLS connection with the client's mesh certificate, with `handlers` after TLS.
+    static func tls(
+        to world: HBONEWorld,
+        _ handlers: @escaping @Sendable (any Channel) throws -> Void = { _ in }
+    ) async throws -> any Channel {
+        let context = try HBONEAdmissionTests.clientTLS(presenting: world.clientCertificate)
+        return try await ClientBootstrap(group: world.clientGroup)
+            .channelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(
+                        NIOSSLClientHandler(context: context, serverHostname: nil)
+                    )
+                    try handlers(channel)
+                }
+            }
+            .connect(host: "127.0.0.1", port: world.serverEndpoint.port.asInt)
+            .get()
+    }
+
+    /// An HTTP/2 client connection over mutual TLS, and its stream multiplexer.
+    static func h2(to world: HBONEWorld) async throws -> (any Channel, NIOHTTP2Handler.StreamMultiplexer) {
+        let configured = world.clientGroup.next().makePromise(of: NIOHTTP2Handler.StreamMultiplexer.self)
+        let channel = try await tls(to: world) { channel in
+            let multiplexer = try channel.pipeline.syncOperations.configureHTTP2Pipeline(
+                mode: .client,
+                connectionConfiguration: .init(),
+                streamConfiguration: .init()
+            ) { stream in stream.close() }
+            configured.succeed(multiplexer)
+        }
+        return (channel, try await configured.futureResult.get())
+    }
+
+    /// Opens a stream, sends a CONNECT to `authority` and, when `reset`, resets the stream at once
+    /// (RST_STREAM CANCEL) without waiting for the answer. Returns the stream.
+    static func connect(
+        _ authority: IPEndpoint,
+        on multiplexer: NIOHTTP2Handler.StreamMultiplexer,
+        eventLoop: any EventLoop,
+        reset: Bool
+    ) async throws -> any Channel {
+        let promise = eventLoop.makePromise(of: (any Channel).self)
+        multiplexer.createStreamChannel(promise: promise) { $0.eventLoop.makeSucceededVoidFuture() }
+        let stream = try await promise.futureResult.get()
+        let headers: HPACKHeaders = [":method": "CONNECT", ":authority": "\(authority)"]
+        if reset {
+            stream.write(HTTP2Frame.FramePayload.headers(.init(headers: headers)), promise: nil)
+            stream.flush()
+            stream.close(promise: nil)  // RST_STREAM(CANCEL)
+        } else {
+            try await stream.writeAndFlush(HTTP2Frame.FramePayload.headers(.init(headers: headers)))
+        }
+        return stream
+    }
+
+    static func closed(_ channel: any Channel) async -> Bool {
+        await eventually { !channel.isActive }
+    }
+
+    @Test func aConnectionThatNeverStartsTLSIsClosedAtTheHandshakeDeadline() async throws {
+        let world = try await HBONEWorld(
+            destinations: [],
+            configuration: Self.limited { $0.handshakeTimeout = .milliseconds(200) }
+        )
+        let silent = try await Self.tcp(to: world)
+        #expect(await Self.closed(silent))
+        #expect(world.limitHits.all == [.handshakeTimeout])
+        #expect(await eventually { world.limiter.open == 0 })
+        await world.shutdown()
+    }
+
+    @Test func connectionsPerSourceAndInTotalAreBounded() async throws {
+        let world = try await HBONEWorld(
+            destinations: [],
+            configuration: Self.limited {
+                $0.maxConnectionsPerSource = 2
+                $0.maxConnections = 3
+                $0.handshakeTimeout = .seconds(600)  // these never start TLS, and must stay however slow the run
+            }
+        )
+        let first = try await Self.tcp(to: world)
+        let second = try await Self.tcp(to: world)
+        #expect(await eventually { world.limiter.open == 2 })
+        let third = try await Self.tcp(to: world)
+        #expect(await Self.closed(third))
+        #expect(world.limitHits.all == [.connectionsPerSource])
+        #expect(first.isActive && second.isActive)
+
+        // Another source still gets in, up to the total.
+        let other = try await Self.tcp(to: world, from: "127.0.0.2")
+        #expect(await eventually { world.limiter.open == 3 })
+        let overTotal = try await Self.tcp(to: world, from: "127.0.0.3")
+        #expect(await Self.closed(overTotal))
+        #expect(world.limitHits.all == [.connectionsPerSource, .connections])
+
+        // A closed connection gives its place back.
+        try await first.close()
+        #expect(await eventually { world.limiter.open == 2 })
+        let again = try await Self.tcp(to: world)
+        #expect(await eventually { world.limiter.open == 3 })
+        #expect(again.isActive && other.isActive)
+        for channel in [second, other, again] { try await channel.close() }
+        #expect(await eventually { world.limiter.open == 0 })
+        await world.shutdown()
+    }
+
+    @Test func junkAfterTheHandshakeGetsGoAwayAndTheConnectionCloses() async throws {
+        let world = try await HBONEWorld(
+            destinations: [],
+            configuration: Self.limited { $0.closeAfterGoAway = .milliseconds(200) }
+        )
+        let channel = try await Self.tls(to: world)
+        try await channel.writeAndFlush(ByteBuffer(string: "GET / HTTP/1.1\r\nHost: pod\r\n\r\n"))
+        #expect(await Self.closed(channel))
+        #expect(world.limitHits.all == [.closeAfterGoAway])
+        await world.shutdown()
+    }
+
+    @Test func aConnectionWithoutStreamsIsClosedWhenIdle() async throws {
+        let world = try await HBONEWorld(
+            destinations: [],
+            configuration: Self.limited { $0.idleTimeout = .milliseconds(300) }
+        )
+        let (channel, _) = try await Self.h2(to: world)
+        #expect(await Self.closed(channel))
+        #expect(world.limitHits.all == [.idleTimeout])
+        await world.shutdown()
+    }
+
+    @Test func streamsResetBeforeTheirAnswerCloseTheConnectionPastTheLimit() async throws {
+        let echo = try await TestTCPServer.start(.echo, group: HBONEAdmissionTests.upstreamGroup)
+        let destination = HBONEAdmissionTests.endpoint(echo.port)
+        let unanswered = HBONEAdmissionTests.endpoint(9)
+        let world = try await HBONEWorld(
+            destinations: [destination],
+            configuration: Self.limited { $0.maxPrematureResets = 10 },
+            held: unanswered
+        )
+        let (channel, multiplexer) = try await Self.h2(to: world)
+        // Up to the limit, the connection serves on.
+        for _ in 0..<10 {
+            _ = try await Self.connect(unanswered, on: multiplexer, eventLoop: channel.eventLoop, reset: true)
+        }
+        #expect(await eventually { world.inbound.requests.count == 10 })
+        let answered = try await Self.connect(destination, on: multiplexer, eventLoop: channel.eventLoop, reset: false)
+        #expect(await eventually { world.inbound.requests.count == 11 })
+        #expect(channel.isActive && answered.isActive)
+        #expect(world.limitHits.all.isEmpty)
+        // One more, and the connection is closed, with the tunnel it carried.
+        _ = try await Self.connect(unanswered, on: multiplexer, eventLoop: channel.eventLoop, reset: true)
+        #expect(await Self.closed(channel))
+        #expect(world.limitHits.all == [.prematureResets])
+        #expect(
+            world.logs.lines.contains { $0.contains("too many streams reset before their CONNECT was answered") },
+            "\(world.logs.lines)"
+        )
+        await world.shutdown()
+        await echo.close()
+    }
+}
