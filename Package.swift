@@ -166,6 +166,7 @@ let package = Package(
             name: "AmbitProcess",
             dependencies: [
                 "AmbitTelemetry",
+                "CAmbitShim",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
@@ -448,6 +449,7 @@ let package = Package(
                 "AmbitConfig",
                 "AmbitModel",
                 "AmbitNode",
+                "AmbitProcess",
                 "AmbitRelay",
                 "AmbitTelemetry",
                 "AmbitTestSupport",

@@ -150,6 +150,7 @@ public final class NodeAgent: Sendable {
         capturer.publishEnrollment(inputs.store.snapshot)
 
         let certificateTask = Task { await inputs.certificates.run() }
+        let trimTask = Task { [logger] in await HeapTrimmer.run(logger: logger) }
         let sourceTask = Task { try await source.run() }
         let changes = inputs.store.changes()
         let changeTask = Task {
@@ -185,6 +186,7 @@ public final class NodeAgent: Sendable {
         retryTask.cancel()
         sourceTask.cancel()
         certificateTask.cancel()
+        trimTask.cancel()
         inputs.store.finish()
         await endpoints.close()
         inputs.executor.shutdown()

@@ -143,6 +143,7 @@ public final class WaypointProcess: Sendable {
             }
         }
         let sourceTask = Task { try await source.run() }
+        let trimTask = Task { [logger] in await HeapTrimmer.run(logger: logger) }
         let listener = try await server.listen(host: options.listenHost, port: options.hbonePort, group: group).get()
         if let sidecar = options.sidecar {
             try sidecar.install()
@@ -178,6 +179,7 @@ public final class WaypointProcess: Sendable {
         await waypoint.client.shutdown()
         sourceTask.cancel()
         certificateTask.cancel()
+        trimTask.cancel()
         store.finish()
         for channel in channels.withLock({ $0 }) { try? await channel.close() }
         await endpoints.close()

@@ -2,6 +2,7 @@
 #include "ambit_shim.h"
 
 #include <errno.h>
+#include <malloc.h>
 #include <pthread.h>
 #include <sched.h>
 #include <string.h>
@@ -96,4 +97,12 @@ int ambit_accept_cloexec(int sock) {
         fd = accept4(sock, NULL, NULL, SOCK_CLOEXEC);
     } while (fd < 0 && errno == EINTR);
     return fd;
+}
+
+size_t ambit_heap_free_bytes(void) {
+    return mallinfo2().fordblks;
+}
+
+int ambit_heap_trim(void) {
+    return malloc_trim(0);
 }

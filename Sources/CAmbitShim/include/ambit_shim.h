@@ -1,7 +1,7 @@
 #ifndef AMBIT_SHIM_H
 #define AMBIT_SHIM_H
 // The few Linux calls Swift cannot express directly: CMSG_* macros for passing file
-// descriptors, struct ucred (needs _GNU_SOURCE), setns and gettid.
+// descriptors, struct ucred (needs _GNU_SOURCE), setns, gettid, and glibc's malloc.h.
 #include <sys/types.h>
 
 /// setns(fd, CLONE_NEWNET) for the calling thread. Returns 0, or -1 with errno set.
@@ -26,5 +26,11 @@ int ambit_accept_cloexec(int sock);
 
 /// SO_PEERCRED of a connected AF_UNIX socket. Returns 0, or -1 with errno set.
 int ambit_peer_credentials(int sock, pid_t *pid, uid_t *uid, gid_t *gid);
+
+/// Bytes free in the allocator's arenas (glibc mallinfo2().fordblks).
+size_t ambit_heap_free_bytes(void);
+
+/// malloc_trim(0): returns free heap memory to the kernel. Returns 1 if any was released.
+int ambit_heap_trim(void);
 
 #endif
