@@ -63,6 +63,8 @@ public struct CNIPlugin {
             let wanted = min(chunk.count, maxInputBytes + 1 - data.count)
             let count = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, wanted) }
             if count < 0 && errno == EINTR { continue }
+            // A read error ends the input like its end does; what was read is then refused as not
+            // valid JSON (a runtime gives the plugin a pipe or a file, where reads do not fail).
             guard count > 0 else { break }
             data.append(contentsOf: chunk[..<count])
         }
@@ -123,11 +125,17 @@ public struct CNIPlugin {
                 do {
                     config = try parseConfig()
                 } catch {
-                    log("ambit-cni: DEL with an unreadable network configuration (\(error)); using the defaults")
+                    log("ambit-cni: DEL with a network configuration it cannot use (\(error)); using the defaults")
+                    // A configuration that parses but fails a check still names the agent's socket.
+                    let parsed =
+                        stdin.count <= Self.maxInputBytes ? try? JSONSerialization.jsonObject(with: stdin) : nil
+                    let socket = ((parsed as? [String: Any])?["agentSocket"] as? String).flatMap {
+                        $0.isEmpty ? nil : $0
+                    }
                     config = Config(
                         cniVersion: version,
                         name: "ambit",
-                        agentSocket: Self.defaultAgentSocket,
+                        agentSocket: socket ?? Self.defaultAgentSocket,
                         enrollmentFile: Self.defaultEnrollmentFile,
                         timeout: .seconds(30)
                     )

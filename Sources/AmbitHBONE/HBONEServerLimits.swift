@@ -11,17 +11,18 @@ public struct HBONEServerLimits: Hashable, Sendable {
     /// A connection without open streams for this long is sent GOAWAY and closed (clients close their
     /// pooled connections after 60 s idle, so this catches only the ones that never will).
     public var idleTimeout: TimeAmount = .seconds(300)
-    /// Once a GOAWAY was sent or received, or the connection failed, it is closed at the latest this
-    /// much later, whatever its streams are doing.
+    /// Once the server sent GOAWAY (idle, a missed PING, a protocol error, a drain), the connection is
+    /// closed at the latest this much later (the drain deadline if longer), whatever its streams are
+    /// doing and whether or not the peer answers.
     public var closeAfterGoAway: TimeAmount = .seconds(10)
     /// Connections open at once, over all of the process's HBONE listeners.
     public var maxConnections = 10_000
     /// Connections open at once from one source address (a client node pools its tunnels on a few).
     public var maxConnectionsPerSource = 512
-    /// Streams the peer resets (or abandons) before their CONNECT was answered, within
+    /// Streams the peer resets within their first second, before their CONNECT was answered, within
     /// `prematureResetWindow`, before the connection is closed: the HTTP/2 rapid-reset attack
-    /// (CVE-2023-44487), counted the way Envoy and the Rust `h2` crate count it. Resets of streams that
-    /// were answered do not count: a tunnel whose application closed first ends that way.
+    /// (CVE-2023-44487). Resets of streams that were answered do not count (a tunnel whose application
+    /// closed first ends that way), nor those of a client that gave up on a slow answer.
     public var maxPrematureResets = 100
     public var prematureResetWindow: TimeAmount = .seconds(10)
 

@@ -192,6 +192,20 @@ import Testing
         // The pod is named by CNI_ARGS, so the agent is still asked (on its default socket).
         #expect(transport.requests.map(\.podName) == ["web", "web", "web"])
         #expect(transport.requests.allSatisfy { $0.operation == .delete && $0.podUID == "u-1" })
+
+        // A configuration that parses but fails a check still names the agent's socket.
+        var sockets: [String] = []
+        let plugin = CNIPlugin(
+            environment: Self.environment("DEL"),
+            stdin: Data(#"{"cniVersion":"9.9","agentSocket":"/run/custom.sock"}"#.utf8),
+            openNetns: { _ in -1 },
+            transport: { config in
+                sockets.append(config.agentSocket)
+                return transport
+            }
+        )
+        #expect(plugin.run().exitCode == 0)
+        #expect(sockets == ["/run/custom.sock"])
     }
 
     @Test func inputOverOneMebibyteIsRefusedWithoutBeingReadWhole() throws {

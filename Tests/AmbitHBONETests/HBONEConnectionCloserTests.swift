@@ -5,7 +5,8 @@ import Testing
 
 @testable import AmbitHBONE
 
-/// The connection deadlines of `HBONEConnectionCloser`, on virtual time.
+/// The connection deadlines of `HBONEConnectionCloser` on virtual time, and how `SentGoAwayDetector`
+/// finds a GOAWAY among the frames a server writes.
 @Suite struct HBONEConnectionCloserTests {
     /// Records the graceful-shutdown requests the closer sends down the pipeline.
     final class QuiesceRecorder: ChannelInboundHandler {
@@ -22,11 +23,16 @@ import Testing
         var all: [HBONELimit] = []
     }
 
-    static func channel() throws -> (EmbeddedChannel, HBONEConnectionCloser, QuiesceRecorder, Hits) {
+    static func channel(
+        drainDeadline: TimeAmount = .zero
+    ) throws -> (EmbeddedChannel, HBONEConnectionCloser, QuiesceRecorder, Hits) {
         let channel = EmbeddedChannel()
         let recorder = QuiesceRecorder()
         let hits = Hits()
-        let closer = HBONEConnectionCloser(idle: .seconds(300), afterGoAway: .seconds(10)) { hits.all.append($0) }
+        let closer = HBONEConnectionCloser(idle: .seconds(300), afterGoAway: .seconds(10), drainDeadline: drainDeadline)
+        {
+            hits.all.append($0)
+        }
         try channel.pipeline.syncOperations.addHandler(recorder)
         try channel.pipeline.syncOperations.addHandler(closer)
         try channel.connect(to: SocketAddress(ipAddress: "127.0.0.1", port: 1)).wait()
@@ -49,20 +55,55 @@ import Testing
         channel.embeddedEventLoop.advanceTime(by: .seconds(1))
         #expect(recorder.requests == 1)
         #expect(hits.all == [.idleTimeout])
-        #expect(channel.isActive, "the connection-management handler closes it gracefully, not the closer")
         _ = try? channel.finish()
     }
 
-    @Test func aGoAwayReceivedClosesTheConnectionAtTheDeadlineWhateverItsStreams() throws {
+    @Test func aGoAwaySentClosesTheConnectionAtTheDeadlineWhateverItsStreams() throws {
         let (channel, closer, _, hits) = try Self.channel()
         closer.streamOpened()
-        try channel.writeInbound(
-            HTTP2Frame(streamID: .rootStream, payload: .goAway(lastStreamID: 1, errorCode: .noError, opaqueData: nil))
-        )
+        closer.goAwaySent()
         channel.embeddedEventLoop.advanceTime(by: .seconds(9))
         #expect(channel.isActive)
         channel.embeddedEventLoop.advanceTime(by: .seconds(1))
         #expect(!channel.isActive)
         #expect(hits.all == [.closeAfterGoAway])
+    }
+
+    @Test func aLongerDrainDeadlineIsNotCutShort() throws {
+        let (channel, closer, _, _) = try Self.channel(drainDeadline: .seconds(30))
+        closer.goAwaySent()
+        channel.embeddedEventLoop.advanceTime(by: .seconds(29))
+        #expect(channel.isActive)
+        channel.embeddedEventLoop.advanceTime(by: .seconds(1))
+        #expect(!channel.isActive)
+    }
+
+    /// Frame header: length (24 bits), type, flags, stream id (31 bits).
+    static func frame(type: UInt8, payload: Int) -> [UInt8] {
+        [UInt8(payload >> 16), UInt8(payload >> 8 & 0xFF), UInt8(payload & 0xFF), type, 0, 0, 0, 0, 0]
+            + [UInt8](repeating: 0x07, count: payload)  // payload bytes that look like GOAWAY types
+    }
+
+    @Test func theDetectorFindsAGoAwayAmongFramesSplitAnyWay() throws {
+        let settings = Self.frame(type: 0x4, payload: 18)
+        let data = Self.frame(type: 0x0, payload: 3_000)
+        let goAway = Self.frame(type: 0x7, payload: 8)
+        let bytes = settings + data + goAway
+        for split in [1, 5, 9, 4096] {
+            let channel = EmbeddedChannel()
+            try channel.connect(to: SocketAddress(ipAddress: "127.0.0.1", port: 1)).wait()
+            var found = 0
+            var foundEarly = false
+            try channel.pipeline.syncOperations.addHandler(SentGoAwayDetector { found += 1 })
+            var offset = 0
+            while offset < bytes.count {
+                let end = min(offset + split, bytes.count)
+                try channel.writeOutbound(ByteBuffer(bytes: bytes[offset..<end]))
+                if end <= settings.count + data.count, found > 0 { foundEarly = true }
+                offset = end
+            }
+            #expect(found == 1 && !foundEarly, "split \(split)")
+            _ = try channel.finish(acceptAlreadyClosed: true)
+        }
     }
 }

@@ -72,9 +72,12 @@ import Testing
         let stream = try await promise.futureResult.get()
         let headers: HPACKHeaders = [":method": "CONNECT", ":authority": "\(authority)"]
         if reset {
-            stream.write(HTTP2Frame.FramePayload.headers(.init(headers: headers)), promise: nil)
-            stream.flush()
-            stream.close(promise: nil)  // RST_STREAM(CANCEL)
+            // HEADERS then RST_STREAM(CANCEL), in one turn of the event loop, so they leave together.
+            try await stream.eventLoop.submit {
+                stream.write(HTTP2Frame.FramePayload.headers(.init(headers: headers)), promise: nil)
+                stream.flush()
+                stream.close(promise: nil)
+            }.get()
         } else {
             try await stream.writeAndFlush(HTTP2Frame.FramePayload.headers(.init(headers: headers)))
         }
@@ -133,10 +136,9 @@ import Testing
     }
 
     @Test func junkAfterTheHandshakeGetsGoAwayAndTheConnectionCloses() async throws {
-        let world = try await HBONEWorld(
-            destinations: [],
-            configuration: Self.limited { $0.closeAfterGoAway = .milliseconds(200) }
-        )
+        var configuration = Self.limited { $0.closeAfterGoAway = .milliseconds(200) }
+        configuration.drainDeadline = .milliseconds(100)
+        let world = try await HBONEWorld(destinations: [], configuration: configuration)
         let channel = try await Self.tls(to: world)
         try await channel.writeAndFlush(ByteBuffer(string: "GET / HTTP/1.1\r\nHost: pod\r\n\r\n"))
         #expect(await Self.closed(channel))
@@ -152,6 +154,25 @@ import Testing
         let (channel, _) = try await Self.h2(to: world)
         #expect(await Self.closed(channel))
         #expect(world.limitHits.all == [.idleTimeout])
+        await world.shutdown()
+    }
+
+    @Test func anIdlePeerThatDoesNotAnswerTheGoAwayPingIsClosedAtTheDeadline() async throws {
+        var configuration = Self.limited {
+            $0.idleTimeout = .milliseconds(300)
+            $0.closeAfterGoAway = .milliseconds(200)
+        }
+        configuration.drainDeadline = .milliseconds(100)
+        let world = try await HBONEWorld(destinations: [], configuration: configuration)
+        // An HTTP/2 client preface and SETTINGS, then silence: no ACK for the server's SETTINGS or PING.
+        // (On a machine so loaded that the idle deadline passes before the preface is written, the server
+        // has already sent its GOAWAY and closed; the outcome is the same.)
+        let channel = try await Self.tls(to: world)
+        try? await channel.writeAndFlush(
+            ByteBuffer(bytes: Array("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".utf8) + [0, 0, 0, 4, 0, 0, 0, 0, 0])
+        )
+        #expect(await Self.closed(channel))
+        #expect(world.limitHits.all == [.idleTimeout, .closeAfterGoAway])
         await world.shutdown()
     }
 

@@ -179,8 +179,11 @@ public final class HBONEServer: Sendable {
         let closer = HBONEConnectionCloser(
             idle: limits.idleTimeout,
             afterGoAway: limits.closeAfterGoAway,
+            drainDeadline: configuration.drainDeadline,
             onLimit: onLimit
         )
+        // Every GOAWAY the server writes passes here on its way to TLS.
+        try sync.addHandler(SentGoAwayDetector { closer.goAwaySent() })
         _ = try sync.configureHTTP2Pipeline(
             mode: .server,
             connectionConfiguration: connectionConfiguration,
@@ -208,8 +211,8 @@ public final class HBONEServer: Sendable {
                                 )
                             }
                         },
-                        onPrematureEnd: {
-                            guard resets.value.record() else { return }
+                        onPrematureEnd: { lifetime in
+                            guard resets.value.record(lifetime: lifetime) else { return }
                             onLimit(.prematureResets)
                             logger.warning(
                                 "HBONE connection closed: too many streams reset before their CONNECT was answered",

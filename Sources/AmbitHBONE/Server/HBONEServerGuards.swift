@@ -93,9 +93,11 @@ final class HBONEHandshakeGuard: ChannelInboundHandler, RemovableChannelHandler 
 }
 
 /// At the end of a server connection's pipeline, the connection's deadlines:
-/// - without open streams for `idle`, it is asked to shut down gracefully (GOAWAY, then close);
-/// - once a GOAWAY was received or the connection failed (a protocol error: NIO has sent GOAWAY itself),
-///   it closes at the latest `afterGoAway` later, whatever its streams are doing.
+/// - without open streams for `idle`, it is asked to shut down gracefully (NIO's connection-management
+///   handler sends GOAWAY, then closes once its PING is answered and no stream is left);
+/// - once any GOAWAY was sent (for idleness, a missed PING, a protocol error or a drain: see
+///   ``SentGoAwayDetector``), it is closed at the latest `afterGoAway` later (`drainDeadline` if longer),
+///   whatever its streams are doing and whether or not the peer answers.
 /// It learns of streams through ``StreamCounter``, the HTTP/2 handler's stream delegate.
 final class HBONEConnectionCloser: ChannelInboundHandler {
     typealias InboundIn = HTTP2Frame
@@ -107,9 +109,14 @@ final class HBONEConnectionCloser: ChannelInboundHandler {
     private var closing: Scheduled<Void>?
     private var context: ChannelHandlerContext?
 
-    init(idle: TimeAmount, afterGoAway: TimeAmount, onLimit: @escaping (HBONELimit) -> Void) {
+    init(
+        idle: TimeAmount,
+        afterGoAway: TimeAmount,
+        drainDeadline: TimeAmount = .zero,
+        onLimit: @escaping (HBONELimit) -> Void
+    ) {
         self.idle = idle
-        self.afterGoAway = afterGoAway
+        self.afterGoAway = max(afterGoAway, drainDeadline)
         self.onLimit = onLimit
     }
 
@@ -129,16 +136,6 @@ final class HBONEConnectionCloser: ChannelInboundHandler {
         context.fireChannelActive()
     }
 
-    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        if case .goAway = unwrapInboundIn(data).payload { closeSoon() }
-        context.fireChannelRead(data)
-    }
-
-    func errorCaught(context: ChannelHandlerContext, error: any Error) {
-        closeSoon()
-        context.fireErrorCaught(error)
-    }
-
     func channelInactive(context: ChannelHandlerContext) {
         idleTimer?.cancel()
         closing?.cancel()
@@ -156,6 +153,18 @@ final class HBONEConnectionCloser: ChannelInboundHandler {
         if openStreams == 0 { startIdleTimer() }
     }
 
+    /// A GOAWAY left for the peer: the connection is closed at the deadline.
+    func goAwaySent() {
+        guard let context, closing == nil else { return }
+        idleTimer?.cancel()
+        let loopBound = NIOLoopBound(self, eventLoop: context.eventLoop)
+        closing = context.eventLoop.scheduleTask(in: afterGoAway) {
+            let closer = loopBound.value
+            closer.onLimit(.closeAfterGoAway)
+            closer.context?.close(promise: nil)
+        }
+    }
+
     private func startIdleTimer() {
         guard let context, idleTimer == nil, closing == nil else { return }
         let loopBound = NIOLoopBound(self, eventLoop: context.eventLoop)
@@ -163,19 +172,58 @@ final class HBONEConnectionCloser: ChannelInboundHandler {
             let closer = loopBound.value
             guard let context = closer.context else { return }
             closer.onLimit(.idleTimeout)
-            // The connection-management handler answers with GOAWAY and closes once no stream is left.
             context.channel.pipeline.fireUserInboundEventTriggered(ChannelShouldQuiesceEvent())
         }
     }
+}
 
-    private func closeSoon() {
-        guard let context, closing == nil else { return }
-        let loopBound = NIOLoopBound(self, eventLoop: context.eventLoop)
-        closing = context.eventLoop.scheduleTask(in: afterGoAway) {
-            let closer = loopBound.value
-            closer.onLimit(.closeAfterGoAway)
-            closer.context?.close(promise: nil)
+/// Between TLS and the HTTP/2 handler: reads the headers of the frames the server writes (skipping
+/// their payloads) and reports the first GOAWAY, whoever wrote it: NIO's HTTP/2 handler on a
+/// connection error, or its connection-management handler when idle, on a missed PING or when draining.
+final class SentGoAwayDetector: ChannelOutboundHandler {
+    typealias OutboundIn = IOData
+    typealias OutboundOut = IOData
+    private static let goAwayType: UInt8 = 0x7
+    private let onGoAway: () -> Void
+    /// Payload bytes of the current frame still to skip.
+    private var skip = 0
+    private var header: [UInt8] = []
+    /// Once a GOAWAY was seen, nothing more is scanned.
+    private var found = false
+
+    init(onGoAway: @escaping () -> Void) {
+        self.onGoAway = onGoAway
+        header.reserveCapacity(9)
+    }
+
+    func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
+        if !found, case .byteBuffer(let buffer) = unwrapOutboundIn(data), scan(buffer) {
+            found = true
+            onGoAway()
         }
+        context.write(data, promise: promise)
+    }
+
+    /// Whether `buffer` holds the header of a GOAWAY frame.
+    private func scan(_ buffer: ByteBuffer) -> Bool {
+        let bytes = buffer.readableBytesView
+        var index = bytes.startIndex
+        while index < bytes.endIndex {
+            if skip > 0 {
+                let skipped = min(skip, bytes.endIndex - index)
+                index += skipped
+                skip -= skipped
+                continue
+            }
+            header.append(bytes[index])
+            index += 1
+            guard header.count == 9 else { continue }
+            skip = Int(header[0]) << 16 | Int(header[1]) << 8 | Int(header[2])
+            let type = header[3]
+            header.removeAll(keepingCapacity: true)
+            if type == Self.goAwayType { return true }
+        }
+        return false
     }
 }
 
@@ -196,22 +244,29 @@ struct StreamCounter: NIOHTTP2StreamDelegate {
     }
 }
 
-/// Per connection: streams reset by the peer before their CONNECT was answered, in a sliding window.
+/// Per connection: streams the peer reset (or abandoned) within their first second, before their CONNECT
+/// was answered, in a sliding window. Counting only young streams leaves out a client that gave up on a
+/// slow answer (its timeout is 10 s), as Envoy counts only streams reset within a second.
 final class PrematureResetCounter {
+    static let youngStream: TimeAmount = .seconds(1)
     private let limit: Int
     private let window: TimeAmount
     private var times: [NIODeadline] = []
+    private(set) var tripped = false
 
     init(limit: Int, window: TimeAmount) {
         self.limit = limit
         self.window = window
     }
 
-    /// Records one; true when the connection has now gone over the limit.
-    func record(now: NIODeadline = .now()) -> Bool {
+    /// Records a stream that ended unanswered after `lifetime`; true exactly once, when the
+    /// connection goes over the limit.
+    func record(lifetime: TimeAmount, now: NIODeadline = .now()) -> Bool {
+        guard !tripped, lifetime < Self.youngStream else { return false }
         times.append(now)
         let start = now - window
         if let first = times.firstIndex(where: { $0 >= start }), first > 0 { times.removeFirst(first) }
-        return times.count > limit
+        tripped = times.count > limit
+        return tripped
     }
 }
