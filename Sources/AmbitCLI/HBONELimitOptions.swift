@@ -19,7 +19,10 @@ public struct HBONELimitOptions: ParsableArguments {
     @Option(help: "HBONE connections open at once, over all listeners of the process.")
     public var hboneMaxConnections = defaults.maxConnections
 
-    @Option(help: "HBONE connections open at once from one source address.")
+    @Option(help: "HBONE connections in their TLS handshake at once, over all listeners of the process.")
+    public var hboneMaxHandshakes = defaults.maxHandshakes
+
+    @Option(help: "HBONE connections open at once from one source address (an IPv6 /64 counts as one).")
     public var hboneMaxConnectionsPerSource = defaults.maxConnectionsPerSource
 
     @Option(
@@ -38,6 +41,7 @@ public struct HBONELimitOptions: ParsableArguments {
             ("--hbone-idle-timeout-seconds", hboneIdleTimeoutSeconds),
             ("--hbone-close-after-goaway-seconds", hboneCloseAfterGoawaySeconds),
             ("--hbone-max-connections", hboneMaxConnections),
+            ("--hbone-max-handshakes", hboneMaxHandshakes),
             ("--hbone-max-connections-per-source", hboneMaxConnectionsPerSource),
             ("--hbone-max-premature-resets", hboneMaxPrematureResets),
         ]
@@ -52,6 +56,7 @@ public struct HBONELimitOptions: ParsableArguments {
         limits.idleTimeout = .seconds(Int64(hboneIdleTimeoutSeconds))
         limits.closeAfterGoAway = .seconds(Int64(hboneCloseAfterGoawaySeconds))
         limits.maxConnections = hboneMaxConnections
+        limits.maxHandshakes = hboneMaxHandshakes
         limits.maxConnectionsPerSource = hboneMaxConnectionsPerSource
         limits.maxPrematureResets = hboneMaxPrematureResets
         return limits

@@ -17,7 +17,10 @@ public struct HBONEServerLimits: Hashable, Sendable {
     public var closeAfterGoAway: TimeAmount = .seconds(10)
     /// Connections open at once, over all of the process's HBONE listeners.
     public var maxConnections = 10_000
-    /// Connections open at once from one source address (a client node pools its tunnels on a few).
+    /// Connections in their TLS handshake at once, over all of the process's HBONE listeners: the
+    /// only state anyone who can reach a pod can make it hold without a mesh certificate.
+    public var maxHandshakes = 1_000
+    /// Connections open at once from one source address (an IPv6 /64 counts as one) (a client node pools its tunnels on a few).
     public var maxConnectionsPerSource = 512
     /// Streams the peer resets within their first second, before their CONNECT was answered, within
     /// `prematureResetWindow`, before the connection is closed: the HTTP/2 rapid-reset attack
@@ -33,6 +36,7 @@ public struct HBONEServerLimits: Hashable, Sendable {
 public enum HBONELimit: String, Sendable, CaseIterable {
     case connections = "hbone_connections"
     case connectionsPerSource = "hbone_connections_per_source"
+    case handshakes = "hbone_handshakes"
     case handshakeTimeout = "hbone_handshake_timeout"
     case idleTimeout = "hbone_idle_timeout"
     case closeAfterGoAway = "hbone_close_after_goaway"

@@ -1,3 +1,4 @@
+import AmbitModel
 import NIOCore
 import NIOEmbedded
 import NIOHTTP2
@@ -105,5 +106,15 @@ import Testing
             #expect(found == 1 && !foundEarly, "split \(split)")
             _ = try channel.finish(acceptAlreadyClosed: true)
         }
+    }
+
+    @Test func anIPv6SourceCountsAsItsSlash64AndAMappedIPv4AsItself() throws {
+        let key = { (text: String) in HBONEConnectionLimiter.sourceKey(try IPAddress(parsing: text)) }
+        #expect(try key("2001:db8:1:2::7") == IPAddress(parsing: "2001:db8:1:2::"))
+        #expect(try key("2001:db8:1:2:ffff::9") == key("2001:db8:1:2::1"))
+        #expect(try key("2001:db8:1:3::1") != key("2001:db8:1:2::1"))
+        #expect(try key("::ffff:10.0.0.1") == IPAddress(parsing: "::ffff:10.0.0.1"))
+        #expect(try key("::ffff:10.0.0.1") != key("::ffff:10.0.0.2"))
+        #expect(try key("10.0.0.1") == IPAddress(parsing: "10.0.0.1"))
     }
 }

@@ -135,6 +135,33 @@ import Testing
         await world.shutdown()
     }
 
+    @Test func connectionsStillInTheirHandshakeHaveABudgetOfTheirOwn() async throws {
+        let world = try await HBONEWorld(
+            destinations: [],
+            configuration: Self.limited {
+                $0.maxHandshakes = 2
+                $0.handshakeTimeout = .seconds(600)  // these never start TLS, and must stay however slow the run
+            }
+        )
+        // A mesh peer whose handshake is done does not count against it ...
+        let (meshPeer, _) = try await Self.h2(to: world)
+        let first = try await Self.tcp(to: world)
+        let second = try await Self.tcp(to: world, from: "127.0.0.2")
+        #expect(await eventually { world.limiter.open == 3 && world.limiter.handshaking == 2 })
+        // ... silent connections do, from any source.
+        let third = try await Self.tcp(to: world, from: "127.0.0.3")
+        #expect(await Self.closed(third))
+        #expect(world.limitHits.all == [.handshakes])
+        #expect(meshPeer.isActive && first.isActive && second.isActive)
+        try await first.close()
+        #expect(await eventually { world.limiter.handshaking == 1 })
+        let again = try await Self.tcp(to: world, from: "127.0.0.3")
+        #expect(await eventually { world.limiter.handshaking == 2 })
+        for channel in [meshPeer, second, again] { try await channel.close() }
+        #expect(await eventually { world.limiter.open == 0 && world.limiter.handshaking == 0 })
+        await world.shutdown()
+    }
+
     @Test func junkAfterTheHandshakeGetsGoAwayAndTheConnectionCloses() async throws {
         var configuration = Self.limited { $0.closeAfterGoAway = .milliseconds(200) }
         configuration.drainDeadline = .milliseconds(100)

@@ -107,17 +107,20 @@ public final class HBONEServer: Sendable {
     public func configureConnection(_ channel: any Channel) throws {
         let limits = limiter.limits
         let source = channel.remoteAddress.flatMap(IPEndpoint.init(socketAddress:))?.address
-        if let refused = limiter.admit(source) {
-            onLimit(refused)
+        let admission: HBONEConnectionLimiter.Admission
+        switch limiter.admit(source) {
+        case .success(let admitted):
+            admission = admitted
+        case .failure(let refused):
+            onLimit(refused.limit)
             logger.debug(
                 "HBONE connection refused",
-                metadata: ["peer": "\(source.map { "\($0)" } ?? "?")", "limit": "\(refused)"]
+                metadata: ["peer": "\(source.map { "\($0)" } ?? "?")", "limit": "\(refused.limit)"]
             )
             channel.close(promise: nil)
             return
         }
-        let limiter = self.limiter
-        channel.closeFuture.whenComplete { _ in limiter.release(source) }
+        channel.closeFuture.whenComplete { _ in admission.release() }
         let presented = try certificate()
         let context = try contexts.serverContext(for: presented)
         let logger = self.logger
@@ -144,7 +147,8 @@ public final class HBONEServer: Sendable {
                 onTimeout: { onLimit(.handshakeTimeout) },
                 onWrongProtocol: { alpn in
                     logger.warning("HBONE peer did not negotiate h2", metadata: ["alpn": "\(alpn ?? "none")"])
-                }
+                },
+                onEnded: { admission.handshakeEnded() }
             )
         )
 

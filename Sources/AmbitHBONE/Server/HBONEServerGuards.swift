@@ -5,12 +5,54 @@ import NIOSSL
 import NIOTLS
 import Synchronization
 
-/// Counts the HBONE connections open in a process, in total and per source address, so every listener
-/// (one per captured pod in the node agent) shares one budget.
+/// Counts the HBONE connections open in a process, in total, per source and still in their TLS
+/// handshake, so every listener (one per captured pod in the node agent) shares one budget.
 public final class HBONEConnectionLimiter: Sendable {
     private struct State {
         var total = 0
+        var handshaking = 0
         var bySource: [IPAddress: Int] = [:]
+    }
+
+    /// One admitted connection: ends its handshake and its place in the budget once each.
+    final class Admission: Sendable {
+        private let limiter: HBONEConnectionLimiter
+        private let source: IPAddress?
+        private let ended = Mutex((handshake: false, connection: false))
+
+        fileprivate init(limiter: HBONEConnectionLimiter, source: IPAddress?) {
+            self.limiter = limiter
+            self.source = source
+        }
+
+        /// The TLS handshake is over (done, failed or abandoned).
+        func handshakeEnded() {
+            let first = ended.withLock { ended in
+                let first = !ended.handshake
+                ended.handshake = true
+                return first
+            }
+            guard first else { return }
+            limiter.state.withLock { $0.handshaking -= 1 }
+        }
+
+        /// The connection closed.
+        func release() {
+            handshakeEnded()
+            let first = ended.withLock { ended in
+                let first = !ended.connection
+                ended.connection = true
+                return first
+            }
+            guard first else { return }
+            limiter.state.withLock { state in
+                state.total -= 1
+                if let source {
+                    let left = state.bySource[source, default: 1] - 1
+                    state.bySource[source] = left > 0 ? left : nil
+                }
+            }
+        }
     }
 
     private let state = Mutex(State())
@@ -20,33 +62,41 @@ public final class HBONEConnectionLimiter: Sendable {
         self.limits = limits
     }
 
-    /// Admits a connection from `source`, or says which limit refuses it. Call ``release(_:)`` when it closes.
-    func admit(_ source: IPAddress?) -> HBONELimit? {
-        state.withLock { state in
+    /// Whose budget a source address counts against: itself, or for IPv6 its /64 (one host
+    /// commonly has a whole /64); IPv4-mapped IPv6 addresses count as their IPv4 address.
+    static func sourceKey(_ address: IPAddress) -> IPAddress {
+        guard case .v6(let high, let low) = address, !(high == 0 && low >> 32 == 0xFFFF) else { return address }
+        return .v6(high: high, low: 0)
+    }
+
+    /// Admits a connection from `source` (its TLS handshake starting), or says which limit refuses it.
+    func admit(_ source: IPAddress?) -> Result<Admission, HBONELimitHit> {
+        let key = source.map(Self.sourceKey)
+        let refused: HBONELimit? = state.withLock { state in
             guard state.total < limits.maxConnections else { return .connections }
-            if let source {
-                guard state.bySource[source, default: 0] < limits.maxConnectionsPerSource else {
+            guard state.handshaking < limits.maxHandshakes else { return .handshakes }
+            if let key {
+                guard state.bySource[key, default: 0] < limits.maxConnectionsPerSource else {
                     return .connectionsPerSource
                 }
-                state.bySource[source, default: 0] += 1
+                state.bySource[key, default: 0] += 1
             }
             state.total += 1
+            state.handshaking += 1
             return nil
         }
+        if let refused { return .failure(HBONELimitHit(limit: refused)) }
+        return .success(Admission(limiter: self, source: key))
     }
 
-    func release(_ source: IPAddress?) {
-        state.withLock { state in
-            state.total -= 1
-            if let source {
-                let left = state.bySource[source, default: 1] - 1
-                state.bySource[source] = left > 0 ? left : nil
-            }
-        }
-    }
-
-    /// Connections open now (for status pages and tests).
+    /// Connections open now, and those of them still in their TLS handshake (for status pages and tests).
     public var open: Int { state.withLock { $0.total } }
+    public var handshaking: Int { state.withLock { $0.handshaking } }
+}
+
+/// A limit that refused a connection.
+struct HBONELimitHit: Error {
+    let limit: HBONELimit
 }
 
 /// Closes a connection whose TLS handshake did not complete with ALPN `h2` within the deadline
@@ -57,12 +107,20 @@ final class HBONEHandshakeGuard: ChannelInboundHandler, RemovableChannelHandler 
     private let timeout: TimeAmount
     private let onTimeout: () -> Void
     private let onWrongProtocol: (String?) -> Void
+    private let onEnded: () -> Void
     private var deadline: Scheduled<Void>?
 
-    init(timeout: TimeAmount, onTimeout: @escaping () -> Void, onWrongProtocol: @escaping (String?) -> Void) {
+    /// `onEnded` is called once the handshake is over, whichever way (done, failed, timed out, closed).
+    init(
+        timeout: TimeAmount,
+        onTimeout: @escaping () -> Void,
+        onWrongProtocol: @escaping (String?) -> Void,
+        onEnded: @escaping () -> Void = {}
+    ) {
         self.timeout = timeout
         self.onTimeout = onTimeout
         self.onWrongProtocol = onWrongProtocol
+        self.onEnded = onEnded
     }
 
     func handlerAdded(context: ChannelHandlerContext) {
@@ -75,11 +133,13 @@ final class HBONEHandshakeGuard: ChannelInboundHandler, RemovableChannelHandler 
 
     func handlerRemoved(context: ChannelHandlerContext) {
         deadline?.cancel()
+        onEnded()
     }
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
         if case TLSUserEvent.handshakeCompleted(let negotiated) = event {
             deadline?.cancel()
+            onEnded()
             if negotiated == MeshTLS.alpn {
                 context.pipeline.syncOperations.removeHandler(self, promise: nil)
             } else {
