@@ -121,6 +121,18 @@ struct PodLab {
     func inClient<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
         try await executor.run(in: client.namespace, body)
     }
+
+    /// The agent's in-pod listener for captured plaintext inbound (15006), as the node agent opens it.
+    func inboundPlaintextListener() async throws -> Int32 {
+        try await inPod {
+            try CaptureSockets.listener(
+                address: IPEndpoint(.v4(0), MeshPorts.inboundPlaintext),
+                mark: MeshMarks.agentSocket,
+                reusePort: true,
+                transparent: true
+            )
+        }
+    }
 }
 
 /// Blocking helpers over the non-blocking descriptors `CaptureSockets` returns.

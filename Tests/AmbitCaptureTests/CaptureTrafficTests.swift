@@ -99,14 +99,7 @@ struct CaptureTrafficTests {
 
     @Test func inboundConnectionIsRedirectedWithItsOriginalDestinationAndSource() async throws {
         let lab = try PodLab()
-        let plaintext = try await lab.inPod {
-            try CaptureSockets.listener(
-                address: IPEndpoint(.v4(0), MeshPorts.inboundPlaintext),
-                mark: MeshMarks.agentSocket,
-                reusePort: true,
-                transparent: true
-            )
-        }
+        let plaintext = try await lab.inboundPlaintextListener()
         defer { close(plaintext) }
         let hbone = try await lab.inPod {
             try CaptureSockets.listener(

@@ -15,14 +15,7 @@ struct HostRulesTests {
         let lab = try PodLab()
         // Replies to the probe address go back through the node, as a pod's default route sends them.
         try lab.pod.ip("route", "add", "169.254.7.127/32", "via", "10.77.0.2")
-        let plaintext = try await lab.inPod {
-            try CaptureSockets.listener(
-                address: IPEndpoint(.v4(0), MeshPorts.inboundPlaintext),
-                mark: MeshMarks.agentSocket,
-                reusePort: true,
-                transparent: true
-            )
-        }
+        let plaintext = try await lab.inboundPlaintextListener()
         defer { close(plaintext) }
         let application = try await lab.inPod {
             try CaptureSockets.listener(

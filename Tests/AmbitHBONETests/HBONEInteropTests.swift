@@ -133,29 +133,15 @@ import X509
             firstLine.split(separator: "\n").first.flatMap { $0.split(separator: " ").last }.flatMap { Int($0) }
         )
 
-        let forwarder = try await HBONEForwarder.listen(
-            host: "127.0.0.1",
-            port: 0,
-            group: world.clientGroup,
-            client: world.client,
-            request: { _ in
-                HBONETunnelRequest(
-                    sourceCertificate: world.clientCertificate,
-                    destinationIdentities: [.test("demo", "server")],
-                    nextHop: Self.endpoint(port),
-                    authority: Self.endpoint(echo.port)
-                )
-            }
-        ).get()
+        let forwarder = try await world.forwarder(to: Self.endpoint(echo.port), via: Self.endpoint(port))
         let result = try await TestTCPClient.exchange(
-            port: forwarder.localAddress!.port!,
+            port: forwarder,
             payload: .pattern(4 << 20),
             group: world.clientGroup
         )
         #expect(result.error == nil)
         #expect(result.receivedCount == 4 << 20)
         #expect(result.receivedDigest == result.sentDigest)
-        try await forwarder.close()
         await world.shutdown()
         await echo.close()
     }

@@ -70,23 +70,12 @@ import Testing
             )
         }
 
-        func forwarder(to port: Int) async throws -> any Channel {
-            let world = self.world
-            let upstream = HBONEInteropTests.endpoint(self.upstream.port)
-            return try await HBONEForwarder.listen(
-                host: "127.0.0.1",
-                port: 0,
-                group: world.clientGroup,
-                client: world.client,
-                request: { _ in
-                    HBONETunnelRequest(
-                        sourceCertificate: world.clientCertificate,
-                        destinationIdentities: [.test("demo", "server")],
-                        nextHop: HBONEInteropTests.endpoint(port),
-                        authority: upstream
-                    )
-                }
-            ).get()
+        /// A forwarder to the upstream through the Python peer on `port`; its port.
+        func forwarder(to port: Int) async throws -> Int {
+            try await world.forwarder(
+                to: HBONEInteropTests.endpoint(upstream.port),
+                via: HBONEInteropTests.endpoint(port)
+            )
         }
 
         func close() async {
@@ -99,8 +88,7 @@ import Testing
     @Test func aPooledConnectionWhosePeerDiedIsNeverHandedOut() async throws {
         let setup = try await Setup()
         let first = try PythonServer(tls: setup.tls, upstream: HBONEInteropTests.endpoint(setup.upstream.port))
-        let forwarder = try await setup.forwarder(to: first.port)
-        let port = forwarder.localAddress!.port!
+        let port = try await setup.forwarder(to: first.port)
         func exchanges(_ count: Int) async throws -> [TestTCPClient.Result] {
             var results: [TestTCPClient.Result] = []
             for _ in 0..<count {
@@ -126,7 +114,6 @@ import Testing
         let after = try await exchanges(8)
         #expect(after.filter { $0.error != nil || $0.receivedCount != 4096 }.isEmpty, "\(after.map(\.error))")
         second.kill()
-        try await forwarder.close()
         await setup.close()
     }
 
@@ -139,9 +126,9 @@ import Testing
             upstream: HBONEInteropTests.endpoint(setup.upstream.port),
             dieAfter: 1 << 20
         )
-        let forwarder = try await setup.forwarder(to: server.port)
+        let port = try await setup.forwarder(to: server.port)
         let result = try await TestTCPClient.exchange(
-            port: forwarder.localAddress!.port!,
+            port: port,
             payload: .bytes([]),
             halfClose: false,
             group: setup.world.clientGroup
@@ -149,7 +136,6 @@ import Testing
         #expect(result.receivedCount < 64 << 20)
         #expect(result.error != nil, "a stream lost with its connection must reach the client as a reset, not an end")
         server.process.waitUntilExit()
-        try await forwarder.close()
         await setup.close()
     }
 
@@ -159,8 +145,7 @@ import Testing
         configuration.pingTimeout = .milliseconds(300)
         let setup = try await Setup(configuration: configuration)
         let server = try PythonServer(tls: setup.tls, upstream: HBONEInteropTests.endpoint(setup.upstream.port))
-        let forwarder = try await setup.forwarder(to: server.port)
-        let port = forwarder.localAddress!.port!
+        let port = try await setup.forwarder(to: server.port)
         let first = try await TestTCPClient.exchange(
             port: port,
             payload: .pattern(4096),
@@ -175,7 +160,6 @@ import Testing
         #expect(await eventually { await setup.world.client.status().values.allSatisfy { $0.connections == 0 } })
         server.freeze(false)
         server.kill()
-        try await forwarder.close()
         await setup.close()
     }
 }

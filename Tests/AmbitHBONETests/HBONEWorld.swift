@@ -140,9 +140,11 @@ final class HBONEWorld: Sendable {
         )
     }
 
-    /// A forwarder listening on 127.0.0.1 that tunnels to `authority`, returning its port.
+    /// A forwarder listening on 127.0.0.1 that tunnels to `authority` through `nextHop` (by default this
+    /// world's server), returning its port. It is closed by ``shutdown()``.
     func forwarder(
         to authority: IPEndpoint,
+        via nextHop: IPEndpoint? = nil,
         expecting identities: Set<SpiffeID> = [.test("demo", "server")],
         certificate: WorkloadCertificate? = nil
     )
@@ -151,7 +153,7 @@ final class HBONEWorld: Sendable {
         let request = HBONETunnelRequest(
             sourceCertificate: certificate ?? clientCertificate,
             destinationIdentities: identities,
-            nextHop: serverEndpoint,
+            nextHop: nextHop ?? serverEndpoint,
             authority: authority,
             sourceAddress: nil,
             headers: HBONEHeaders(baggage: "k8s.namespace.name=demo")
