@@ -239,13 +239,16 @@ import Testing
         world.server.acceptTokens(["someone-else"])
         let source = world.source
         let starting = Task { try await source.start() }
+        // Up to 30 s: on a loaded machine a first attempt that timed out puts the next one behind a backoff.
         #expect(
-            await eventually { world.collection(.namespace)?.lastError?.contains("refused the credentials") == true }
+            await eventually(timeout: .seconds(30)) {
+                world.collection(.namespace)?.lastError?.contains("refused the credentials") == true
+            }
         )
         world.server.acceptTokens(["t1"])
         world.server.fail(World.pods, status: 403, count: 1_000_000)
         #expect(
-            await eventually {
+            await eventually(timeout: .seconds(30)) {
                 world.collection(.pod)?.lastError?.contains("RBAC must allow get, list and watch on pods") == true
             }
         )
