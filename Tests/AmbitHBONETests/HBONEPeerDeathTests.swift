@@ -18,13 +18,21 @@ import Testing
         let process = Process()
         let port: Int
 
-        init(tls: [String], upstream: IPEndpoint, port: Int = 0, connections: Int = 8, dieAfter: Int? = nil) throws {
+        init(
+            tls: [String],
+            upstream: IPEndpoint,
+            port: Int = 0,
+            connections: Int = 8,
+            dieAfter: Int? = nil,
+            refuseStreams: Int = 0
+        ) throws {
             process.executableURL = URL(fileURLWithPath: HBONEInteropTests.python)
             process.arguments =
                 [HBONEInteropTests.script, "server"] + tls
                 + [
                     "--upstream", upstream.description, "--allow-authority", upstream.description, "--linger", "60",
                     "--connections", String(connections), "--port", String(port),
+                    "--refuse-streams", String(refuseStreams),
                 ] + (dieAfter.map { ["--die-after", String($0)] } ?? [])
             let output = Pipe()
             process.standardOutput = output
@@ -114,6 +122,34 @@ import Testing
         let after = try await exchanges(8)
         #expect(after.filter { $0.error != nil || $0.receivedCount != 4096 }.isEmpty, "\(after.map(\.error))")
         second.kill()
+        await setup.close()
+    }
+
+    /// A server that is going away (an agent handing its node over) answers a CONNECT that crossed its GOAWAY with
+    /// nothing: the stream is above the GOAWAY's last stream id. The client sends it again on a new connection, so
+    /// the application never sees the hand-over.
+    @Test func aConnectLeftUnprocessedByAGoAwayIsSentAgainOnANewConnection() async throws {
+        let setup = try await Setup()
+        let server = try PythonServer(
+            tls: setup.tls,
+            upstream: HBONEInteropTests.endpoint(setup.upstream.port),
+            refuseStreams: 1
+        )
+        let port = try await setup.forwarder(to: server.port)
+        let result = try await TestTCPClient.exchange(
+            port: port,
+            payload: .pattern(4096),
+            group: setup.world.clientGroup
+        )
+        #expect(result.error == nil && result.receivedCount == 4096, "\(String(describing: result.error))")
+        // Once more goes through the new connection, with nothing refused.
+        let again = try await TestTCPClient.exchange(
+            port: port,
+            payload: .pattern(4096),
+            group: setup.world.clientGroup
+        )
+        #expect(again.error == nil && again.receivedCount == 4096)
+        server.kill()
         await setup.close()
     }
 

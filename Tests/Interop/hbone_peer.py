@@ -181,6 +181,19 @@ def relay_upstream(peer, stream_id, upstream, die_after):
             peer.flush()
 
 
+REFUSED = {"count": 0}
+REFUSED_LOCK = threading.Lock()
+
+
+def refuse_this_stream(args):
+    """True for the first --refuse-streams CONNECTs this server receives (over all its connections)."""
+    with REFUSED_LOCK:
+        if REFUSED["count"] >= args.refuse_streams:
+            return False
+        REFUSED["count"] += 1
+        return True
+
+
 def serve_connection(tls, args):
     identity = peer_spiffe_id(tls)
     if tls.selected_alpn_protocol() != "h2" or not identity or not identity.startswith("spiffe://cluster.local/"):
@@ -197,6 +210,12 @@ def serve_connection(tls, args):
             break
         for event in events:
             if isinstance(event, h2.events.RequestReceived):
+                if refuse_this_stream(args):
+                    # A draining server: GOAWAY whose last stream id is below this stream, which it never processes.
+                    with peer.lock:
+                        peer.h2.close_connection(error_code=0, last_stream_id=max(0, event.stream_id - 2))
+                        peer.flush()
+                    continue
                 fields = dict(event.headers)
                 status = 200
                 if fields.get(":method") != "CONNECT":
@@ -262,6 +281,10 @@ def main():
     server.add_argument("--port", type=int, default=0, help="port to listen on (0: any free port)")
     server.add_argument("--linger", type=float, default=30)
     server.add_argument("--die-after", type=int, help="exit abruptly (bare FIN) after relaying this many bytes")
+    server.add_argument(
+        "--refuse-streams", type=int, default=0,
+        help="answer the first N CONNECTs with a GOAWAY that leaves them unprocessed (a draining server)",
+    )
     args = parser.parse_args()
     return run_client(args) if args.mode == "client" else run_server(args)
 

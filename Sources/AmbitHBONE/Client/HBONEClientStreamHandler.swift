@@ -65,7 +65,12 @@ final class HBONEClientStreamHandler: ChannelDuplexHandler {
             )
         }
         state = .awaitingResponse(timeout)
-        context.writeAndFlush(wrapOutboundOut(.headers(.init(headers: headers))), promise: nil)
+        let sent = context.eventLoop.makePromise(of: Void.self)
+        sent.futureResult.assumeIsolated().whenFailure { [self] error in
+            guard case .awaitingResponse = state else { return }
+            fail(context: context, HBONEError(.streamRefused, "CONNECT \(request.authority) not sent: \(error)"))
+        }
+        context.writeAndFlush(wrapOutboundOut(.headers(.init(headers: headers))), promise: sent)
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
@@ -73,9 +78,17 @@ final class HBONEClientStreamHandler: ChannelDuplexHandler {
         switch state {
         case .awaitingResponse(let timeout):
             guard case .headers(let headers) = payload else {
+                if case .rstStream(let code) = payload {
+                    // A server that is going away refuses streams past its GOAWAY (REFUSED_STREAM).
+                    fail(
+                        context: context,
+                        HBONEError(Self.resetCode(code), "CONNECT \(request.authority): reset \(code)")
+                    )
+                    return
+                }
                 fail(
                     context: context,
-                    HBONEError(.status(0), "CONNECT \(request.authority): DATA before the response headers")
+                    HBONEError(.status(0), "CONNECT \(request.authority): \(payload) before the response headers")
                 )
                 return
             }
@@ -130,10 +143,17 @@ final class HBONEClientStreamHandler: ChannelDuplexHandler {
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
         if case .awaitingResponse = state {
-            fail(context: context, HBONEError(.streamReset, "CONNECT \(request.authority): \(error)"))
+            let code = (error as? NIOHTTP2Errors.StreamClosed)?.errorCode
+            fail(context: context, HBONEError(Self.resetCode(code), "CONNECT \(request.authority): \(error)"))
         } else {
             context.fireErrorCaught(error)
         }
+    }
+
+    /// A reset before the response: REFUSED_STREAM, or CANCEL (how NIO closes a stream a GOAWAY left out), leaves
+    /// the CONNECT unprocessed and nothing of the downstream sent, so it may go again on another connection.
+    static func resetCode(_ code: HTTP2ErrorCode?) -> HBONEErrorCode {
+        code == .refusedStream || code == .cancel ? .streamRefused : .streamReset
     }
 
     func channelInactive(context: ChannelHandlerContext) {

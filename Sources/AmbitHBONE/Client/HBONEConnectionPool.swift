@@ -20,6 +20,8 @@ final class HBONEConnectionPool {
         let promise: EventLoopPromise<any Channel>
         /// With a downstream: completed when the relay has ended (failed when it never started).
         let finished: EventLoopPromise<RelaySummary>?
+        /// Sent again once already, after the server refused it unprocessed.
+        var resent = false
 
         func fail(_ error: any Error) {
             promise.fail(error)
@@ -324,11 +326,18 @@ final class HBONEConnectionPool {
             }
         }
         established.futureResult.assumeIsolated().whenComplete { [self] result in
-            pending.removeValue(forKey: request)
             switch result {
             case .success(let stream):
+                pending.removeValue(forKey: request)
                 entry.promise.succeed(stream)
+            case .failure(let error as HBONEError) where error.code == .streamRefused && !entry.resent:
+                // The server never saw it (it is going away, or refused the stream): once more, on a connection
+                // that is not going away. The downstream has not been read yet, so nothing is lost.
+                pending[request]?.resent = true
+                run(machine.goAwayReceived(connection))
+                run(machine.lease(request, key: entry.request.poolKey))
             case .failure(let error):
+                pending.removeValue(forKey: request)
                 entry.fail(error)
             }
         }
