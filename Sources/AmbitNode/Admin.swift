@@ -47,6 +47,7 @@ extension NodeAgent {
             "node": options.nodeName,
             "configVersion": Int(snapshot.version),
             "ready": state.isReady,
+            "active": capturer.isActive,
             "notReady": state.missing,
             "capturedPods": captured,
             "workloads": workloads,

@@ -25,8 +25,11 @@ final class CNIServer: Sendable {
         thread.start()
     }
 
+    /// Stops answering. The socket's path goes at once: a successor (which binds the same path once it holds
+    /// the node) must never lose its socket to this agent's late clean-up.
     func stop() {
         stopped.store(true, ordering: .relaxed)
+        unlink(socket.path)
         // Unblocks accept().
         shutdown(socket.fd, Int32(SHUT_RDWR))
     }
@@ -45,7 +48,6 @@ final class CNIServer: Sendable {
             serve(connection)
         }
         socket.close()
-        unlink(socket.path)
     }
 
     private func serve(_ connection: SeqpacketSocket) {

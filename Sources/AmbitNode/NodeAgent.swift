@@ -9,6 +9,7 @@ import Foundation
 public import Logging
 import NIOCore
 import NIOPosix
+import Prometheus
 import Synchronization
 
 /// `ambit-node`: captures the enrolled pods of one node (in-pod mode) and carries their traffic in
@@ -26,8 +27,10 @@ public final class NodeAgent: Sendable {
     let metrics: MeshMetrics
     let inputs: ProxyInputs
     let capturer: PodCapturer
-    /// Held from before any capture is loaded until the agent is gone (see ``AgentLock``).
+    /// The node's lock (``AgentLock``): taken at start when free, else once the active agent hands it over.
     let lock: AgentLock
+    /// `ambit_node_active`: 1 while this agent holds the node, 0 while it stands by.
+    let activeGauge: Gauge
     private let operational = Mutex<OperationalEndpoints?>(nil)
 
     public init(options: NodeAgentOptions, logger: Logger) throws {
@@ -54,12 +57,24 @@ public final class NodeAgent: Sendable {
         )
         let executor = NetnsExecutor(threadCount: 2, name: "ambit-netns")
         let records = try PodRecordStore(directory: "\(options.stateDirectory)/pods")
-        lock = try AgentLock(stateDirectory: options.stateDirectory) { holder in
-            logger.warning(
-                "another ambit-node holds the state directory; waiting for it to exit",
-                metadata: ["lock": "\(AgentLock.path(stateDirectory: options.stateDirectory))", "pid": "\(holder)"]
+        // Taken before any capture is loaded when free. Held by another agent (an upgrade's predecessor), this
+        // one starts as its standby: it serves the recorded pods beside it and takes over when it lets go.
+        lock = try AgentLock(stateDirectory: options.stateDirectory)
+        let active = try lock.tryLock()
+        if !active {
+            logger.info(
+                "another ambit-node holds the node: starting as its standby, to take over when it stops",
+                metadata: ["lock": "\(lock.path)", "pid": "\(lock.holder)"]
             )
         }
+        activeGauge = metrics.registry.makeGauge(
+            descriptor: MetricNameDescriptor(
+                metricName: "ambit_node_active",
+                unitName: "",
+                helpText: "1 while this agent holds the node (captures pods, answers CNI), 0 while it stands by"
+            )
+        )
+        activeGauge.set(to: active ? 1.0 : 0.0)
         let backend = try Self.makeBackend(options, logger: logger)
         let registry = PodRegistry()
         let client = HBONEClient(
@@ -98,7 +113,8 @@ public final class NodeAgent: Sendable {
             inputs: inputs,
             source: source,
             records: records,
-            group: group
+            group: group,
+            active: active
         )
     }
 
@@ -122,9 +138,10 @@ public final class NodeAgent: Sendable {
         }
     }
 
-    /// Runs until SIGTERM/SIGINT, then drains.
+    /// Runs until SIGTERM/SIGINT, then drains. A standby serves beside the active agent until it takes over.
     public func run() async throws {
         try FileManager.default.createDirectory(atPath: options.stateDirectory, withIntermediateDirectories: true)
+        let termination = Task { await ProcessSignals.waitForTermination() }
         // Metrics and readiness answer while the first configuration loads (not ready until then).
         let endpoints = try await OperationalEndpoints.start(
             "ambit-node",
@@ -147,7 +164,7 @@ public final class NodeAgent: Sendable {
             logger.error("cannot load the configuration", metadata: ["error": "\(error)"])
             throw error
         }
-        capturer.publishEnrollment(inputs.store.snapshot)
+        if capturer.isActive { capturer.publishEnrollment(inputs.store.snapshot) }
 
         let certificateTask = Task { await inputs.certificates.run() }
         let trimTask = Task { [logger] in await HeapTrimmer.run(logger: logger) }
@@ -156,8 +173,25 @@ public final class NodeAgent: Sendable {
         let changeTask = Task {
             for await change in changes { await self.configChanged(change.current) }
         }
+        func stopTasks() {
+            changeTask.cancel()
+            sourceTask.cancel()
+            certificateTask.cancel()
+            trimTask.cancel()
+        }
 
         await capturer.restoreCapturedPods()
+        if !capturer.isActive {
+            guard await standBy(until: termination) else {
+                logger.info("draining (standby)", metadata: ["deadline": "\(options.drainDeadline)"])
+                await closeListeners()
+                await drainConnections()
+                stopTasks()
+                await shutDown(endpoints)
+                logger.info("ambit-node stopped before taking over; capture is the active agent's")
+                return
+            }
+        }
         await capturer.reconcile()
         // Pods that could not be captured yet (no namespace found, a transient error) are retried.
         let retryTask = Task {
@@ -178,28 +212,24 @@ public final class NodeAgent: Sendable {
             ]
         )
 
-        await ProcessSignals.waitForTermination()
+        await termination.value
         logger.info("draining", metadata: ["deadline": "\(options.drainDeadline)"])
+        // Capture stops changing, the listeners close (a successor's, open beside them, take every new
+        // connection, and those queued here move to it), then the node goes to the successor while this
+        // agent finishes what it carries.
         cniServer.stop()
-        await drain()
         changeTask.cancel()
         retryTask.cancel()
-        sourceTask.cancel()
-        certificateTask.cancel()
-        trimTask.cancel()
-        inputs.store.finish()
-        await endpoints.close()
-        inputs.executor.shutdown()
-        try? await group.shutdownGracefully()
+        await capturer.stopChanges()
+        await closeListeners()
+        lock.unlock()
+        activeGauge.set(to: 0.0)
+        await drainConnections()
+        stopTasks()
+        await shutDown(endpoints)
         // No pod to keep failing closed: leave nothing attached to the host. Checked with no capture in
-        // flight, and only while this agent holds the state directory's lock (no other agent shares the pins).
-        let detached = await capturer.queue.serialized { () -> Bool in
-            guard case .ebpf(let capture) = inputs.backend, inputs.registry.all.isEmpty, capture.capturesNoPod else {
-                return false
-            }
-            capture.detachFromHost()
-            return true
-        }
+        // flight, and only when no successor took the node (it shares the pins).
+        let detached = await detachIfNothingCaptured()
         if detached {
             logger.info("ambit-node stopped; no pod was captured, so the eBPF programs are detached and unpinned")
         } else {
@@ -207,38 +237,114 @@ public final class NodeAgent: Sendable {
         }
     }
 
-    /// Stop accepting, GOAWAY on every HBONE connection, wait for connections to end (up to
-    /// the deadline). Capture rules are left in place on purpose.
-    private func drain() async {
-        let pods = inputs.registry.all
-        for pod in pods {
-            for listener in pod.listeners.withLock({ $0 }) { try? await listener.close() }
+    /// Serves as a standby, following the active agent's records, until it lets go of the node (true: this
+    /// agent now holds it) or this one is told to stop (false).
+    private func standBy(until termination: Task<Void, Never>) async -> Bool {
+        let follow = Task {
+            while !Task.isCancelled {
+                try? await Task.sleep(for: .seconds(1))
+                if !Task.isCancelled { await self.capturer.followRecords() }
+            }
         }
-        await withTaskGroup(of: Void.self) { tasks in
-            for pod in pods {
-                let eventLoop = group.next()
-                tasks.addTask { try? await pod.server.shutdown(on: eventLoop).get() }
+        let locked = Task { [lock, logger] in
+            do {
+                try await lock.lockInBackground()
+                return true
+            } catch {
+                logger.error("standby cannot take the node's lock", metadata: ["error": "\(error)"])
+                await termination.value
+                return false
             }
-            tasks.addTask { await self.inputs.client.shutdown() }
-            tasks.addTask {
-                let deadline = ContinuousClock.now + self.options.drainDeadline
-                while !Task.isCancelled, ContinuousClock.now < deadline, self.inputs.connections.count > 0 {
-                    try? await Task.sleep(for: .milliseconds(50))
-                }
-            }
-            // The drain deadline bounds everything.
-            tasks.addTask { try? await Task.sleep(for: self.options.drainDeadline + .milliseconds(500)) }
-            _ = await tasks.next()
-            _ = await tasks.next()
-            tasks.cancelAll()
+        }
+        let stopped = Task {
+            await termination.value
+            return false
+        }
+        let tookOver = await Self.first([locked, stopped])
+        follow.cancel()
+        guard tookOver else { return false }
+        // From here on this agent owns capture: it restores what it did not serve yet (recorded at the
+        // last moment), drops the records of vanished pods and prunes their eBPF capture, then reconciles.
+        await capturer.queue.serialized { capturer.becomeActive() }
+        activeGauge.set(to: 1.0)
+        logger.info("took over the node from the previous agent", metadata: ["lock": "\(lock.path)"])
+        capturer.publishEnrollment(inputs.store.snapshot)
+        await capturer.restoreCapturedPods()
+        return true
+    }
+
+    /// No new connection from here on: every pod's listeners close.
+    private func closeListeners() async {
+        for pod in inputs.registry.all {
+            for listener in pod.listeners.withLock({ $0 }) { try? await listener.close() }
         }
     }
 
-    /// A new configuration: publish enrollment, capture or release pods, and re-check live
+    /// GOAWAY on every HBONE connection, then waits, up to the drain deadline, until every HBONE connection (the
+    /// pods' servers' and the client's) has closed and every proxied connection has ended. A server connection
+    /// counts until it is closed: a CONNECT it accepted before its GOAWAY may not be a proxied connection yet.
+    /// Capture rules are left in place on purpose.
+    private func drainConnections() async {
+        let pods = inputs.registry.all
+        let deadline = ContinuousClock.now + options.drainDeadline
+        let goaways = Task {
+            await withTaskGroup(of: Void.self) { tasks in
+                for pod in pods {
+                    let eventLoop = group.next()
+                    tasks.addTask { try? await pod.server.shutdown(on: eventLoop).get() }
+                }
+                tasks.addTask { await self.inputs.client.shutdown() }
+            }
+            return true
+        }
+        let deadlinePassed = Task {
+            // What is still open at the deadline goes with the event loops.
+            try? await Task.sleep(until: deadline)
+            return false
+        }
+        let allClosed = await Self.first([goaways, deadlinePassed])
+        deadlinePassed.cancel()
+        while allClosed, ContinuousClock.now < deadline, inputs.connections.count > 0 {
+            try? await Task.sleep(for: .milliseconds(50))
+        }
+    }
+
+    /// The value of whichever of `tasks` finishes first (the others go on).
+    static func first<T: Sendable>(_ tasks: [Task<T, Never>]) async -> T {
+        let (values, continuation) = AsyncStream.makeStream(of: T.self)
+        for task in tasks { Task { continuation.yield(await task.value) } }
+        var iterator = values.makeAsyncIterator()
+        // Never nil: the stream is not finished.
+        return await iterator.next()!
+    }
+
+    private func shutDown(_ endpoints: OperationalEndpoints) async {
+        inputs.store.finish()
+        await endpoints.close()
+        inputs.executor.shutdown()
+        try? await group.shutdownGracefully()
+    }
+
+    /// With eBPF and no pod captured, detaches the programs from the host, unless a successor holds the node.
+    private func detachIfNothingCaptured() async -> Bool {
+        guard case .ebpf(let capture) = inputs.backend,
+            let relock = try? AgentLock(stateDirectory: options.stateDirectory), (try? relock.tryLock()) == true
+        else { return false }
+        defer { relock.unlock() }
+        return await capturer.queue.serialized { () -> Bool in
+            guard inputs.registry.all.isEmpty, capture.capturesNoPod else { return false }
+            capture.detachFromHost()
+            return true
+        }
+    }
+
+    /// A new configuration: publish enrollment, capture or release pods (the active agent), and re-check live
     /// connections with the decision that admitted them.
     func configChanged(_ snapshot: ConfigSnapshot) async {
-        capturer.publishEnrollment(snapshot)
-        await capturer.reconcile()
+        if capturer.isActive {
+            capturer.publishEnrollment(snapshot)
+            await capturer.reconcile()
+        }
         capturer.inbound.recheck(snapshot)
     }
 }

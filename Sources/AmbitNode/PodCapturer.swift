@@ -56,6 +56,12 @@ final class PodCapturer: Sendable {
     let group: any EventLoopGroup
     let queue = CaptureQueue()
     private let state = Mutex(Readiness())
+    /// Set once this agent stops changing capture (it drains, or hands the node to a successor).
+    private let changesStopped = Atomic<Bool>(false)
+    /// Whether this agent holds the node (``AgentLock``) and owns capture: rules, records, pins, the node's probe
+    /// rule and the pods' annotations. A standby only serves, with listeners of its own, the pods the active
+    /// agent recorded.
+    private let activeRole: Atomic<Bool>
     /// Istio's coexistence annotation on captured pods, where the source can write (the Kubernetes API).
     let annotations: RedirectionAnnotations?
 
@@ -65,8 +71,10 @@ final class PodCapturer: Sendable {
         inputs: ProxyInputs,
         source: any ConfigSource,
         records: PodRecordStore,
-        group: any EventLoopGroup
+        group: any EventLoopGroup,
+        active: Bool = true
     ) {
+        activeRole = Atomic(active)
         self.settings = settings
         self.hbone = hbone
         self.inputs = inputs
@@ -82,12 +90,25 @@ final class PodCapturer: Sendable {
 
     var readiness: Readiness { state.withLock { $0 } }
 
+    var isActive: Bool { activeRole.load(ordering: .relaxed) }
+
+    /// This agent now holds the node: from here on it owns capture (see ``activeRole``).
+    func becomeActive() { activeRole.store(true, ordering: .relaxed) }
+
+    /// No capture or release from now on; waits for one in progress to finish.
+    func stopChanges() async {
+        await queue.serialized { changesStopped.store(true, ordering: .relaxed) }
+    }
+
     // MARK: Capture and release
 
     /// Installs the capture rules in the pod's namespace and opens its three listeners there.
     /// Idempotent: a pod already captured is left as it is.
     func capture(_ record: PodRecord, netns: NetworkNamespace) async throws {
         if inputs.registry.pod(uid: record.uid) != nil { return }
+        guard !changesStopped.load(ordering: .relaxed) else {
+            throw NodeAgentError.capture(pod: record.displayName, reason: "the agent is stopping")
+        }
         guard let hboneAddress = record.addresses.first(where: \.isIPv4) ?? record.addresses.first else {
             throw NodeAgentError.capture(pod: record.displayName, reason: "the pod has no IP address")
         }
@@ -95,10 +116,14 @@ final class PodCapturer: Sendable {
         let any: IPAddress = hboneAddress.isIPv4 ? .v4(0) : IPAddress("::")!
         let mark = MeshMarks.agentSocket
         let descriptors: [Int32]
+        let migrates: Bool
         do {
             let backend = inputs.backend
-            descriptors = try await inputs.executor.run(in: netns) {
+            (descriptors, migrates) = try await inputs.executor.run(in: netns) {
                 try backend.prepare()
+                // A successor's listeners join these (SO_REUSEPORT); when these close, the connections
+                // still in their accept queues move to the successor's instead of being reset.
+                let migrates = ListenerMigration.enableInCurrentNamespace()
                 var opened: [Int32] = []
                 do {
                     for endpoint in [
@@ -120,10 +145,16 @@ final class PodCapturer: Sendable {
                     for fd in opened { close(fd) }
                     throw error
                 }
-                return opened
+                return (opened, migrates)
             }
         } catch {
             throw NodeAgentError.capture(pod: record.displayName, reason: "\(error)")
+        }
+        if !migrates {
+            inputs.logger.warning(
+                "net.ipv4.tcp_migrate_req unavailable: a hand-over to a successor will reset queued connections",
+                metadata: ["pod": "\(record.displayName)"]
+            )
         }
 
         let uid = record.uid
@@ -156,7 +187,7 @@ final class PodCapturer: Sendable {
         }
         capturedSetChanged()
         do {
-            try records.save(record)
+            if isActive { try records.save(record) }
         } catch {
             inputs.logger.error(
                 "cannot persist pod record",
@@ -180,10 +211,11 @@ final class PodCapturer: Sendable {
         try await RelaySockets.acceptingBootstrap(group: group, accept: accept).withBoundSocket(fd).get()
     }
 
-    /// Removes the pod's capture completely: listeners, live connections, rules, record.
+    /// Removes the pod's capture completely: listeners, live connections, rules, record. A standby only lets
+    /// go of its own listeners and connections: the rules and the record belong to the active agent.
     func release(uid: String, reason: String) async {
         guard let pod = inputs.registry.remove(uid: uid) else {
-            records.delete(uid)
+            if isActive { records.delete(uid) }
             return
         }
         for listener in pod.listeners.withLock({ $0 }) { try? await listener.close() }
@@ -191,6 +223,13 @@ final class PodCapturer: Sendable {
             connection.revoke(reason: "closed: the pod left the mesh (\(reason))")
         }
         _ = try? await pod.server.shutdown(on: group.next()).get()
+        guard isActive else {
+            inputs.logger.info(
+                "pod no longer served",
+                metadata: ["pod": "\(pod.record.displayName)", "reason": "\(reason)"]
+            )
+            return
+        }
         do {
             let backend = inputs.backend
             try await inputs.executor.run(in: pod.netns) { try backend.remove() }
@@ -232,14 +271,17 @@ final class PodCapturer: Sendable {
     // MARK: Restore, reconcile
 
     /// Restores the capture of every pod recorded on disk (after a restart). A record whose
-    /// namespace file is gone belongs to a deleted pod and is dropped.
+    /// namespace file is gone belongs to a deleted pod and is dropped, and eBPF capture of pods not restored
+    /// is removed. A standby only opens its listeners: records and pins belong to the active agent, whose view
+    /// may be ahead of the standby's.
     func restoreCapturedPods() async {
+        let active = isActive
         let (saved, errors) = records.loadAll()
         for error in errors { inputs.logger.warning("unreadable pod record", metadata: ["error": "\(error)"]) }
         await queue.serialized {
             // Pruning eBPF capture is only safe when every pod still alive was re-enrolled: a pod whose
             // record is unreadable or whose restore failed keeps its old capture (fail closed).
-            var safeToPrune = errors.isEmpty
+            var safeToPrune = errors.isEmpty && active
             for record in saved {
                 do {
                     guard let netns = try? NetworkNamespace.open(path: record.netnsPath) else {
@@ -252,6 +294,13 @@ final class PodCapturer: Sendable {
                         throw error
                     }
                 } catch {
+                    guard active else {
+                        inputs.logger.warning(
+                            "standby cannot serve a recorded pod",
+                            metadata: ["pod": "\(record.displayName)", "error": "\(error)"]
+                        )
+                        continue
+                    }
                     inputs.logger.warning(
                         "cannot restore capture; dropping the record",
                         metadata: ["pod": "\(record.displayName)", "error": "\(error)"]
@@ -270,13 +319,18 @@ final class PodCapturer: Sendable {
             }
         }
         capturedSetChanged()
-        state.withLock { $0.restored = true }
+        state.withLock {
+            $0.restored = true
+            // A standby is ready once it serves what the active agent recorded; it reconciles after taking over.
+            if !active { $0.missing = [] }
+        }
     }
 
     /// Brings capture in line with the configuration: enroll running pods of newly enrolled
     /// namespaces, release pods that left the mesh.
     func reconcile() async {
         await queue.serialized {
+            guard !changesStopped.load(ordering: .relaxed) else { return }
             let snapshot = inputs.store.snapshot
             for pod in inputs.registry.all {
                 let (wanted, reason) = shouldCapture(pod.record, in: snapshot)
@@ -335,12 +389,14 @@ final class PodCapturer: Sendable {
     /// leaves probes refused by captured pods under STRICT: logged, and retried at the next change.
     /// What follows the set of captured pods: the node's probe rule and the pods' annotations.
     func capturedSetChanged() {
+        guard isActive else { return }
         syncHostRules()
         syncAnnotations()
     }
 
     /// Brings the pods' capture annotations in line with what is captured now (no-op without a writer).
     func syncAnnotations() {
+        guard isActive else { return }
         let captured = Set(inputs.registry.all.map(\.record.key))
         annotations?.sync(captured: captured, snapshot: inputs.store.snapshot)
     }
@@ -399,47 +455,5 @@ final class PodCapturer: Sendable {
         let label = snapshot.namespaces[record.namespace]?.metadata.labels[WellKnownLabels.dataplaneMode]
         let enrolled = label == WellKnownLabels.dataplaneModeAmbient
         return (enrolled, enrolled ? "namespace label" : "namespace \(record.namespace) is not enrolled")
-    }
-}
-
-/// Serializes capture and release (CNI requests, configuration changes and the restore at
-/// start-up all change the same pods), without holding a thread.
-final class CaptureQueue: Sendable {
-    private struct State {
-        var busy = false
-        var waiters: [CheckedContinuation<Void, Never>] = []
-    }
-
-    private let state = Mutex(State())
-
-    func serialized<T: Sendable>(_ body: @Sendable () async throws -> T) async rethrows -> T {
-        await acquire()
-        defer { release() }
-        return try await body()
-    }
-
-    private func acquire() async {
-        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
-            let runNow = state.withLock { state in
-                if state.busy {
-                    state.waiters.append(continuation)
-                    return false
-                }
-                state.busy = true
-                return true
-            }
-            if runNow { continuation.resume() }
-        }
-    }
-
-    private func release() {
-        let next = state.withLock { state -> CheckedContinuation<Void, Never>? in
-            if state.waiters.isEmpty {
-                state.busy = false
-                return nil
-            }
-            return state.waiters.removeFirst()
-        }
-        next?.resume()
     }
 }

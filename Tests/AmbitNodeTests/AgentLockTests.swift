@@ -24,7 +24,7 @@ import Testing
         let pins = scratch.path + "/pins"
         #expect(try AgentLock.holder(stateDirectory: state) == nil)
 
-        var lock: AgentLock? = try AgentLock(stateDirectory: state)
+        var lock: AgentLock? = try AgentLock.acquire(stateDirectory: state)
         #expect(lock != nil)
         #expect(try AgentLock.holder(stateDirectory: state) == "\(getpid())")
         do {
@@ -51,5 +51,27 @@ import Testing
         #expect(try NetnsExecutor.runOnCurrentThread(in: namespace) { try HostRules.isApplied() } == false)
         // Nothing was created for a state directory without records.
         #expect(!FileManager.default.fileExists(atPath: state + "/pods"))
+    }
+
+    /// An upgrade: the successor finds the node held, waits, and holds it the moment its predecessor lets go.
+    @Test func aSuccessorTakesTheLockTheMomentItsHolderLetsGo() async throws {
+        let scratch = try TemporaryDirectory(prefix: "ambit-lock")
+        defer { scratch.remove() }
+        let state = scratch.path + "/state"
+        let first = try AgentLock.acquire(stateDirectory: state)
+        let successor = try AgentLock(stateDirectory: state)
+        #expect(try successor.tryLock() == false)
+        #expect(successor.holder == "\(getpid())")
+        let taken = Task { try await successor.lockInBackground() }
+        first.unlock()
+        try await taken.value
+        #expect(try AgentLock.holder(stateDirectory: state) == "\(getpid())")
+        // Held by the successor now: a third agent waits in turn, until the successor lets go.
+        let third = try AgentLock(stateDirectory: state)
+        #expect(try third.tryLock() == false)
+        successor.unlock()
+        #expect(try third.tryLock())
+        third.unlock()
+        #expect(try AgentLock.holder(stateDirectory: state) == nil)
     }
 }
