@@ -16,8 +16,8 @@ public enum HBONEErrorCode: Hashable, Sendable {
     case connectionClosed
     case streamReset
     /// The CONNECT went unanswered and nothing of the downstream was sent: a stream a GOAWAY left out (NIO
-    /// closes it with CANCEL), a REFUSED_STREAM or CANCEL reset, HEADERS that could not be sent. The pool sends
-    /// it once more, on a connection that is not going away (RFC 9113 §8.7).
+    /// closes it with CANCEL), the peer's REFUSED_STREAM, HEADERS that could not be sent. The pool sends it
+    /// once more, on a connection that is not going away (RFC 9113 §8.7).
     case streamRefused
     case shuttingDown
 }

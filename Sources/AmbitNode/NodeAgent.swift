@@ -184,8 +184,7 @@ public final class NodeAgent: Sendable {
         if !capturer.isActive {
             guard await standBy(until: termination) else {
                 logger.info("draining (standby)", metadata: ["deadline": "\(options.drainDeadline)"])
-                await closeListeners()
-                await drainConnections()
+                await drainConnections(await stopAccepting())
                 stopTasks()
                 await shutDown(endpoints)
                 logger.info("ambit-node stopped before taking over; capture is the active agent's")
@@ -198,6 +197,7 @@ public final class NodeAgent: Sendable {
             while !Task.isCancelled {
                 try? await Task.sleep(for: .seconds(2))
                 if !self.capturer.readiness.missing.isEmpty { await self.capturer.reconcile() }
+                await self.capturer.repairInboundListeners()
                 // Annotation writes that failed are made again.
                 self.capturer.syncAnnotations()
             }
@@ -221,10 +221,10 @@ public final class NodeAgent: Sendable {
         changeTask.cancel()
         retryTask.cancel()
         await capturer.stopChanges()
-        await closeListeners()
+        let hboneClosed = await stopAccepting()
         lock.unlock()
         activeGauge.set(to: 0.0)
-        await drainConnections()
+        await drainConnections(hboneClosed)
         stopTasks()
         await shutDown(endpoints)
         // No pod to keep failing closed: leave nothing attached to the host. Checked with no capture in
@@ -265,7 +265,7 @@ public final class NodeAgent: Sendable {
         guard tookOver else { return false }
         // From here on this agent owns capture: it restores what it did not serve yet (recorded at the
         // last moment), drops the records of vanished pods and prunes their eBPF capture, then reconciles.
-        await capturer.queue.serialized { capturer.becomeActive() }
+        await capturer.takeOver()
         activeGauge.set(to: 1.0)
         logger.info("took over the node from the previous agent", metadata: ["lock": "\(lock.path)"])
         capturer.publishEnrollment(inputs.store.snapshot)
@@ -273,40 +273,45 @@ public final class NodeAgent: Sendable {
         return true
     }
 
-    /// No new connection from here on: every pod's listeners close.
-    private func closeListeners() async {
-        for pod in inputs.registry.all {
-            for listener in pod.listeners.withLock({ $0 }) { try? await listener.close() }
-        }
+    /// No new connection from here on: every pod's listeners close and its HBONE connections get GOAWAY.
+    /// Returns what completes when every pod's HBONE connections have closed.
+    private func stopAccepting() async -> [EventLoopFuture<Void>] {
+        var closed: [EventLoopFuture<Void>] = []
+        for pod in inputs.registry.all { closed.append(await pod.stopAccepting(on: group.next())) }
+        return closed
     }
 
-    /// GOAWAY on every HBONE connection, then waits, up to the drain deadline, until every HBONE connection (the
-    /// pods' servers' and the client's) has closed and every proxied connection has ended. A server connection
-    /// counts until it is closed: a CONNECT it accepted before its GOAWAY may not be a proxied connection yet.
-    /// Capture rules are left in place on purpose.
-    private func drainConnections() async {
-        let pods = inputs.registry.all
+    /// Waits, up to the drain deadline, until the pods' HBONE connections (`hboneClosed`) have closed and every
+    /// proxied connection has ended, then retires the client's pooled connections. A server connection counts
+    /// until it is closed: a CONNECT it accepted before its GOAWAY may not be a proxied connection yet. The
+    /// client is shut down last, so a connection accepted just before the listeners closed still gets its
+    /// tunnel. Capture rules are left in place on purpose.
+    private func drainConnections(_ hboneClosed: [EventLoopFuture<Void>]) async {
         let deadline = ContinuousClock.now + options.drainDeadline
-        let goaways = Task {
-            await withTaskGroup(of: Void.self) { tasks in
-                for pod in pods {
-                    let eventLoop = group.next()
-                    tasks.addTask { try? await pod.server.shutdown(on: eventLoop).get() }
-                }
-                tasks.addTask { await self.inputs.client.shutdown() }
-            }
+        let serversClosed = Task {
+            for future in hboneClosed { try? await future.get() }
             return true
         }
         let deadlinePassed = Task {
-            // What is still open at the deadline goes with the event loops.
             try? await Task.sleep(until: deadline)
             return false
         }
-        let allClosed = await Self.first([goaways, deadlinePassed])
-        deadlinePassed.cancel()
+        let allClosed = await Self.first([serversClosed, deadlinePassed])
         while allClosed, ContinuousClock.now < deadline, inputs.connections.count > 0 {
             try? await Task.sleep(for: .milliseconds(50))
         }
+        deadlinePassed.cancel()
+        // What is still open at the deadline goes with the event loops.
+        let clientClosed = Task {
+            await self.inputs.client.shutdown()
+            return true
+        }
+        let shortly = Task {
+            try? await Task.sleep(until: max(deadline, ContinuousClock.now + .milliseconds(500)))
+            return false
+        }
+        _ = await Self.first([clientClosed, shortly])
+        shortly.cancel()
     }
 
     /// The value of whichever of `tasks` finishes first (the others go on).

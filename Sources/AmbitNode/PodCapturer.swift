@@ -95,9 +95,13 @@ final class PodCapturer: Sendable {
     /// This agent now holds the node: from here on it owns capture (see ``activeRole``).
     func becomeActive() { activeRole.store(true, ordering: .relaxed) }
 
-    /// No capture or release from now on; waits for one in progress to finish.
+    /// No capture or release from now on, and the capture is no longer this agent's (it is about to let go of
+    /// the node): waits for a change in progress to finish.
     func stopChanges() async {
-        await queue.serialized { changesStopped.store(true, ordering: .relaxed) }
+        await queue.serialized {
+            changesStopped.store(true, ordering: .relaxed)
+            activeRole.store(false, ordering: .relaxed)
+        }
     }
 
     // MARK: Capture and release
@@ -117,10 +121,12 @@ final class PodCapturer: Sendable {
         let mark = MeshMarks.agentSocket
         let descriptors: [Int32]
         let migrates: Bool
+        // A standby only serves: the capture (rules, eBPF enrollment) is the active agent's.
+        let active = isActive
         do {
             let backend = inputs.backend
             (descriptors, migrates) = try await inputs.executor.run(in: netns) {
-                try backend.prepare()
+                if active { try backend.prepare() }
                 // A successor's listeners join these (SO_REUSEPORT); when these close, the connections
                 // still in their accept queues move to the successor's instead of being reset.
                 let migrates = ListenerMigration.enableInCurrentNamespace()
@@ -140,7 +146,11 @@ final class PodCapturer: Sendable {
                             )
                         )
                     }
-                    try backend.activate(netns: netns, addresses: record.addresses, inboundListener: opened[1])
+                    if active {
+                        try backend.activate(netns: netns, addresses: record.addresses, inboundListener: opened[1])
+                    } else {
+                        try backend.serve(addresses: record.addresses, inboundListener: opened[1])
+                    }
                 } catch {
                     for fd in opened { close(fd) }
                     throw error
@@ -168,7 +178,7 @@ final class PodCapturer: Sendable {
             limiter: hbone.limiter,
             onLimit: hbone.onLimit
         )
-        let pod = CapturedPod(record: record, netns: netns, server: server)
+        let pod = CapturedPod(record: record, netns: netns, server: server, inboundListenerFD: descriptors[1])
         // Registered before the listeners serve, so the first connection finds its pod.
         inputs.registry.insert(pod)
         let (outbound, inbound) = (self.outbound, self.inbound)
@@ -179,6 +189,7 @@ final class PodCapturer: Sendable {
             pod.listeners.withLock { $0.append(plaintextListener) }
             let hboneListener = try await server.listen(boundSocket: descriptors[2], group: group).get()
             pod.listeners.withLock { $0.append(hboneListener) }
+            pod.hboneListener.withLock { $0 = hboneListener }
         } catch {
             inputs.registry.remove(uid: uid)
             for listener in pod.listeners.withLock({ $0 }) { try? await listener.close() }
@@ -319,10 +330,20 @@ final class PodCapturer: Sendable {
             }
         }
         capturedSetChanged()
+        state.withLock { $0.restored = true }
+        // A standby is ready once it serves what the active agent recorded; it reconciles after taking over.
+        if !active { standbyServes(saved, unreadable: errors) }
+    }
+
+    /// A standby's readiness: every recorded pod whose namespace still exists is served, every record read.
+    func standbyServes(_ recorded: [PodRecord], unreadable: [String]) {
+        let unserved = recorded.filter { record in
+            inputs.registry.pod(uid: record.uid) == nil && FileManager.default.fileExists(atPath: record.netnsPath)
+        }
         state.withLock {
-            $0.restored = true
-            // A standby is ready once it serves what the active agent recorded; it reconciles after taking over.
-            if !active { $0.missing = [] }
+            $0.missing =
+                unserved.map { "standby does not serve \($0.displayName) yet" }
+                + unreadable.map { "standby cannot read a pod record: \($0)" }
         }
     }
 
@@ -417,6 +438,7 @@ final class PodCapturer: Sendable {
 
     /// The enrollment state the CNI plugin reads (it makes no API calls of its own).
     func publishEnrollment(_ snapshot: ConfigSnapshot) {
+        guard isActive else { return }
         let enrolled = snapshot.namespaces.values
             .filter { $0.metadata.labels[WellKnownLabels.dataplaneMode] == WellKnownLabels.dataplaneModeAmbient }
             .map(\.metadata.name).sorted()

@@ -94,6 +94,44 @@ extension LabRootTests {
         #expect(successes() >= 50)
     }
 
+    /// A standby that dies before it takes over (a crashed or rolled-back upgrade) leaves the node served: with eBPF
+    /// its death takes the pods' `inbound_listeners` entries (they named its sockets) and the active agent puts its
+    /// own back; nothing of the capture was the standby's to remove.
+    @Test(arguments: captureModes)
+    func aStandbyThatDiesBeforeTakingOverLeavesTheNodeServing(capture: String) throws {
+        let lab = try TestLab(yaml: Self.meshLab)
+        defer { lab.cleanUp() }
+        let up = try lab.lab(["up", "--file", lab.labFile, "--capture", capture])
+        try #require(up.status == 0, "\(up.all)")
+        let serverIP = try #require(try lab.pods()["server"]?["ip"] as? String)
+        let (standby, active) = try Self.startSuccessor(lab, node: "node2")
+        defer { standby.stop() }
+        // Mesh traffic (HBONE to 15008) and plaintext from a pod outside the mesh (captured to 15006).
+        func served() throws -> Bool {
+            try Self.exec(lab, "client", "curl -sS -m 3 http://10.96.0.10/").standardOutput.hasPrefix("hello from")
+                && Self.exec(lab, "peer", "curl -sS -m 3 http://\(serverIP):8080/").standardOutput.hasPrefix(
+                    "hello from demo/server to \(serverIP):8080"
+                )
+        }
+        #expect(try served())
+        standby.stop()
+        #expect(kill(active, 0) == 0)
+        let log = "\(lab.stateDirectory)/\(lab.name)/logs/node2.log"
+        if capture == "ebpf" {
+            #expect(
+                Self.eventually(15) {
+                    ((try? String(contentsOfFile: log, encoding: .utf8)) ?? "").contains(
+                        "inbound listener entry was missing and is restored"
+                    )
+                },
+                "node2's agent did not restore the inbound listener entries its dead standby took"
+            )
+        }
+        #expect(try Self.eventually(15) { try served() }, "node2 does not serve its pod again after its standby died")
+        // The capture itself is untouched: the pod stays in the mesh, its capture in place.
+        #expect(try lab.pods()["server"]?["captured"] as? Bool == true)
+    }
+
     /// A client for one long connection to the echo app: echoes a line, waits for the file named by its second
     /// argument, echoes another line, half-closes and expects the app's clean close.
     static let liveConnection = """

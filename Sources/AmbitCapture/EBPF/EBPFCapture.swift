@@ -91,6 +91,13 @@ public final class EBPFCapture: @unchecked Sendable {
         var value = EBPFMapLayout.netnsConfig(addresses: addresses)
         var key = cookie
         try Self.check(bpf_map_update_elem(enrolledMap, &key, &value, UInt64(BPF_ANY)), "update enrolled_netns")
+        try setInboundListener(addresses: addresses, inboundListener: inboundListener)
+        try attachLookup(netns: netns, cookie: cookie)
+    }
+
+    /// Points `inbound_listeners` for `addresses` at `inboundListener` (a 15006 listener, still open). The
+    /// kernel removes the entries when that socket closes.
+    public func setInboundListener(addresses: [IPAddress], inboundListener: Int32) throws(CaptureError) {
         var fd = UInt64(inboundListener)
         for address in addresses {
             var listenerKey = EBPFMapLayout.listenerKey(address)
@@ -99,7 +106,18 @@ public final class EBPFCapture: @unchecked Sendable {
                 "insert the 15006 listener for \(address) into inbound_listeners"
             )
         }
-        try attachLookup(netns: netns, cookie: cookie)
+    }
+
+    /// Inserts `inboundListener` for each of `addresses` that has no entry (`BPF_NOEXIST`: an entry another
+    /// socket holds stays). True when one was missing.
+    public func restoreMissingInboundListener(addresses: [IPAddress], inboundListener: Int32) -> Bool {
+        var fd = UInt64(inboundListener)
+        var restored = false
+        for address in addresses {
+            var listenerKey = EBPFMapLayout.listenerKey(address)
+            if bpf_map_update_elem(listenerMap, &listenerKey, &fd, UInt64(BPF_NOEXIST)) == 0 { restored = true }
+        }
+        return restored
     }
 
     /// Ends the capture of the pod with netns `cookie`: no more outbound redirection, the `sk_lookup` link is

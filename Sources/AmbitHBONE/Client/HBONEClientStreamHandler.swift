@@ -82,7 +82,7 @@ final class HBONEClientStreamHandler: ChannelDuplexHandler {
                     // A server that is going away refuses streams past its GOAWAY (REFUSED_STREAM).
                     fail(
                         context: context,
-                        HBONEError(Self.resetCode(code), "CONNECT \(request.authority): reset \(code)")
+                        HBONEError(Self.resetCode(code, byPeer: true), "CONNECT \(request.authority): reset \(code)")
                     )
                     return
                 }
@@ -144,16 +144,22 @@ final class HBONEClientStreamHandler: ChannelDuplexHandler {
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
         if case .awaitingResponse = state {
             let code = (error as? NIOHTTP2Errors.StreamClosed)?.errorCode
-            fail(context: context, HBONEError(Self.resetCode(code), "CONNECT \(request.authority): \(error)"))
+            fail(
+                context: context,
+                HBONEError(Self.resetCode(code, byPeer: false), "CONNECT \(request.authority): \(error)")
+            )
         } else {
             context.fireErrorCaught(error)
         }
     }
 
-    /// A reset before the response: REFUSED_STREAM, or CANCEL (how NIO closes a stream a GOAWAY left out), leaves
-    /// the CONNECT unprocessed and nothing of the downstream sent, so it may go again on another connection.
-    static func resetCode(_ code: HTTP2ErrorCode?) -> HBONEErrorCode {
-        code == .refusedStream || code == .cancel ? .streamRefused : .streamReset
+    /// A reset before the response that leaves the CONNECT unprocessed, so that it may go again on another
+    /// connection (nothing of the downstream has been sent): the peer's REFUSED_STREAM, or a stream NIO closed
+    /// with CANCEL itself (`byPeer` false: the stream a GOAWAY left out; a peer's RST_STREAM arrives as a frame
+    /// first). A peer's CANCEL may come after it dialed the destination: not sent again.
+    static func resetCode(_ code: HTTP2ErrorCode?, byPeer: Bool) -> HBONEErrorCode {
+        if code == .refusedStream || (!byPeer && code == .cancel) { return .streamRefused }
+        return .streamReset
     }
 
     func channelInactive(context: ChannelHandlerContext) {

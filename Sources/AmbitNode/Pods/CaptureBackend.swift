@@ -65,6 +65,21 @@ enum CaptureBackend: Sendable {
         try capture.enroll(netns: netns, cookie: cookie, addresses: addresses, inboundListener: inboundListener)
     }
 
+    /// A standby's part (inside the pod's namespace): the capture is the active agent's and stays as it is;
+    /// with eBPF the pod's inbound connections go to the standby's 15006 listener from now on (the active
+    /// agent's and the standby's share a reuseport group, so both keep receiving them until one closes).
+    func serve(addresses: [IPAddress], inboundListener: Int32) throws(CaptureError) {
+        guard case .ebpf(let capture) = self else { return }
+        try capture.setInboundListener(addresses: addresses, inboundListener: inboundListener)
+    }
+
+    /// With eBPF, points the pod's addresses at `inboundListener` again where the map lost its entry (the
+    /// socket it named closed: a standby that stopped without taking over). True when an entry was missing.
+    func repairInboundListener(addresses: [IPAddress], inboundListener: Int32) -> Bool {
+        guard case .ebpf(let capture) = self else { return false }
+        return capture.restoreMissingInboundListener(addresses: addresses, inboundListener: inboundListener)
+    }
+
     /// Removes the pod's capture completely (inside the pod's namespace).
     func remove() throws(CaptureError) {
         switch self {

@@ -10,13 +10,31 @@ final class CapturedPod: Sendable {
     let record: PodRecord
     let netns: NetworkNamespace
     let server: HBONEServer
+    /// Every listener of the pod, the HBONE one included.
     let listeners: Mutex<[any Channel]>
+    /// The HBONE listener: ``HBONEServer/shutdown(on:)`` closes it itself, then waits for its connections.
+    let hboneListener = Mutex<(any Channel)?>(nil)
+    /// The 15006 listener's descriptor (its channel owns it; valid while the pod is captured), for eBPF's
+    /// `inbound_listeners`.
+    let inboundListenerFD: Int32
 
-    init(record: PodRecord, netns: NetworkNamespace, server: HBONEServer) {
+    init(record: PodRecord, netns: NetworkNamespace, server: HBONEServer, inboundListenerFD: Int32) {
         self.record = record
         self.netns = netns
         self.server = server
         self.listeners = Mutex([])
+        self.inboundListenerFD = inboundListenerFD
+    }
+
+    /// Stops accepting: the relay listeners close, and the HBONE server's shutdown starts (its listener closes,
+    /// every connection gets GOAWAY). Returns once no listener of the pod accepts, with what completes when
+    /// every HBONE connection has closed.
+    func stopAccepting(on eventLoop: any EventLoop) async -> EventLoopFuture<Void> {
+        let hbone = hboneListener.withLock { $0 }
+        for listener in listeners.withLock({ $0 }) where listener !== hbone { try? await listener.close() }
+        let closed = server.shutdown(on: eventLoop)
+        try? await hbone?.closeFuture.get()
+        return closed
     }
 
     var addresses: [IPAddress] { record.addresses }

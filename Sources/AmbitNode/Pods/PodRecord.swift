@@ -48,7 +48,14 @@ struct PodRecordStore: Sendable {
     func loadAll() -> (records: [PodRecord], errors: [String]) {
         var records: [PodRecord] = []
         var errors: [String] = []
-        let names = (try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []
+        let names: [String]
+        do {
+            names = try FileManager.default.contentsOfDirectory(atPath: directory)
+        } catch {
+            // No directory: nothing recorded yet. Any other failure leaves the records unknown.
+            if !FileManager.default.fileExists(atPath: directory) { return ([], []) }
+            return ([], ["\(directory): \(error)"])
+        }
         for name in names.sorted() where name.hasSuffix(".json") {
             let file = "\(directory)/\(name)"
             do {
