@@ -36,6 +36,7 @@ public final class NodeAgent: Sendable {
     public init(options: NodeAgentOptions, logger: Logger) throws {
         self.options = options
         self.logger = logger
+        OpenFileLimit.raiseToHardLimit(logger: logger)
         let authority = try CertificateAuthority.load(directory: options.caDirectory)
         trustDomain = authority.trustDomain
         metrics = MeshMetrics()

@@ -130,6 +130,7 @@ public final class WaypointProcess: Sendable {
 
     /// Runs until SIGTERM/SIGINT, then drains.
     public func run() async throws {
+        OpenFileLimit.raiseToHardLimit(logger: logger)
         logger.info("loading configuration", metadata: ["source": "\(options.config)"])
         try await source.start()
         let identity = waypoint.options.identity
