@@ -23,6 +23,7 @@ let package = Package(
         .library(name: "AmbitRelay", targets: ["AmbitRelay"]),
         .library(name: "AmbitHBONE", targets: ["AmbitHBONE"]),
         .library(name: "AmbitCapture", targets: ["AmbitCapture"]),
+        .library(name: "AmbitCNI", targets: ["AmbitCNI"]),
         .library(name: "AmbitNode", targets: ["AmbitNode"]),
         .library(name: "AmbitWaypoint", targets: ["AmbitWaypoint"]),
         // Test helpers (in-code CA, loopback servers), also used by the benchmarks.
