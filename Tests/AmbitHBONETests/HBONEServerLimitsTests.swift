@@ -213,13 +213,16 @@ import Testing
             held: unanswered
         )
         let (channel, multiplexer) = try await Self.h2(to: world)
-        // Up to the limit, the connection serves on.
+        // Up to the limit, the connection serves on. A CONNECT reset in the read that brought it never reaches the
+        // inbound side (no connection to its destination: rapid reset costs the server no dial).
         for _ in 0..<10 {
             _ = try await Self.connect(unanswered, on: multiplexer, eventLoop: channel.eventLoop, reset: true)
         }
-        #expect(await eventually { world.inbound.requests.count == 10 })
         let answered = try await Self.connect(destination, on: multiplexer, eventLoop: channel.eventLoop, reset: false)
-        #expect(await eventually { world.inbound.requests.count == 11 })
+        #expect(await eventually { world.inbound.requests.contains { $0.authority == destination } })
+        // Each stream's HEADERS and RST_STREAM leave in one write; rarely a read on the server splits a pair.
+        let dialed = world.inbound.requests.filter { $0.authority == unanswered }.count
+        #expect(dialed <= 3, "\(dialed) of 10 streams reset at once still reached the inbound side")
         #expect(channel.isActive && answered.isActive)
         #expect(world.limitHits.all.isEmpty)
         // One more, and the connection is closed, with the tunnel it carried.

@@ -76,6 +76,8 @@ final class HalfCloseRecorder: ChannelOutboundHandler {
     func answersRefusalsAndCloses(result: HBONEInboundResult, expected: String) throws {
         let stream = try Self.makeStream { _, loop in loop.makeSucceededFuture(result) }
         try stream.writeInbound(Self.connectHeaders())
+        // The upstream is opened once the read that brought the CONNECT is processed.
+        stream.embeddedEventLoop.run()
         let response = Self.status(of: try stream.readOutbound(as: HTTP2Frame.FramePayload.self))
         #expect(response.status == expected)
         #expect(response.endStream)
@@ -118,6 +120,8 @@ final class HalfCloseRecorder: ChannelOutboundHandler {
         )
         try stream.connect(to: SocketAddress(ipAddress: "127.0.0.1", port: 1)).wait()
         try stream.writeInbound(Self.connectHeaders())
+        // The upstream is opened once the read that brought the CONNECT is processed.
+        stream.embeddedEventLoop.run()
         // Early data waits for the upstream.
         try stream.writeInbound(HTTP2Frame.FramePayload.data(.init(data: .byteBuffer(ByteBuffer(string: "early")))))
         #expect(try stream.readOutbound(as: HTTP2Frame.FramePayload.self) == nil)
@@ -152,6 +156,20 @@ final class HalfCloseRecorder: ChannelOutboundHandler {
         #expect(last.endStream)
     }
 
+    /// HTTP/2 rapid reset: a CONNECT whose stream is reset in the same read never opens an upstream.
+    @Test func aConnectResetInTheReadThatBroughtItOpensNoUpstream() throws {
+        let asked = CallCount()
+        let stream = try Self.makeStream { _, loop in
+            asked.count.withLock { $0 += 1 }
+            return loop.makeSucceededFuture(.unavailable("not expected"))
+        }
+        try stream.writeInbound(Self.connectHeaders())
+        // The peer's RST_STREAM, processed in the same read: NIO closes the stream channel.
+        try stream.close().wait()
+        stream.embeddedEventLoop.run()
+        #expect(asked.count.withLock { $0 } == 0)
+    }
+
     @Test func anUpstreamResetResetsTheStream() throws {
         let loop = EmbeddedEventLoop()
         let upstream = EmbeddedChannel(loop: loop)
@@ -165,6 +183,8 @@ final class HalfCloseRecorder: ChannelOutboundHandler {
         )
         try stream.connect(to: SocketAddress(ipAddress: "127.0.0.1", port: 1)).wait()
         try stream.writeInbound(Self.connectHeaders())
+        // The upstream is opened once the read that brought the CONNECT is processed.
+        stream.embeddedEventLoop.run()
         _ = try stream.readOutbound(as: HTTP2Frame.FramePayload.self)
         upstream.pipeline.fireErrorCaught(IOError(errnoCode: ECONNRESET, reason: "read"))
         #expect(!upstream.isActive)
@@ -178,4 +198,8 @@ final class RecordedText: Sendable {
     private let stored = Mutex<String?>(nil)
     func set(_ value: String) { stored.withLock { $0 = value } }
     var value: String? { stored.withLock { $0 } }
+}
+
+private final class CallCount: Sendable {
+    let count = Mutex(0)
 }

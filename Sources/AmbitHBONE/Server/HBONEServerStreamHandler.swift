@@ -99,28 +99,39 @@ final class HBONEServerStreamHandler: ChannelDuplexHandler {
             state = .connecting(
                 early: endStream ? [.data(.init(data: .byteBuffer(ByteBuffer()), endStream: true))] : []
             )
+            // The upstream is opened once the frames of this read are processed: a stream reset in the same read
+            // (HTTP/2 rapid reset: HEADERS and RST_STREAM together) costs no connection to the destination.
             let loopBound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
-            inbound.open(request, on: context.eventLoop).hop(to: context.eventLoop).whenComplete { result in
+            context.eventLoop.execute {
                 let (handler, context) = loopBound.value
-                switch result {
-                case .success(.connected(let upstream, let finished)):
-                    handler.startRelay(context: context, upstream: upstream, request: request, finished: finished)
-                case .success(.terminate(let configure, let finished)):
-                    handler.startTerminated(
-                        context: context,
-                        configure: configure,
-                        request: request,
-                        finished: finished
-                    )
-                case .success(.badRequest(let reason)):
-                    handler.respond(context: context, status: 400, reason: reason)
-                case .success(.denied(let reason)):
-                    handler.respond(context: context, status: 401, reason: reason)
-                case .success(.unavailable(let reason)):
-                    handler.respond(context: context, status: 503, reason: reason)
-                case .failure(let error):
-                    handler.respond(context: context, status: 503, reason: "upstream: \(error)")
-                }
+                guard case .connecting = handler.state, context.channel.isActive else { return }
+                handler.open(request, context: context)
+            }
+        }
+    }
+
+    private func open(_ request: HBONEInboundRequest, context: ChannelHandlerContext) {
+        let loopBound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
+        inbound.open(request, on: context.eventLoop).hop(to: context.eventLoop).whenComplete { result in
+            let (handler, context) = loopBound.value
+            switch result {
+            case .success(.connected(let upstream, let finished)):
+                handler.startRelay(context: context, upstream: upstream, request: request, finished: finished)
+            case .success(.terminate(let configure, let finished)):
+                handler.startTerminated(
+                    context: context,
+                    configure: configure,
+                    request: request,
+                    finished: finished
+                )
+            case .success(.badRequest(let reason)):
+                handler.respond(context: context, status: 400, reason: reason)
+            case .success(.denied(let reason)):
+                handler.respond(context: context, status: 401, reason: reason)
+            case .success(.unavailable(let reason)):
+                handler.respond(context: context, status: 503, reason: reason)
+            case .failure(let error):
+                handler.respond(context: context, status: 503, reason: "upstream: \(error)")
             }
         }
     }
