@@ -14,6 +14,11 @@
                                      stream before every byte came back: the silent loss a mesh must not cause)
   flood HOST PORT COUNT SECONDS      opens COUNT plain TCP connections that never speak (a pod outside the
                                      mesh at an agent's port 15008), holds them SECONDS; prints JSON counts
+  resets HOST PORT CERTS AUTHORITY COUNT
+                                     HTTP/2 rapid reset with a mesh certificate (CERTS: cert-chain.pem, key.pem,
+                                     root-cert.pem): COUNT CONNECTs to AUTHORITY, each reset at once, in bursts of
+                                     200 per connection, a new connection whenever the server closes one; prints
+                                     JSON counts (needs the h2 package: run with Debian's /usr/bin/python3)
 """
 import asyncio
 import http.client
@@ -181,6 +186,43 @@ def flood(host, port, count, seconds):
     print(json.dumps({"opened": len(sockets), "refused": refused, "closedByAgent": closed_by_agent}), flush=True)
 
 
+def resets(host, port, certs, authority, count):
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
+                                    "Tests", "Interop"))
+    import h2.events
+    from hbone_peer import Peer, tls_context
+
+    context = tls_context(False, os.path.join(certs, "cert-chain.pem"), os.path.join(certs, "key.pem"),
+                          os.path.join(certs, "root-cert.pem"))
+    sent = connections = goaways = 0
+    started = time.monotonic()
+    while sent < count and time.monotonic() - started < 120:
+        raw = socket.create_connection((host, port), timeout=10)
+        tls = context.wrap_socket(raw, server_hostname=None)
+        connections += 1
+        peer = Peer(tls, client_side=True)
+        try:
+            for _ in range(min(200, count - sent)):
+                stream = peer.h2.get_next_available_stream_id()
+                peer.h2.send_headers(stream, [(":method", "CONNECT"), (":authority", authority)])
+                peer.h2.reset_stream(stream)
+                sent += 1
+            peer.flush()
+            # Read until the server closes (it should, past its premature-reset limit) or goes quiet.
+            tls.settimeout(2)
+            while True:
+                events = peer.receive()
+                if events is None:
+                    break
+                goaways += sum(1 for event in events if isinstance(event, h2.events.ConnectionTerminated))
+        except (OSError, ValueError, Exception):  # noqa: BLE001 - a closed connection ends the burst
+            pass
+        finally:
+            tls.close()
+    print(json.dumps({"resetStreams": sent, "connections": connections, "goaways": goaways,
+                      "seconds": round(time.monotonic() - started, 1)}), flush=True)
+
+
 def main():
     command, arguments = sys.argv[1], sys.argv[2:]
     if command == "echo-server":
@@ -193,6 +235,8 @@ def main():
         load(arguments[0], float(arguments[1]), arguments[2])
     elif command == "transfer":
         transfer(arguments[0], int(arguments[1]), int(arguments[2]), arguments[3])
+    elif command == "resets":
+        resets(arguments[0], int(arguments[1]), arguments[2], arguments[3], int(arguments[4]))
     elif command == "flood":
         flood(arguments[0], int(arguments[1]), int(arguments[2]), float(arguments[3]))
     else:
