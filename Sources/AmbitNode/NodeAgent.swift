@@ -142,7 +142,6 @@ public final class NodeAgent: Sendable {
     /// Runs until SIGTERM/SIGINT, then drains. A standby serves beside the active agent until it takes over.
     public func run() async throws {
         try FileManager.default.createDirectory(atPath: options.stateDirectory, withIntermediateDirectories: true)
-        let termination = Task { await ProcessSignals.waitForTermination() }
         // Metrics and readiness answer while the first configuration loads (not ready until then).
         let endpoints = try await OperationalEndpoints.start(
             "ambit-node",
@@ -166,6 +165,8 @@ public final class NodeAgent: Sendable {
             throw error
         }
         if capturer.isActive { capturer.publishEnrollment(inputs.store.snapshot) }
+        // From here on SIGTERM/SIGINT start a drain (before, while the configuration loads, they end the process).
+        let termination = Task { await ProcessSignals.waitForTermination() }
 
         let certificateTask = Task { await inputs.certificates.run() }
         let trimTask = Task { [logger] in await HeapTrimmer.run(logger: logger) }
