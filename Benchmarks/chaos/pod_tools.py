@@ -195,13 +195,15 @@ def resets(host, port, certs, authority, count):
     context = tls_context(False, os.path.join(certs, "cert-chain.pem"), os.path.join(certs, "key.pem"),
                           os.path.join(certs, "root-cert.pem"))
     sent = connections = goaways = 0
+    errors = []
     started = time.monotonic()
     while sent < count and time.monotonic() - started < 120:
-        raw = socket.create_connection((host, port), timeout=10)
-        tls = context.wrap_socket(raw, server_hostname=None)
-        connections += 1
-        peer = Peer(tls, client_side=True)
+        tls = None
         try:
+            raw = socket.create_connection((host, port), timeout=10)
+            tls = context.wrap_socket(raw, server_hostname=None)
+            connections += 1
+            peer = Peer(tls, client_side=True)
             for _ in range(min(200, count - sent)):
                 stream = peer.h2.get_next_available_stream_id()
                 peer.h2.send_headers(stream, [(":method", "CONNECT"), (":authority", authority)])
@@ -215,12 +217,14 @@ def resets(host, port, certs, authority, count):
                 if events is None:
                     break
                 goaways += sum(1 for event in events if isinstance(event, h2.events.ConnectionTerminated))
-        except (OSError, ValueError, Exception):  # noqa: BLE001 - a closed connection ends the burst
-            pass
+        except Exception as error:  # noqa: BLE001 - a connection the server closed ends its burst
+            if len(errors) < 5:
+                errors.append(repr(error))
         finally:
-            tls.close()
+            if tls is not None:
+                tls.close()
     print(json.dumps({"resetStreams": sent, "connections": connections, "goaways": goaways,
-                      "seconds": round(time.monotonic() - started, 1)}), flush=True)
+                      "seconds": round(time.monotonic() - started, 1), "firstErrors": errors}), flush=True)
 
 
 def main():
