@@ -16,13 +16,4 @@ public enum ListenerMigration {
         guard access("/proc/sys/\(key)", F_OK) == 0 else { return false }
         return (try? Sysctl.write(key, "1")) != nil
     }
-
-    /// Whether migration is on in the calling thread's network namespace.
-    public static var isEnabledInCurrentNamespace: Bool {
-        let fd = open("/proc/sys/\(key)", O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else { return false }
-        defer { close(fd) }
-        var byte: UInt8 = 0
-        return read(fd, &byte, 1) == 1 && byte == UInt8(ascii: "1")
-    }
 }

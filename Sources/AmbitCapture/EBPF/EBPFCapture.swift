@@ -98,11 +98,9 @@ public final class EBPFCapture: @unchecked Sendable {
     /// Points `inbound_listeners` for `addresses` at `inboundListener` (a 15006 listener, still open). The
     /// kernel removes the entries when that socket closes.
     public func setInboundListener(addresses: [IPAddress], inboundListener: Int32) throws(CaptureError) {
-        var fd = UInt64(inboundListener)
         for address in addresses {
-            var listenerKey = EBPFMapLayout.listenerKey(address)
             try Self.check(
-                bpf_map_update_elem(listenerMap, &listenerKey, &fd, UInt64(BPF_ANY)),
+                insertListener(inboundListener, for: address, flags: BPF_ANY),
                 "insert the 15006 listener for \(address) into inbound_listeners"
             )
         }
@@ -111,13 +109,14 @@ public final class EBPFCapture: @unchecked Sendable {
     /// Inserts `inboundListener` for each of `addresses` that has no entry (`BPF_NOEXIST`: an entry another
     /// socket holds stays). True when one was missing.
     public func restoreMissingInboundListener(addresses: [IPAddress], inboundListener: Int32) -> Bool {
-        var fd = UInt64(inboundListener)
-        var restored = false
-        for address in addresses {
-            var listenerKey = EBPFMapLayout.listenerKey(address)
-            if bpf_map_update_elem(listenerMap, &listenerKey, &fd, UInt64(BPF_NOEXIST)) == 0 { restored = true }
-        }
-        return restored
+        addresses.map { insertListener(inboundListener, for: $0, flags: BPF_NOEXIST) == 0 }.contains(true)
+    }
+
+    /// `inbound_listeners[address] = listener` with the map update `flags`; the `bpf_map_update_elem` status.
+    private func insertListener(_ listener: Int32, for address: IPAddress, flags: Int) -> Int32 {
+        var fd = UInt64(listener)
+        var key = EBPFMapLayout.listenerKey(address)
+        return bpf_map_update_elem(listenerMap, &key, &fd, UInt64(flags))
     }
 
     /// Ends the capture of the pod with netns `cookie`: no more outbound redirection, the `sk_lookup` link is
