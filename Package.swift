@@ -15,6 +15,7 @@ let package = Package(
         .executable(name: "ambit-cni", targets: ["ambit-cni"]),
         .executable(name: "ambit-waypoint", targets: ["ambit-waypoint"]),
         .executable(name: "ambit-sidecar", targets: ["ambit-sidecar"]),
+        .executable(name: "ambit-ca", targets: ["ambit-ca"]),
         .library(name: "AmbitModel", targets: ["AmbitModel"]),
         .library(name: "AmbitTelemetry", targets: ["AmbitTelemetry"]),
         .library(name: "AmbitPolicy", targets: ["AmbitPolicy"]),
@@ -25,6 +26,7 @@ let package = Package(
         .library(name: "AmbitCapture", targets: ["AmbitCapture"]),
         .library(name: "AmbitCNI", targets: ["AmbitCNI"]),
         .library(name: "AmbitNode", targets: ["AmbitNode"]),
+        .library(name: "AmbitCA", targets: ["AmbitCA"]),
         .library(name: "AmbitWaypoint", targets: ["AmbitWaypoint"]),
         // Test helpers (in-code CA, loopback servers), also used by the benchmarks.
         .library(name: "AmbitTestSupport", targets: ["AmbitTestSupport"]),
@@ -162,6 +164,43 @@ let package = Package(
             swiftSettings: strictSettings
         ),
 
+        // Certificates from a CA service (Istio's CA API over gRPC): the client the agents sign with, and
+        // ambit-ca's service (token authentication, node authorization, signing).
+        .target(
+            name: "AmbitCA",
+            dependencies: [
+                "AmbitConfig",
+                "AmbitIdentity",
+                "AmbitModel",
+                "AmbitProcess",
+                "AmbitProto",
+                "AmbitTelemetry",
+                .product(name: "GRPCCore", package: "grpc-swift-2"),
+                .product(name: "GRPCNIOTransportHTTP2Posix", package: "grpc-swift-nio-transport"),
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "X509", package: "swift-certificates"),
+                .product(name: "SwiftASN1", package: "swift-asn1"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+            ],
+            swiftSettings: strictSettings
+        ),
+        .executableTarget(
+            name: "ambit-ca",
+            dependencies: [
+                "AmbitCA",
+                "AmbitCLI",
+                "AmbitConfig",
+                "AmbitModel",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strictSettings
+        ),
+
         // What every Ambit daemon has: metrics, readiness and admin ports, termination signals.
         .target(
             name: "AmbitProcess",
@@ -206,6 +245,7 @@ let package = Package(
         .target(
             name: "AmbitNode",
             dependencies: [
+                "AmbitCA",
                 "AmbitCNI",
                 "AmbitCapture",
                 "AmbitConfig",
@@ -228,6 +268,7 @@ let package = Package(
         .target(
             name: "AmbitCLI",
             dependencies: [
+                "AmbitCA",
                 "AmbitConfig",
                 "AmbitHBONE",
                 "AmbitProcess",
@@ -254,6 +295,7 @@ let package = Package(
         .target(
             name: "AmbitWaypoint",
             dependencies: [
+                "AmbitCA",
                 "AmbitConfig",
                 "AmbitHBONE",
                 "AmbitIdentity",
@@ -292,6 +334,7 @@ let package = Package(
         .executableTarget(
             name: "ambit-sidecar",
             dependencies: [
+                "AmbitCA",
                 "AmbitCLI",
                 "AmbitCapture",
                 "AmbitConfig",
@@ -322,6 +365,7 @@ let package = Package(
         .executableTarget(
             name: "ambitctl",
             dependencies: [
+                "AmbitCA",
                 "AmbitCLI",
                 "AmbitConfig",
                 "AmbitIdentity",
@@ -355,6 +399,17 @@ let package = Package(
             swiftSettings: strictSettings
         ),
 
+        .testTarget(
+            name: "AmbitCATests",
+            dependencies: [
+                "AmbitCA", "AmbitCLI", "AmbitConfig", "AmbitIdentity", "AmbitModel", "AmbitTestSupport",
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "X509", package: "swift-certificates"),
+            ],
+            swiftSettings: strictSettings
+        ),
         .testTarget(
             name: "AmbitModelTests",
             dependencies: ["AmbitModel"],

@@ -109,7 +109,7 @@ public struct CertificateAuthority: Sendable {
                 notValidAfter: notAfter,
                 issuer: certificate.subject,
                 subject: DistinguishedName(),
-                signatureAlgorithm: .ecdsaWithSHA256,
+                // ECDSA with SHA-256 for a P-256 CA key, SHA-256 with RSA for an RSA one (Istio's cacerts).
                 extensions: CertificateProfiles.leafExtensions(identity: identity, issuer: certificate),
                 issuerPrivateKey: privateKey
             )

@@ -164,3 +164,18 @@ public actor CertificateManager {
         }
     }
 }
+
+extension CertificateManager {
+    /// One line per identity whose last request failed (the CA unreachable or refusing), saying what is
+    /// served meanwhile: for readiness pages, where an operator looks first.
+    public func problems() -> [String] {
+        status().compactMap { status in
+            guard status.consecutiveFailures > 0 else { return nil }
+            let serving =
+                status.expiry.map { $0 > now() ? "serving the current one until \($0)" : "the current one expired" }
+                ?? "none issued yet"
+            return
+                "certificate \(status.identity): \(status.consecutiveFailures) request(s) failed (\(status.lastError ?? "?")); \(serving)"
+        }
+    }
+}

@@ -51,6 +51,7 @@ struct LabBuilder {
         do {
             try buildNetwork(&record, network: network, store: store)
             try writeInitialManifests(&record)
+            if spec.usesCAService { try startControlPlane(&record, tools: tools, network: network, store: store) }
             if spec.mesh { try startAgents(&record, tools: tools, store: store) }
             try addPods(&record, tools: tools, store: store)
             try startKubelets(&record, tools: tools, store: store)
@@ -77,7 +78,7 @@ struct LabBuilder {
         }
         if spec.mesh {
             let binaries =
-                ["ambitctl", "ambit-node", "ambit-cni"]
+                ["ambitctl", "ambit-node", "ambit-cni"] + (spec.usesCAService ? ["ambit-ca"] : [])
                 + (spec.pods.contains { $0.waypoint != nil } ? ["ambit-waypoint"] : [])
             for binary in binaries {
                 let path = "\(environment.binDirectory)/\(binary)"
@@ -152,12 +153,21 @@ struct LabBuilder {
 
     private func writeInitialManifests(_ record: inout LabRecord) throws {
         if spec.mesh {
+            try FileManager.default.createDirectory(
+                atPath: layout.controlPlaneDirectory,
+                withIntermediateDirectories: true,
+                attributes: [.posixPermissions: 0o700]
+            )
             try runner.check(
                 "\(environment.binDirectory)/ambitctl",
                 ["ca", "init", "--dir", layout.caDirectory],
                 what: "create the mesh CA"
             )
-            say("  ca        \(layout.caDirectory)")
+            try FileManager.default.copyItem(
+                atPath: "\(layout.caDirectory)/root-cert.pem",
+                toPath: layout.caRootsFile
+            )
+            say("  ca        \(layout.caDirectory) (root \(layout.caRootsFile))")
         }
         let manifests = LabManifests(directory: layout.manifestsDirectory)
         try manifests.writeNamespaces(spec)
@@ -170,12 +180,21 @@ struct LabBuilder {
     private func startAgents(_ record: inout LabRecord, tools: HostTools, store: LabRecordStore) throws {
         for index in record.nodes.indices {
             let node = record.nodes[index]
-            var command = [
-                tools.nsenter, "--net=\(LabLayout.netnsPath(node.netns))",
-                "\(environment.binDirectory)/ambit-node",
-                "--node-name", node.name,
-                "--manifests", layout.manifestsDirectory,
-                "--ca-dir", layout.caDirectory,
+            var command =
+                try daemonPrefix(tools: tools, netns: node.netns) + [
+                    "\(environment.binDirectory)/ambit-node",
+                    "--node-name", node.name,
+                    "--manifests", layout.manifestsDirectory,
+                ]
+            command += try certificateArguments(
+                record,
+                token: "ambit-node-\(node.name)",
+                namespace: "ambit-system",
+                serviceAccount: "ambit-node",
+                node: node.name,
+                pod: nil
+            )
+            command += [
                 "--state-dir", layout.runDirectory(node: node.name),
                 "--cni-socket", layout.cniSocket(node: node.name),
                 "--enrollment-file", layout.enrollmentFile(node: node.name),
@@ -189,20 +208,7 @@ struct LabBuilder {
             let agent = try ProcessHandle.spawnDetached(command, log: layout.agentLog(node: node.name))
             record.nodes[index].agent = agent
             try store.save(record)
-            let probe = AgentProbe(tools: tools, runner: runner)
-            let deadline = Date().addingTimeInterval(Self.agentReadyTimeout)
-            while !probe.isReady(netns: node.netns) {
-                guard agent.isAlive else {
-                    throw LabError("ambit-node on \(node.name) exited; log tail:\n\(agent.logTail())")
-                }
-                guard Date() < deadline else {
-                    throw LabError(
-                        "ambit-node on \(node.name) not ready within \(Int(Self.agentReadyTimeout)) s "
-                            + "(\(AgentProbe.readinessURL)); log tail:\n\(agent.logTail())"
-                    )
-                }
-                Thread.sleep(forTimeInterval: 0.2)
-            }
+            try waitUntilReady(agent, tools: tools, netns: node.netns, what: "ambit-node on \(node.name)")
             say("  agent     \(node.name): ambit-node pid \(agent.pid) ready (log \(agent.log))")
         }
     }
@@ -279,16 +285,22 @@ struct LabBuilder {
                 try waitForListeners(app, ports: pod.appPorts, pod: pod.qualifiedName)
             }
             if pod.waypoint != nil, spec.mesh {
+                let certificates = try certificateArguments(
+                    record,
+                    token: "waypoint-\(pod.namespace)-\(pod.name)",
+                    namespace: pod.namespace,
+                    serviceAccount: pod.serviceAccount,
+                    node: pod.node,
+                    pod: pod.name
+                )
                 let command =
-                    [
-                        tools.nsenter, "--net=\(LabLayout.netnsPath(layout.podNetns(pod.name)))",
+                    try daemonPrefix(tools: tools, netns: layout.podNetns(pod.name)) + [
                         "\(environment.binDirectory)/ambit-waypoint",
                         "--gateway", "\(pod.namespace)/\(pod.name)",
                         "--service-account", pod.serviceAccount,
                         "--manifests", layout.manifestsDirectory,
-                        "--ca-dir", layout.caDirectory,
                         "--log-format", "json",
-                    ] + (spec.meshConfig.map { ["--mesh-config", $0] } ?? [])
+                    ] + certificates + (spec.meshConfig.map { ["--mesh-config", $0] } ?? [])
                 let waypoint = try ProcessHandle.spawnDetached(command, log: layout.appLog(pod: pod.name))
                 record.pods[index].app = waypoint
                 try store.save(record)

@@ -2,8 +2,11 @@ public import Foundation
 
 /// Names and paths of everything one lab creates; the single place that spells them.
 ///
-/// State: `<state-dir>/<lab>/{lab.json, ca/, manifests/, logs/, ipam/<node>/, run/<node>/}`.
-/// Network namespaces: `ambit-<lab>-ul` (underlay), `ambit-<lab>-<node>`, `ambit-<lab>-p-<pod>`.
+/// State: `<state-dir>/<lab>/{lab.json, control-plane/{ca/, token-key.pem, token-key.pub.pem}, ca-roots.pem,
+/// tokens/, manifests/, logs/, ipam/<node>/, run/<node>/}`. `control-plane/` (mode 0700) holds the only private
+/// keys of the mesh; agents and waypoints run with it covered by an empty mount.
+/// Network namespaces: `ambit-<lab>-ul` (underlay), `ambit-<lab>-cp` (control plane: ambit-ca),
+/// `ambit-<lab>-<node>`, `ambit-<lab>-p-<pod>`.
 public struct LabLayout: Sendable {
     public let name: String
     public let root: URL
@@ -17,7 +20,17 @@ public struct LabLayout: Sendable {
     public static let netnsDirectory = "/var/run/netns"
 
     public var recordFile: String { path("lab.json") }
-    public var caDirectory: String { path("ca") }
+    /// Only ambit-ca (and ambitctl on the host) read it: the CA's key and the token signing key.
+    public var controlPlaneDirectory: String { path("control-plane") }
+    public var caDirectory: String { path("control-plane/ca") }
+    public var tokenKeyFile: String { path("control-plane/token-key.pem") }
+    public var tokenPublicKeyFile: String { path("control-plane/token-key.pub.pem") }
+    /// The mesh root(s), public: what agents and waypoints trust (`--ca-roots`).
+    public var caRootsFile: String { path("ca-roots.pem") }
+    public var tokensDirectory: String { path("tokens") }
+    /// A daemon's service-account token (`--ca-token-file`).
+    public func tokenFile(_ name: String) -> String { path("tokens/\(name).token") }
+    public var caLog: String { path("logs/ambit-ca.log") }
     public var manifestsDirectory: String { path("manifests") }
     public var logsDirectory: String { path("logs") }
     public func ipamDirectory(node: String) -> String { path("ipam/\(node)") }
@@ -33,6 +46,7 @@ public struct LabLayout: Sendable {
     public func appLog(pod: String) -> String { path("logs/pod-\(pod).log") }
 
     public var underlayNetns: String { "\(Self.netnsPrefix)\(name)-ul" }
+    public var controlPlaneNetns: String { "\(Self.netnsPrefix)\(name)-cp" }
     public func nodeNetns(_ node: String) -> String { "\(Self.netnsPrefix)\(name)-\(node)" }
     public func podNetns(_ pod: String) -> String { "\(Self.netnsPrefix)\(name)-p-\(pod)" }
 

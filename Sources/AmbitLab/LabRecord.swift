@@ -23,6 +23,16 @@ public struct LabRecord: Codable, Sendable {
     public var netns: [String] = []
     public var nodes: [NodeRecord] = []
     public var pods: [PodRecord] = []
+    /// The control plane (ambit-ca in its own netns); `nil` without a mesh, or with `--local-ca`.
+    public var controlPlane: ControlPlaneRecord?
+
+    public struct ControlPlaneRecord: Codable, Sendable {
+        public var netns: String
+        public var underlayIP: String
+        public var ca: ProcessHandle?
+        /// `host:port` agents and waypoints send CSRs to.
+        public var caAddress: String { "\(underlayIP):\(LabBuilder.caPort)" }
+    }
 
     public struct NodeRecord: Codable, Sendable {
         public var name: String

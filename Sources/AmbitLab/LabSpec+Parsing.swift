@@ -55,7 +55,7 @@ private struct LabSpecParser {
             root,
             "",
             known: [
-                "name", "underlay", "mesh", "capture", "nodes", "namespaces", "pods", "services", "manifests",
+                "name", "underlay", "mesh", "capture", "ca", "nodes", "namespaces", "pods", "services", "manifests",
                 "meshConfig",
             ]
         )
@@ -82,6 +82,14 @@ private struct LabSpecParser {
             }
             capture = value
         }
+        var ca: LabSpec.CAMode?
+        if let node = top["ca"] {
+            let text = try reader.string(node, "ca")
+            guard let value = LabSpec.CAMode(rawValue: text) else {
+                throw reader.error(node, "ca", "\"\(text)\" must be service (ambit-ca, the default) or local")
+            }
+            ca = value
+        }
 
         guard let nodesNode = top["nodes"] else { throw reader.error(root, "nodes", "at least one node is required") }
         let nodes = try parseNodes(nodesNode, underlay: underlay)
@@ -105,6 +113,7 @@ private struct LabSpecParser {
             capture: capture
         )
         spec.meshConfig = meshConfig
+        spec.ca = ca
         return spec
     }
 
@@ -141,8 +150,12 @@ private struct LabSpecParser {
             guard name.count <= 63, name.wholeMatch(of: Self.namePattern) != nil else {
                 throw reader.error(nameNode, "\(path).name", "\"\(name)\" is not a DNS label ([a-z0-9-], ≤ 63)")
             }
-            guard name != "ul", !name.hasPrefix("p-") else {
-                throw reader.error(nameNode, "\(path).name", "\"\(name)\" is reserved (netns ambit-<lab>-ul, -p-<pod>)")
+            guard name != "ul", name != "cp", !name.hasPrefix("p-") else {
+                throw reader.error(
+                    nameNode,
+                    "\(path).name",
+                    "\"\(name)\" is reserved (netns ambit-<lab>-ul, -cp, -p-<pod>)"
+                )
             }
             let interface = LabSpec.underlayInterfaceName(node: name)
             guard interface.count <= LabSpec.maxInterfaceNameLength else {

@@ -20,8 +20,22 @@ public struct LabSpec: Codable, Sendable, Equatable {
     public var manifests: [String]
     /// How the agents capture pods (`ambit-node --capture`); `nil` means nftables.
     public var capture: Capture? = nil
+    /// Where agents and waypoints get certificates; `nil` means `.service`.
+    public var ca: CAMode? = nil
     /// Istio MeshConfig for the lab's waypoints (`ambit-waypoint --mesh-config`), as an absolute path.
     public var meshConfig: String? = nil
+
+    /// `service`: ambit-ca runs in the control-plane netns and no agent or waypoint can read a CA key.
+    /// `local`: every agent and waypoint signs with the lab's CA directory (`--ca-dir`), as before ambit-ca.
+    public enum CAMode: String, Codable, Sendable, CaseIterable {
+        case service
+        case local
+    }
+
+    public var usesCAService: Bool { mesh && ca != .local }
+
+    /// The control plane's underlay address, `.10` (nodes start at `.11`).
+    public var controlPlaneAddress: IPAddress { underlay.address(at: Self.firstNodeHostOffset - 1) }
 
     public enum Capture: String, Codable, Sendable, CaseIterable {
         case nftables

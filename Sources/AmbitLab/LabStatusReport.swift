@@ -9,6 +9,17 @@ public struct LabStatusReport: Codable, Sendable {
     public var stateDirectory: String
     public var nodes: [Node]
     public var pods: [Pod]
+    /// ambit-ca, when the lab runs one (`ca: service`).
+    public var ca: CA?
+
+    public struct CA: Codable, Sendable {
+        public var netns: String
+        public var address: String
+        public var pid: Int32?
+        public var alive: Bool?
+        /// Whether its readiness port answers 200.
+        public var ready: Bool?
+    }
 
     public struct Node: Codable, Sendable {
         public var name: String
@@ -100,13 +111,24 @@ public struct LabStatusReport: Codable, Sendable {
                 probe: probed?.message
             )
         }
+        let ca = record.controlPlane.map { plane in
+            let alive = plane.ca?.isAlive
+            return CA(
+                netns: plane.netns,
+                address: plane.caAddress,
+                pid: plane.ca?.pid,
+                alive: alive,
+                ready: alive == true ? probe.map { $0.isReady(netns: plane.netns) } : false
+            )
+        }
         return LabStatusReport(
             name: record.name,
             phase: record.phase.rawValue,
             mesh: record.spec.mesh,
             stateDirectory: layout.root.path,
             nodes: nodes,
-            pods: pods
+            pods: pods,
+            ca: ca
         )
     }
 
@@ -114,6 +136,16 @@ public struct LabStatusReport: Codable, Sendable {
     public var table: String {
         func yesNo(_ value: Bool?) -> String { value.map { $0 ? "yes" : "no" } ?? "-" }
         var text = "Lab \(name) (\(phase), mesh \(mesh ? "on" : "off")), state \(stateDirectory)\n\n"
+        if let ca {
+            let process = ca.pid.map { "\($0) \(ca.alive == true ? "alive" : "dead")" } ?? "-"
+            text += Self.format(
+                [
+                    ["CA", "NETNS", "ADDRESS", "PROCESS", "READY"],
+                    ["ambit-ca", ca.netns, ca.address, process, yesNo(ca.ready)],
+                ]
+            )
+            text += "\n"
+        }
         text += Self.format(
             [["NODE", "NETNS", "UNDERLAY", "POD CIDR", "AGENT", "TUNNELS"]]
                 + nodes.map { node in

@@ -64,6 +64,7 @@ struct LabTeardown {
                 say("  ebpf      \(node.name): removed \(pins) (programs detached)")
             }
         }
+        if let ca = record.controlPlane?.ca { say("  ca        \(ca.terminate())") }
         for netns in record.netns.reversed() {
             removeNetns(netns, network: network)
         }

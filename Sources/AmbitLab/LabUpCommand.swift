@@ -14,6 +14,14 @@ struct LabUpCommand: ParsableCommand {
     @Option(help: "Capture backend of the agents: nftables or ebpf (overrides the lab file's `capture`).")
     var capture: String?
 
+    @Option(
+        help: """
+            Where certificates come from: service (ambit-ca in its own netns; no agent can read a CA key) or local \
+            (each agent signs with the lab's CA directory). Overrides the lab file's `ca`.
+            """
+    )
+    var ca: String?
+
     @OptionGroup var location: LabLocationOptions
 
     func run() throws {
@@ -31,6 +39,12 @@ struct LabUpCommand: ParsableCommand {
                 throw ValidationError("--capture must be nftables or ebpf, not \(capture)")
             }
             spec.capture = mode
+        }
+        if let ca {
+            guard let mode = LabSpec.CAMode(rawValue: ca) else {
+                throw ValidationError("--ca must be service or local, not \(ca)")
+            }
+            spec.ca = mode
         }
         let environment = location.environment()
         let runner = ProcessCommandRunner()

@@ -1,3 +1,4 @@
+import AmbitCA
 import AmbitCapture
 import AmbitConfig
 import AmbitHBONE
@@ -37,19 +38,19 @@ public final class NodeAgent: Sendable {
         self.options = options
         self.logger = logger
         OpenFileLimit.raiseToHardLimit(logger: logger)
-        let authority = try CertificateAuthority.load(directory: options.caDirectory)
-        trustDomain = authority.trustDomain
+        group = MultiThreadedEventLoopGroup(numberOfThreads: options.eventLoopThreads)
+        let (signer, trustDomain) = try options.certificates.makeSigner(group: group)
+        self.trustDomain = trustDomain
         metrics = MeshMetrics()
         metrics.declareLimits(HBONELimit.allCases.map(\.rawValue))
         let certificates = CertificateManager(
-            signer: LocalCertificateSigner(authority: authority),
+            signer: signer,
             metrics: CertificateMetrics(registry: metrics.registry),
             logger: logger
         )
         let store = ConfigStore(
-            options: ConfigOptions(trustDomain: authority.trustDomain, clusterID: options.clusterID)
+            options: ConfigOptions(trustDomain: trustDomain, clusterID: options.clusterID)
         )
-        group = MultiThreadedEventLoopGroup(numberOfThreads: options.eventLoopThreads)
         source = try options.config.makeSource(
             store: store,
             group: group,
@@ -80,8 +81,8 @@ public final class NodeAgent: Sendable {
         let registry = PodRegistry()
         let client = HBONEClient(
             configuration: options.hboneConfiguration,
-            trustDomain: authority.trustDomain,
-            roots: [authority.root],
+            trustDomain: trustDomain,
+            roots: signer.trustAnchors,
             dialer: NetnsDialer(registry: registry, executor: executor, placement: .sourcePod, timeout: .seconds(10)),
             logger: logger
         )
@@ -106,8 +107,8 @@ public final class NodeAgent: Sendable {
             ),
             hbone: .init(
                 configuration: options.hboneConfiguration,
-                trustDomain: authority.trustDomain,
-                roots: [authority.root],
+                trustDomain: trustDomain,
+                roots: signer.trustAnchors,
                 limiter: HBONEConnectionLimiter(limits: options.hboneLimits),
                 onLimit: { [metrics] in metrics.limitHit($0.rawValue) }
             ),
@@ -154,7 +155,8 @@ public final class NodeAgent: Sendable {
                 return state.isReady ? nil : state.missing.joined(separator: "; ")
             },
             configDump: { await self.configDump() },
-            configProblems: { [source] in source.problems }
+            configProblems: { [source] in source.problems },
+            readinessNotes: { [inputs] in await inputs.certificates.problems() }
         )
         operational.withLock { $0 = endpoints }
         logger.info("loading configuration", metadata: ["source": "\(options.config)"])

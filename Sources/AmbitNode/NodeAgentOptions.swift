@@ -1,3 +1,4 @@
+public import AmbitCA
 public import AmbitConfig
 public import AmbitHBONE
 import AmbitModel
@@ -8,7 +9,8 @@ public struct NodeAgentOptions: Sendable {
     public var nodeName: String
     /// Where the configuration comes from (a manifest directory, the Kubernetes API).
     public var config: ConfigSourceSelection
-    public var caDirectory: String
+    /// Where workload certificates come from: a CA service (no CA key on the node) or a local CA directory.
+    public var certificates: CertificateSourceSelection
     public var stateDirectory: String
     public var cniSocket: String
     public var enrollmentFile: String
@@ -47,14 +49,14 @@ public struct NodeAgentOptions: Sendable {
     public init(
         nodeName: String,
         config: ConfigSourceSelection,
-        caDirectory: String,
+        certificates: CertificateSourceSelection,
         stateDirectory: String,
         cniSocket: String? = nil,
         enrollmentFile: String? = nil
     ) {
         self.nodeName = nodeName
         self.config = config
-        self.caDirectory = caDirectory
+        self.certificates = certificates
         self.stateDirectory = stateDirectory
         self.cniSocket = cniSocket ?? "\(stateDirectory)/cni.sock"
         self.enrollmentFile = enrollmentFile ?? "\(stateDirectory)/enrollment.json"

@@ -27,6 +27,8 @@ public struct OperationalEndpoints: Sendable {
     public typealias ConfigDump = @Sendable () async -> String
     /// What the configuration source rejects now (files or objects kept at their last good state).
     public typealias ConfigProblems = @Sendable () -> [String]
+    /// What a ready process still wants said on its readiness page (certificates the CA will not renew).
+    public typealias ReadinessNotes = @Sendable () async -> [String]
 
     private let channels: [any Channel]
 
@@ -39,7 +41,8 @@ public struct OperationalEndpoints: Sendable {
         logger: Logger,
         readiness: @escaping Readiness,
         configDump: @escaping ConfigDump,
-        configProblems: @escaping ConfigProblems = { [] }
+        configProblems: @escaping ConfigProblems = { [] },
+        readinessNotes: @escaping ReadinessNotes = { [] }
     ) async throws -> OperationalEndpoints {
         var channels: [any Channel] = []
         // `ambit_config_rejected`: how many files or objects the configuration source rejects now (their last
@@ -76,7 +79,9 @@ public struct OperationalEndpoints: Sendable {
                     }
                     // Rejected configuration does not make the process unready (its last good state is in
                     // force), but it is shown here so that whoever checks readiness sees it.
-                    let notes = configProblems().map { "config rejected: \($0)\n" }.joined()
+                    let notes =
+                        configProblems().map { "config rejected: \($0)\n" }.joined()
+                        + (await readinessNotes()).map { "\($0)\n" }.joined()
                     guard let reason = await readiness() else { return .text("ready\n" + notes) }
                     return .text("not ready: \(reason)\n" + notes, status: .serviceUnavailable)
                 }.get()

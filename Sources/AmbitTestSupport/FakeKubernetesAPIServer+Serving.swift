@@ -31,6 +31,9 @@ extension FakeKubernetesAPIServer {
                 )
             }
             if request.method == "PATCH" { return patch(request, &state) }
+            if request.method == "POST", request.path == "/apis/authentication.k8s.io/v1/tokenreviews" {
+                return tokenReview(request, state)
+            }
             if request.isWatch {
                 let from = Int(request.query["resourceVersion"] ?? "") ?? state.resourceVersion
                 if from + 1 < state.oldestResourceVersion {
@@ -55,6 +58,47 @@ extension FakeKubernetesAPIServer {
             }
             return list(request, &state)
         }
+    }
+
+    /// What the API server answers a TokenReview: `201 Created` with `status.authenticated`, the user and, for a
+    /// pod-bound token, the pod's and node's names in `extra`; an unknown token or a foreign audience is
+    /// `authenticated: false` with an `error`.
+    func tokenReview(_ request: Request, _ state: State) -> Reply {
+        guard let review = Self.object(request.body), let spec = review["spec"] as? [String: Any],
+            let token = spec["token"] as? String
+        else {
+            return .response(status: 400, body: Self.json(Self.status(400, "BadRequest", "not a TokenReview")))
+        }
+        let audiences = spec["audiences"] as? [String] ?? []
+        var status: [String: Any]
+        if let known = state.reviewableTokens[token] {
+            if !audiences.isEmpty, !known.audiences.contains(where: audiences.contains) {
+                status = [
+                    "authenticated": false,
+                    "error":
+                        "[invalid bearer token, token audiences \(known.audiences) is invalid for the target audiences \(audiences)]",
+                ]
+            } else {
+                var extra: [String: [String]] = [:]
+                if let node = known.nodeName { extra["authentication.kubernetes.io/node-name"] = [node] }
+                if let pod = known.podName { extra["authentication.kubernetes.io/pod-name"] = [pod] }
+                status = [
+                    "authenticated": true,
+                    "user": ["username": known.username, "groups": ["system:serviceaccounts"], "extra": extra],
+                    "audiences": audiences.isEmpty ? known.audiences : audiences,
+                ]
+            }
+        } else {
+            status = [
+                "authenticated": false,
+                "error": "[invalid bearer token, square/go-jose: error in cryptographic primitive]",
+            ]
+        }
+        let answer: [String: Any] = [
+            "apiVersion": "authentication.k8s.io/v1", "kind": "TokenReview", "metadata": [:], "spec": spec,
+            "status": status,
+        ]
+        return .response(status: 201, body: Self.json(answer))
     }
 
     func register(_ channel: any Channel, collection: String) {

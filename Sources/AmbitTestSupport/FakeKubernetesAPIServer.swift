@@ -55,6 +55,22 @@ public final class FakeKubernetesAPIServer: Sendable {
         var failures: [String: [Int]] = [:]
         var acceptedTokens: Set<String> = []
         var expiry = Expiry.status
+        var reviewableTokens: [String: ReviewedToken] = [:]
+    }
+
+    /// Who a token belongs to, as TokenReview answers for it.
+    public struct ReviewedToken: Sendable {
+        public var username: String
+        public var audiences: [String]
+        public var nodeName: String?
+        public var podName: String?
+
+        public init(username: String, audiences: [String], nodeName: String? = nil, podName: String? = nil) {
+            self.username = username
+            self.audiences = audiences
+            self.nodeName = nodeName
+            self.podName = podName
+        }
     }
 
     let state = Mutex<State>(State())
@@ -223,6 +239,11 @@ public final class FakeKubernetesAPIServer: Sendable {
         state.withLock { state in
             if served { state.notServed.remove(collection) } else { state.notServed.insert(collection) }
         }
+    }
+
+    /// Tokens `POST /apis/authentication.k8s.io/v1/tokenreviews` authenticates (any other is refused).
+    public func reviewTokens(_ tokens: [String: ReviewedToken]) {
+        state.withLock { $0.reviewableTokens = tokens }
     }
 
     /// Bearer tokens accepted from now on (empty: no token needed).

@@ -1,3 +1,4 @@
+public import AmbitCA
 public import AmbitConfig
 public import AmbitHBONE
 public import AmbitIdentity
@@ -19,7 +20,8 @@ public struct WaypointProcessOptions: Sendable {
     public var serviceAccount: String
     /// Where the configuration comes from (a manifest directory, the Kubernetes API).
     public var config: ConfigSourceSelection
-    public var caDirectory: String
+    /// Where the waypoint's certificate comes from: a CA service or a local CA directory.
+    public var certificates: CertificateSourceSelection
     public var listenHost = "0.0.0.0"
     public var hbonePort = Int(MeshPorts.hbone)
     /// Metrics, readiness and admin ports.
@@ -36,11 +38,16 @@ public struct WaypointProcessOptions: Sendable {
     /// Istio's MeshConfig (its `extensionProviders` are the authorizers CUSTOM policies call).
     public var meshConfig = MeshConfig()
 
-    public init(gateway: ObjectKey, serviceAccount: String, config: ConfigSourceSelection, caDirectory: String) {
+    public init(
+        gateway: ObjectKey,
+        serviceAccount: String,
+        config: ConfigSourceSelection,
+        certificates: CertificateSourceSelection
+    ) {
         self.gateway = gateway
         self.serviceAccount = serviceAccount
         self.config = config
-        self.caDirectory = caDirectory
+        self.certificates = certificates
     }
 }
 
@@ -63,20 +70,20 @@ public final class WaypointProcess: Sendable {
     public init(options: WaypointProcessOptions, logger: Logger) throws {
         self.options = options
         self.logger = logger
-        let authority = try CertificateAuthority.load(directory: options.caDirectory)
+        group = MultiThreadedEventLoopGroup(numberOfThreads: options.eventLoopThreads)
+        let (signer, trustDomain) = try options.certificates.makeSigner(group: group)
         let identity = try SpiffeID(
-            trustDomain: authority.trustDomain,
+            trustDomain: trustDomain,
             namespace: options.gateway.namespace,
             serviceAccount: options.serviceAccount
         )
-        store = ConfigStore(options: ConfigOptions(trustDomain: authority.trustDomain, clusterID: options.clusterID))
+        store = ConfigStore(options: ConfigOptions(trustDomain: trustDomain, clusterID: options.clusterID))
         let certificates = CertificateManager(
-            signer: LocalCertificateSigner(authority: authority),
+            signer: signer,
             metrics: CertificateMetrics(registry: metrics.registry),
             logger: logger
         )
         self.certificates = certificates
-        group = MultiThreadedEventLoopGroup(numberOfThreads: options.eventLoopThreads)
         source = try options.config.makeSource(
             store: store,
             group: group,
@@ -85,8 +92,8 @@ public final class WaypointProcess: Sendable {
         )
         // A sidecar's own connections are marked, or its pod's capture would take them again.
         let client = HBONEClient(
-            trustDomain: authority.trustDomain,
-            roots: [authority.root],
+            trustDomain: trustDomain,
+            roots: signer.trustAnchors,
             dialer: DirectDialer(mark: options.sidecar?.mark),
             logger: logger
         )
@@ -114,8 +121,8 @@ public final class WaypointProcess: Sendable {
         metrics.declareLimits(HBONELimit.allCases.map(\.rawValue))
         server = HBONEServer(
             configuration: configuration,
-            trustDomain: authority.trustDomain,
-            roots: [authority.root],
+            trustDomain: trustDomain,
+            roots: signer.trustAnchors,
             certificate: {
                 guard let current = cache.current(identity) else {
                     throw WaypointProcessError.noCertificate(identity)
@@ -159,7 +166,8 @@ public final class WaypointProcess: Sendable {
             logger: logger,
             readiness: { self.ready.load(ordering: .relaxed) ? nil : "starting or draining" },
             configDump: { [waypoint, source] in waypoint.configDump(adding: ["configSource": source.statusDump()]) },
-            configProblems: { [source] in source.problems }
+            configProblems: { [source] in source.problems },
+            readinessNotes: { [certificates] in await certificates.problems() }
         )
         channels.withLock { $0.insert(listener, at: 0) }
         ready.store(true, ordering: .relaxed)

@@ -41,8 +41,8 @@ struct RunCommand: AsyncParsableCommand {
     @OptionGroup(title: "Configuration source")
     var source: ConfigSourceOptions
 
-    @Option(help: "Local CA directory (ambitctl ca init) used to issue workload certificates.")
-    var caDir: String
+    @OptionGroup(title: "Certificates")
+    var ca: CertificateOptions
 
     @Option(help: "Directory for the agent's state (captured pods, enrollment, CNI socket).")
     var stateDir: String = "/var/run/ambit"
@@ -91,7 +91,7 @@ struct RunCommand: AsyncParsableCommand {
             var options = NodeAgentOptions(
                 nodeName: nodeName,
                 config: config,
-                caDirectory: caDir,
+                certificates: ca.selection(impersonate: true, clusterID: daemon.clusterID),
                 stateDirectory: stateDir,
                 cniSocket: cniSocket,
                 enrollmentFile: enrollmentFile

@@ -1,3 +1,4 @@
+import AmbitCA
 import AmbitCLI
 import AmbitCapture
 import AmbitConfig
@@ -69,7 +70,7 @@ struct AmbitSidecarCommand: AsyncParsableCommand {
                 gateway: ObjectKey(.gateway, namespace: key.namespace, name: "sidecar-\(key.name)"),
                 serviceAccount: serviceAccount,
                 config: config,
-                caDirectory: caDir
+                certificates: .localCA(directory: caDir, trustDomain: nil)
             )
             options.eventLoopThreads = threads
             options.drainDeadline = .seconds(drainSeconds)

@@ -32,8 +32,8 @@ struct AmbitWaypointCommand: AsyncParsableCommand {
     @OptionGroup(title: "Configuration source")
     var source: ConfigSourceOptions
 
-    @Option(help: "Local CA directory (ambitctl ca init) that issues the waypoint's certificate.")
-    var caDir: String
+    @OptionGroup(title: "Certificates")
+    var ca: CertificateOptions
 
     @Option(help: "Address the HBONE listener binds.") var listen: String = "0.0.0.0"
     @Option(help: "HBONE port.") var hbonePort = Int(MeshPorts.hbone)
@@ -68,7 +68,7 @@ struct AmbitWaypointCommand: AsyncParsableCommand {
                 gateway: key,
                 serviceAccount: serviceAccount ?? key.name,
                 config: config,
-                caDirectory: caDir
+                certificates: ca.selection(impersonate: false, clusterID: daemon.clusterID)
             )
             options.listenHost = listen
             options.hbonePort = hbonePort

@@ -7,8 +7,8 @@ import Foundation
 struct CACommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "ca",
-        abstract: "Manage the local certificate authority.",
-        subcommands: [Init.self, Show.self, Secret.self]
+        abstract: "Manage the certificate authority and the tokens its service accepts.",
+        subcommands: [Init.self, Show.self, Secret.self, Roots.self, TokenKey.self, Token.self]
     )
 
     struct Init: ParsableCommand {
@@ -52,13 +52,12 @@ struct CACommand: ParsableCommand {
 
     struct Secret: ParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Print the CA as a Kubernetes Secret (local mode), for kubectl apply.",
+            abstract: "Print the CA as a Kubernetes Secret for ambit-ca, for kubectl apply.",
             discussion: """
                 The Secret holds the four files of DIR (ca-cert.pem, ca-key.pem, cert-chain.pem, root-cert.pem), \
-                the keys of Istio's cacerts Secret. The agents (namespace ambit-system) and every waypoint's \
-                namespace need it:
+                the keys of Istio's cacerts Secret. Only the ambit-ca Deployment (namespace ambit-system) mounts \
+                it; agents and waypoints get the public root from `ambitctl ca roots`:
                   ambitctl ca secret --dir ca/ | kubectl apply -f -
-                  ambitctl ca secret --dir ca/ --namespace demo | kubectl apply -f -
                 """
         )
 
@@ -85,6 +84,46 @@ struct CACommand: ParsableCommand {
         func run() throws {
             _ = global.bootstrap()
             print(try KubernetesManifests.caSecret(directory: dir, name: name, namespace: namespace), terminator: "")
+        }
+    }
+
+    struct Roots: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Print the mesh root as a ConfigMap (ambit-ca-root), for kubectl apply.",
+            discussion: """
+                Public: what agents (namespace ambit-system) and waypoints (their namespaces) trust, mounted as \
+                --ca-roots. One per namespace:
+                  ambitctl ca roots --dir ca/ | kubectl apply -f -
+                  ambitctl ca roots --dir ca/ --namespace demo | kubectl apply -f -
+                """
+        )
+
+        @Option(help: "CA directory (ambitctl ca init).")
+        var dir: String
+
+        @Option(help: "Namespace of the ConfigMap.")
+        var namespace = "ambit-system"
+
+        @Option(help: "Name of the ConfigMap.")
+        var name = "ambit-ca-root"
+
+        @OptionGroup var global: GlobalOptions
+
+        func validate() throws {
+            guard KubernetesNames.isDNSLabel(namespace) else {
+                throw ValidationError("--namespace \"\(namespace)\" is not a valid namespace name (RFC 1123 label)")
+            }
+            guard KubernetesNames.isDNSSubdomain(name) else {
+                throw ValidationError("--name \"\(name)\" is not a valid ConfigMap name")
+            }
+        }
+
+        func run() throws {
+            _ = global.bootstrap()
+            print(
+                try KubernetesManifests.caRootConfigMap(directory: dir, name: name, namespace: namespace),
+                terminator: ""
+            )
         }
     }
 

@@ -6,7 +6,8 @@ import Testing
 #endif
 
 /// `mesh: true` against stand-ins for `ambitctl ca init`, `ambit-node` and `ambit-cni` that check and record how
-/// the lab calls them: the contract the real binaries must meet.
+/// the lab calls them: the contract the real binaries must meet. With `ca: local` (no ambit-ca); the CA service's
+/// lab is tested with the real binaries (CAServiceLabTests).
 @Suite(.serialized, .enabled(if: getuid() == 0, "creates network namespaces: run as root"))
 struct LabMeshContractTests {
     /// Accepts exactly the flags the lab passes, answers readiness on 15021 and a config dump on 15000 listing as
@@ -88,6 +89,7 @@ struct LabMeshContractTests {
         try """
         name: \(name)
         underlay: 172.31.0.0/24
+        ca: local
         nodes:
           - {name: node1, podCIDR: 10.244.1.0/24}
           - {name: node2, podCIDR: 10.244.2.0/24}
@@ -126,7 +128,8 @@ struct LabMeshContractTests {
         let labRoot = "\(state)/\(name)"
         #expect(
             agents.first == [
-                "--node-name", "node1", "--manifests", "\(labRoot)/manifests", "--ca-dir", "\(labRoot)/ca",
+                "--node-name", "node1", "--manifests", "\(labRoot)/manifests",
+                "--ca-dir", "\(labRoot)/control-plane/ca",
                 "--state-dir", "\(labRoot)/run/node1", "--cni-socket", "\(labRoot)/run/node1/cni.sock",
                 "--enrollment-file", "\(labRoot)/run/node1/enrollment.json", "--netns-prefix", "ambit-\(name)-p-",
                 "--log-format", "json",

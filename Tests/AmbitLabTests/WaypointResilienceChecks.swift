@@ -94,7 +94,7 @@ extension LabRootTests {
         let issued = try ProcessRunner.run(
             LabCLI.ambitctl,
             [
-                "cert", "issue", "--ca", "\(lab.stateDirectory)/\(lab.name)/ca",
+                "cert", "issue", "--ca", "\(lab.stateDirectory)/\(lab.name)/control-plane/ca",
                 "--spiffe", "spiffe://cluster.local/ns/demo/sa/client", "--out", certs,
             ]
         )

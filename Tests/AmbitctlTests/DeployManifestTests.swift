@@ -63,6 +63,22 @@ import Testing
         }
     }
 
+    @Test func theRootConfigMapIsValidAndHoldsOnlyTheRoot() throws {
+        let directory = try TemporaryDirectory(prefix: "ambit-ca-roots")
+        defer { directory.remove() }
+        let ca = directory.path + "/ca"
+        #expect(try ProcessRunner.run(Self.ambitctl, ["ca", "init", "--dir", ca]).status == 0)
+        let roots = try ProcessRunner.run(Self.ambitctl, ["ca", "roots", "--dir", ca, "--namespace", "demo"])
+        #expect(roots.status == 0, "\(roots.standardError)")
+        let result = try Self.validate(["-"], input: roots.standardOutput)
+        #expect(result.status == 0, "\(result.standardOutput)\(result.standardError)")
+        #expect(result.standardOutput.contains("valid    ConfigMap demo/ambit-ca-root"), "\(result.standardOutput)")
+        let root = try String(contentsOfFile: "\(ca)/root-cert.pem", encoding: .utf8)
+        let body = root.split(separator: "\n").filter { !$0.hasPrefix("-----") }
+        #expect(body.allSatisfy { roots.standardOutput.contains("    \($0)") }, "the root's PEM, indented")
+        #expect(!roots.standardOutput.contains("PRIVATE KEY"))
+    }
+
     @Test func theCASecretIsValidAndHoldsTheCAFiles() throws {
         let directory = try TemporaryDirectory(prefix: "ambit-ca-secret")
         defer { directory.remove() }

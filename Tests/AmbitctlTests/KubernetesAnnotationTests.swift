@@ -39,14 +39,14 @@ import Testing
         cluster.server.fail(path, status: 403)
 
         let state = cluster.directory.path + "/state"
-        let readiness = KubernetesModeTests.freePort()
+        let readiness = TestPorts.free()
         try cluster.start(
             "ambit-node",
             [
                 "--node-name", "node-9", "--kubeconfig", cluster.kubeconfig, "--ca-dir", cluster.ca,
                 "--state-dir", state, "--netns-dir", "/var/run/netns", "--netns-prefix", netns,
-                "--metrics-port", "\(KubernetesModeTests.freePort())", "--readiness-port", "\(readiness)",
-                "--admin-port", "\(KubernetesModeTests.freePort())", "--log-format", "json",
+                "--metrics-port", "\(TestPorts.free())", "--readiness-port", "\(readiness)",
+                "--admin-port", "\(TestPorts.free())", "--log-format", "json",
             ]
         )
         func annotation() -> String? {

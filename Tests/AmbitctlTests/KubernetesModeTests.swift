@@ -80,25 +80,6 @@ import Testing
         init(_ description: String) { self.description = description }
     }
 
-    /// A port nothing listens on now.
-    static func freePort() -> Int {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        defer { close(fd) }
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        _ = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
-            }
-        }
-        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-        _ = withUnsafeMutablePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
-        }
-        return Int(UInt16(bigEndian: address.sin_port))
-    }
-
     static func get(_ url: String) -> (status: Int, body: String)? {
         guard let result = try? ProcessRunner.run("/usr/bin/curl", ["-s", "-m", "2", "-w", "\n%{http_code}", url]),
             result.status == 0
@@ -126,7 +107,7 @@ import Testing
         let state = cluster.directory.path + "/state"
         let netns = cluster.directory.path + "/netns"
         try FileManager.default.createDirectory(atPath: netns, withIntermediateDirectories: true)
-        let (metrics, readiness, admin) = (Self.freePort(), Self.freePort(), Self.freePort())
+        let (metrics, readiness, admin) = (TestPorts.free(), TestPorts.free(), TestPorts.free())
         try cluster.start(
             "ambit-node",
             [
@@ -170,7 +151,7 @@ import Testing
     @Test func theWaypointReadsItsGatewayRoutesAndPolicies() async throws {
         let cluster = try await Cluster()
         let ports = (
-            hbone: Self.freePort(), metrics: Self.freePort(), readiness: Self.freePort(), admin: Self.freePort()
+            hbone: TestPorts.free(), metrics: TestPorts.free(), readiness: TestPorts.free(), admin: TestPorts.free()
         )
         try cluster.start(
             "ambit-waypoint",

@@ -26,8 +26,8 @@ import Testing
         try policy.write(toFile: manifests + "/policy.yaml", atomically: true, encoding: .utf8)
         try policy.write(toFile: manifests + "/a-extra.yaml", atomically: true, encoding: .utf8)
         let (metrics, readiness, admin, hbone) = (
-            KubernetesModeTests.freePort(), KubernetesModeTests.freePort(), KubernetesModeTests.freePort(),
-            KubernetesModeTests.freePort()
+            TestPorts.free(), TestPorts.free(), TestPorts.free(),
+            TestPorts.free()
         )
         let process = Process()
         process.executableURL = URL(fileURLWithPath: TestBinaries.path("ambit-waypoint"))

@@ -83,7 +83,7 @@ class ValidateManifestsTests(unittest.TestCase):
         path = self.edit("daemonset.yaml", "type: Directory\n", "type: Dir\n")
         self.assertFails(
             run(str(path)),
-            "volumeMounts[5].name: no volume named 'temp' in the pod",
+            "volumeMounts[6].name: no volume named 'temp' in the pod",
             "volumes[2].hostPath.type: must be one of",
         )
 

@@ -10,12 +10,14 @@ ID; empty subject, SHA-256 signature), one unary call to
                        [--token TOKEN | --token-file FILE] [--cluster-id ID]
                        [--cert CERT.pem --key KEY.pem] [--server-name NAME]
                        [--ttl SECONDS] [--impersonate] [--key-out FILE] [--header NAME=VALUE ...]
+                       [--csr-file FILE]
 
 On success it prints one JSON line per element of the returned cert_chain,
 {"index": i, "pem": "<element>"} (the leaf first, the root bundle last), and exits 0. When the call
 fails it prints "error: <STATUS NAME> (<code>): <details>" on stderr and exits 1.
 
-The key and CSR are made with the `cryptography` package when it is installed, else with the
+With --csr-file the csr field is that file's text as it is (a hand-made CSR, or something that is
+not one), and no key is made. Otherwise the key and CSR are made with the `cryptography` package when it is installed, else with the
 openssl command.
 """
 import argparse
@@ -94,6 +96,7 @@ def parse_args():
         help='set metadata {"ImpersonatedIdentity": <--spiffe>}, as ztunnel does for the workloads it serves',
     )
     parser.add_argument("--key-out", help="write the generated private key (PKCS#8 PEM) to this file")
+    parser.add_argument("--csr-file", help="send this file's text as the csr field instead of a fresh CSR")
     parser.add_argument(
         "--header", action="append", default=[], metavar="NAME=VALUE", help="extra request metadata (repeatable)"
     )
@@ -109,8 +112,11 @@ def parse_args():
 
 def main():
     args = parse_args()
-    key_pem, csr_pem = key_and_csr(args.spiffe)
-    if args.key_out:
+    if args.csr_file:
+        key_pem, csr_pem = None, read(args.csr_file).decode("utf-8", errors="replace")
+    else:
+        key_pem, csr_pem = key_and_csr(args.spiffe)
+    if args.key_out and key_pem:
         with open(args.key_out, "w", encoding="ascii") as file:
             file.write(key_pem)
 

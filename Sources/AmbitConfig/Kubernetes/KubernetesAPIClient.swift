@@ -79,6 +79,15 @@ final class KubernetesAPIClient: Sendable {
         }
     }
 
+    /// POST `path` with a JSON body (a TokenReview); the answer's body, at most `limit` bytes. Non-2xx
+    /// statuses throw ``KubernetesAPIError/status``.
+    func postJSON(_ path: String, _ json: String, limit: Int = 1 << 20) async throws -> ByteBuffer {
+        let request = RequestBody(contentType: "application/json", bytes: ByteBuffer(string: json))
+        return try await exchange(.POST, path, query: [], body: request, idleTimeout: .seconds(10)) { body in
+            try await Self.collect(&body, limit: limit)
+        }
+    }
+
     private static func collect(_ body: inout Body, limit: Int) async throws -> ByteBuffer {
         var collected = ByteBuffer()
         while let chunk = try await body.next() {

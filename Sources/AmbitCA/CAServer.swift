@@ -1,0 +1,180 @@
+public import AmbitConfig
+public import AmbitIdentity
+public import AmbitModel
+public import AmbitProcess
+import AmbitTelemetry
+import Foundation
+import GRPCCore
+import GRPCNIOTransportHTTP2Posix
+public import Logging
+import NIOPosix
+import Synchronization
+import X509
+
+/// How `ambit-ca` runs: where its CA is, whom it trusts and where it listens.
+public struct CAServerOptions: Sendable {
+    /// Istio's plugged-in CA layout (`cacerts`: ca-cert.pem, ca-key.pem, cert-chain.pem, root-cert.pem) or
+    /// its self-signed `istio-ca-secret` (ca-cert.pem, ca-key.pem); ECDSA or RSA keys.
+    public var caDirectory: String
+    public var trustDomain: String = SpiffeID.defaultTrustDomain
+    public var config: ConfigSourceSelection
+    public var authentication: Authentication
+    /// Token audiences accepted (one must match): Istio's `istio-ca` and Ambit's `ambit-ca`.
+    public var audiences: [String] = ["ambit-ca", "istio-ca"]
+    /// `namespace/serviceaccount` of the node agents, which may impersonate the pods of their node.
+    public var nodeAccounts: Set<String> = ["ambit-system/ambit-node"]
+    public var listenHost = "0.0.0.0"
+    public var port = 15012
+    /// DNS names and IP addresses of the serving certificate (what clients dial and verify).
+    public var serverNames: [String] = ["ambit-ca.ambit-system.svc", "ambit-ca.ambit-system.svc.cluster.local"]
+    /// Lifetime of the serving certificate, issued by the CA itself at every start.
+    public var servingLifetime: Duration = .seconds(365 * 24 * 3600)
+    public var service = CertificateService.Options()
+    public var ports = OperationalEndpoints.Ports(metrics: 15014, readiness: 15021, admin: 15000)
+    public var drainDeadline: Duration = .seconds(5)
+    public var clusterID = ConfigOptions.defaultClusterID
+
+    public enum Authentication: Sendable, CustomStringConvertible {
+        /// ES256 tokens verified with the public keys in this PEM file (``ServiceAccountToken``).
+        case tokenKeys(path: String)
+        /// TokenReview against this cluster's API server.
+        case tokenReview(KubernetesClusterConfig)
+
+        public var description: String {
+            switch self {
+            case .tokenKeys(let path): return "tokens signed by the keys in \(path)"
+            case .tokenReview(let cluster): return "TokenReview at \(cluster)"
+            }
+        }
+    }
+
+    public init(caDirectory: String, config: ConfigSourceSelection, authentication: Authentication) {
+        self.caDirectory = caDirectory
+        self.config = config
+        self.authentication = authentication
+    }
+}
+
+/// `ambit-ca`: Istio's CA API over TLS (port 15012), so that no node holds the CA's private key. Node
+/// agents obtain the certificates of their own node's pods, everyone else only its own identity.
+public final class CAServer: Sendable {
+    /// Largest request message read at all (1 MiB); CSRs are refused past 16 KiB.
+    public static let maximumMessageSize = 1 << 20
+    public let options: CAServerOptions
+    private let logger: Logger
+    private let authority: CertificateAuthority
+    private let metrics = MeshMetrics()
+    private let store: ConfigStore
+    private let group: MultiThreadedEventLoopGroup
+    private let source: any ConfigSource
+    private let ready = Atomic<Bool>(false)
+
+    public init(options: CAServerOptions, logger: Logger) throws {
+        self.options = options
+        self.logger = logger
+        authority = try CertificateAuthority.load(directory: options.caDirectory, trustDomain: options.trustDomain)
+        store = ConfigStore(options: ConfigOptions(trustDomain: options.trustDomain, clusterID: options.clusterID))
+        group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        source = try options.config.makeSource(store: store, group: group, userAgent: "ambit-ca", logger: logger)
+    }
+
+    /// Serves until SIGTERM/SIGINT; calls in progress may finish within the drain deadline.
+    public func run() async throws {
+        let authenticator: any CallerAuthenticator
+        switch options.authentication {
+        case .tokenKeys(let path):
+            authenticator = LocalTokenAuthenticator(
+                keys: try LocalTokenAuthenticator.keys(inFile: path),
+                audiences: options.audiences
+            )
+        case .tokenReview(let cluster):
+            authenticator = TokenReviewAuthenticator(
+                reviewer: try KubernetesTokenReviewer(cluster: cluster, group: group, userAgent: "ambit-ca"),
+                audiences: options.audiences
+            )
+        }
+        logger.info("loading configuration", metadata: ["source": "\(options.config)"])
+        try await source.start()
+        let sourceTask = Task { try await source.run() }
+        let store = self.store
+        let service = CertificateService(
+            authority: authority,
+            authenticator: authenticator,
+            authorizer: CertificateRequestAuthorizer(
+                trustDomain: options.trustDomain,
+                nodeAccounts: options.nodeAccounts,
+                snapshot: { store.snapshot },
+                catchUp: { [source] in await source.catchUp(awaiting: ObjectKey(.pod, namespace: "", name: "")) }
+            ),
+            options: options.service,
+            registry: metrics.registry,
+            logger: logger
+        )
+        let serving = try authority.servingCertificate(names: options.serverNames, lifetime: options.servingLifetime)
+        let chainPEM = try serving.chain.map { Array(try $0.serializeAsPEM().pemString.utf8) }
+        let keyPEM = Array(try serving.privateKey.serializeAsPEM().pemString.utf8)
+        let address: GRPCNIOTransportCore.SocketAddress =
+            options.listenHost.contains(":")
+            ? .ipv6(host: options.listenHost, port: options.port) : .ipv4(host: options.listenHost, port: options.port)
+        let transport = HTTP2ServerTransport.Posix(
+            address: address,
+            transportSecurity: .tls(
+                certificateChain: chainPEM.map { .bytes($0, format: .pem) },
+                privateKey: .bytes(keyPEM, format: .pem)
+            ),
+            config: .defaults { config in
+                // The service refuses CSRs past CertificateService.maximumCSRLength (RESOURCE_EXHAUSTED, logged);
+                // a message past this bound is not even buffered: gRPC resets its stream (CANCEL).
+                config.rpc.maxRequestPayloadSize = CAServer.maximumMessageSize
+            },
+            eventLoopGroup: group
+        )
+        let server = GRPCServer(transport: transport, services: [service])
+        let serverTask = Task { try await server.serve() }
+        let listening = try await transport.listeningAddress
+        let endpoints = try await OperationalEndpoints.start(
+            "ambit-ca",
+            ports: options.ports,
+            group: group,
+            metrics: metrics,
+            logger: logger,
+            readiness: { self.ready.load(ordering: .relaxed) ? nil : "starting or draining" },
+            configDump: { [options, authority, source] in
+                let dump: [String: Any] = [
+                    "trustDomain": options.trustDomain,
+                    "rootExpiry": "\(authority.root.notValidAfter)",
+                    "authentication": "\(options.authentication)",
+                    "nodeAccounts": options.nodeAccounts.sorted(),
+                    "serverNames": options.serverNames,
+                    "configSource": source.statusDump(),
+                ]
+                let data = (try? JSONSerialization.data(withJSONObject: dump, options: [.prettyPrinted, .sortedKeys]))
+                return data.map { String(decoding: $0, as: UTF8.self) } ?? "{}"
+            },
+            configProblems: { [source] in source.problems }
+        )
+        ready.store(true, ordering: .relaxed)
+        logger.info(
+            "ambit-ca started",
+            metadata: [
+                "listen": "\(listening)", "trust_domain": "\(options.trustDomain)",
+                "authentication": "\(options.authentication)", "server_names": "\(options.serverNames)",
+            ]
+        )
+        await ProcessSignals.waitForTermination()
+        ready.store(false, ordering: .relaxed)
+        logger.info("draining", metadata: ["deadline": "\(options.drainDeadline)"])
+        server.beginGracefulShutdown()
+        let drained = Task {
+            try? await Task.sleep(for: options.drainDeadline)
+            serverTask.cancel()
+        }
+        _ = try? await serverTask.value
+        drained.cancel()
+        sourceTask.cancel()
+        store.finish()
+        await endpoints.close()
+        try? await group.shutdownGracefully()
+        logger.info("ambit-ca stopped")
+    }
+}

@@ -1,0 +1,86 @@
+public import AmbitConfig
+public import AmbitModel
+
+/// Which identities a caller may obtain, following istiod's rules for ztunnel:
+///
+/// - any caller may obtain its own service account's identity;
+/// - a trusted node account (`--node-account`, e.g. `ambit-system/ambit-node`) may ask, by impersonation,
+///   for the identity of a pod scheduled on the node its token is bound to, and for nothing else;
+/// - nobody gets an identity outside the trust domain.
+public struct CertificateRequestAuthorizer: Sendable {
+    public let trustDomain: String
+    /// `namespace/serviceaccount` of the node agents.
+    public let nodeAccounts: Set<String>
+    private let snapshot: @Sendable () -> ConfigSnapshot?
+    private let catchUp: @Sendable () async -> Void
+
+    /// `catchUp` brings the snapshot up to date (a pod the CA has not seen yet may have just been scheduled);
+    /// it runs once before a node agent is refused for want of a pod.
+    public init(
+        trustDomain: String,
+        nodeAccounts: Set<String>,
+        snapshot: @escaping @Sendable () -> ConfigSnapshot?,
+        catchUp: @escaping @Sendable () async -> Void = {}
+    ) {
+        self.trustDomain = trustDomain
+        self.nodeAccounts = nodeAccounts
+        self.snapshot = snapshot
+        self.catchUp = catchUp
+    }
+
+    /// Allows `caller` the identity its CSR asks for (`requested`), or says why not. `impersonated` is the
+    /// request's `ImpersonatedIdentity`, when it has one.
+    public func authorize(_ caller: CACaller, requested: SpiffeID, impersonated: SpiffeID?) async throws(CARefusal) {
+        guard requested.trustDomain == trustDomain else {
+            throw CARefusal(
+                .permissionDenied,
+                "\(requested) is outside the trust domain \"\(trustDomain)\" this CA signs for"
+            )
+        }
+        if let impersonated, impersonated != requested {
+            throw CARefusal(
+                .invalidArgument,
+                "the ImpersonatedIdentity \(impersonated) differs from the CSR's identity \(requested)"
+            )
+        }
+        let own = requested.namespace == caller.namespace && requested.serviceAccount == caller.serviceAccount
+        if impersonated == nil || own {
+            guard own else {
+                throw CARefusal(
+                    .permissionDenied,
+                    "\(caller) may obtain only its own identity, not \(requested)"
+                )
+            }
+            return
+        }
+        guard nodeAccounts.contains(caller.account) else {
+            throw CARefusal(
+                .permissionDenied,
+                "\(caller) is not a node agent account (\(nodeAccounts.sorted().joined(separator: ", "))) and may not impersonate \(requested)"
+            )
+        }
+        guard let node = caller.nodeName else {
+            throw CARefusal(
+                .permissionDenied,
+                "the node agent's token is not bound to a node, so it may not impersonate \(requested)"
+            )
+        }
+        func scheduled() throws(CARefusal) -> Bool {
+            guard let snapshot = snapshot() else {
+                throw CARefusal(.unavailable, "the CA has not loaded the cluster's pods yet; retry")
+            }
+            return snapshot.workloads(onNode: node).contains { $0.identity == requested }
+        }
+        var found = try scheduled()
+        if !found {
+            await catchUp()
+            found = try scheduled()
+        }
+        guard found else {
+            throw CARefusal(
+                .permissionDenied,
+                "no pod with identity \(requested) is scheduled on node \(node), so its agent may not obtain it"
+            )
+        }
+    }
+}

@@ -1,0 +1,185 @@
+import AmbitCA
+import AmbitIdentity
+import AmbitTestSupport
+import Crypto
+import Foundation
+import Testing
+
+#if canImport(Glibc)
+    import Glibc
+#endif
+
+/// A running `ambit-ca` on 127.0.0.1 (the built executable, as an operator runs it), with its CA, token
+/// key and a manifest directory placing `demo/client` on node1 and `demo/server` on node2.
+final class CAServiceWorld: @unchecked Sendable {
+    static let python = ProcessInfo.processInfo.environment["AMBIT_PYTHON"] ?? "/usr/bin/python3"
+    static let client = TestBinaries.packageRoot.appendingPathComponent("Tests/Interop/istio_ca_client.py").path
+
+    let directory: TemporaryDirectory
+    let tokenKey = P256.Signing.PrivateKey()
+    let port = TestPorts.free()
+    let metricsPort = TestPorts.free()
+    let process = Process()
+    var caDirectory: String { directory.path + "/ca" }
+    var rootsFile: String { caDirectory + "/" + CertificateAuthority.rootFile }
+    var logFile: String { directory.path + "/ca.log" }
+    var address: String { "127.0.0.1:\(port)" }
+
+    /// `rsaCA`: the CA key is RSA 2048 (Istio's cacerts as openssl makes them) instead of ECDSA P-256.
+    private init(rsaCA: Bool) throws {
+        directory = try TemporaryDirectory(prefix: "ambit-ca-test")
+        if rsaCA {
+            try Self.makeRSACA(in: caDirectory)
+        } else {
+            try CertificateAuthority.generate().save(to: caDirectory)
+        }
+        try (tokenKey.publicKey.pemRepresentation + "\n").write(
+            toFile: directory.path + "/token.pub",
+            atomically: true,
+            encoding: .utf8
+        )
+        try FileManager.default.createDirectory(atPath: directory.path + "/m", withIntermediateDirectories: true)
+        try Manifests.join([
+            Manifests.namespace("demo"),
+            Manifests.pod("client", namespace: "demo", ip: "10.244.1.2", node: "node1", serviceAccount: "client"),
+            Manifests.pod("server", namespace: "demo", ip: "10.244.2.2", node: "node2", serviceAccount: "server"),
+        ]).write(toFile: directory.path + "/m/pods.yaml", atomically: true, encoding: .utf8)
+        process.executableURL = URL(fileURLWithPath: TestBinaries.path("ambit-ca"))
+        process.arguments = [
+            "--ca-dir", caDirectory, "--manifests", directory.path + "/m",
+            "--token-public-key", directory.path + "/token.pub",
+            "--listen", "127.0.0.1", "--port", "\(port)", "--server-name", "127.0.0.1",
+            "--metrics-port", "\(metricsPort)", "--readiness-port", "\(TestPorts.free())",
+            "--admin-port", "\(TestPorts.free())",
+        ]
+        FileManager.default.createFile(atPath: logFile, contents: nil)
+        let log = try FileHandle(forWritingTo: URL(fileURLWithPath: logFile))
+        process.standardOutput = log
+        process.standardError = log
+        try process.run()
+    }
+
+    /// Starts one and waits for its "started" log line.
+    static func start(rsaCA: Bool = false) async throws -> CAServiceWorld {
+        let world = try CAServiceWorld(rsaCA: rsaCA)
+        _ = await eventually(timeout: .seconds(30)) {
+            world.log.contains("ambit-ca started") || !world.process.isRunning
+        }
+        guard world.process.isRunning, world.log.contains("ambit-ca started") else {
+            throw CAWorldError("ambit-ca did not start: \(world.log)")
+        }
+        return world
+    }
+
+    deinit { stop() }
+
+    func stop() {
+        kill()
+        directory.remove()
+    }
+
+    /// Kills the CA (SIGKILL), keeping its files.
+    func kill() {
+        if process.isRunning { Glibc.kill(process.processIdentifier, SIGKILL) }
+        process.waitUntilExit()
+    }
+
+    var log: String { (try? String(contentsOfFile: logFile, encoding: .utf8)) ?? "" }
+
+    /// A token signed with the CA's trusted token key (or `key`).
+    func token(
+        namespace: String = "ambit-system",
+        serviceAccount: String = "ambit-node",
+        node: String? = "node1",
+        audience: String = "ambit-ca",
+        issued: Date = Date(),
+        lifetime: TimeInterval = 3600,
+        key: P256.Signing.PrivateKey? = nil
+    ) throws -> String {
+        try ServiceAccountToken(
+            issuer: "test",
+            audiences: [audience],
+            namespace: namespace,
+            serviceAccount: serviceAccount,
+            nodeName: node,
+            issuedAt: issued,
+            expiry: issued + lifetime
+        ).signed(with: key ?? tokenKey)
+    }
+
+    struct Answer {
+        let status: Int32
+        let chain: [String]
+        let error: String
+    }
+
+    /// One CreateCertificate call from the independent Python grpcio client.
+    func request(
+        _ spiffe: String,
+        token: String?,
+        impersonate: Bool = true,
+        csr: String? = nil,
+        keyOut: String? = nil
+    ) throws -> Answer {
+        var arguments = [Self.client, "--address", address, "--ca", rootsFile, "--spiffe", spiffe]
+        if let token { arguments += ["--token", token] }
+        if impersonate { arguments.append("--impersonate") }
+        if let csr {
+            let path = directory.path + "/csr-\(UUID().uuidString)"
+            try csr.write(toFile: path, atomically: true, encoding: .utf8)
+            arguments += ["--csr-file", path]
+        }
+        if let keyOut { arguments += ["--key-out", keyOut] }
+        let result = try ProcessRunner.run(Self.python, arguments)
+        let chain = result.standardOutput.split(separator: "\n").compactMap { line -> String? in
+            let object = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any]
+            return object?["pem"] as? String
+        }
+        return Answer(status: result.status, chain: chain, error: result.standardError)
+    }
+
+    /// The metrics page.
+    func metrics() throws -> String {
+        try ProcessRunner.run("/usr/bin/curl", ["-s", "-m", "5", "http://127.0.0.1:\(metricsPort)/metrics"])
+            .standardOutput
+    }
+
+    /// An Istio-style plugged-in CA with an RSA 2048 key, made by openssl: ca-key.pem is PKCS#1
+    /// ("RSA PRIVATE KEY"), as `istioctl`'s and Istio's docs' Makefiles produce.
+    static func makeRSACA(in directory: String) throws {
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        let key = directory + "/ca-key.pem"
+        let certificate = directory + "/ca-cert.pem"
+        for arguments in [
+            ["genrsa", "-traditional", "-out", key, "2048"],
+            [
+                "req", "-x509", "-new", "-key", key, "-sha256", "-days", "30", "-subj", "/O=cluster.local/CN=Root CA",
+                "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign",
+                "-out", certificate,
+            ],
+        ] {
+            let result = try ProcessRunner.run("/usr/bin/openssl", arguments)
+            guard result.status == 0 else { throw CAWorldError("openssl \(arguments[0]): \(result.standardError)") }
+        }
+        try FileManager.default.copyItem(atPath: certificate, toPath: directory + "/root-cert.pem")
+        try FileManager.default.copyItem(atPath: certificate, toPath: directory + "/cert-chain.pem")
+    }
+
+    /// A CSR made by openssl with `extensions` (`-addext` values) and a fresh P-256 key.
+    func openSSLCSR(_ extensions: [String]) throws -> String {
+        let path = directory.path + "/made-\(UUID().uuidString)"
+        var arguments = [
+            "req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+            "-keyout", path + ".key", "-subj", "/", "-out", path + ".csr",
+        ]
+        for value in extensions { arguments += ["-addext", value] }
+        let result = try ProcessRunner.run("/usr/bin/openssl", arguments)
+        guard result.status == 0 else { throw CAWorldError("openssl req: \(result.standardError)") }
+        return try String(contentsOfFile: path + ".csr", encoding: .utf8)
+    }
+}
+
+struct CAWorldError: Error, CustomStringConvertible {
+    let description: String
+    init(_ description: String) { self.description = description }
+}

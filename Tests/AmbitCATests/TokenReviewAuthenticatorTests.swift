@@ -1,0 +1,70 @@
+import AmbitCA
+import AmbitConfig
+import AmbitTestSupport
+import NIOPosix
+import Testing
+
+/// ambit-ca's TokenReview authentication against a local HTTPS server answering as the API server does.
+@Suite(.timeLimit(.minutes(1))) struct TokenReviewAuthenticatorTests {
+    let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+
+    @Test func tokensAreReviewedWithTheCAsAudiencesAndTheCallersNode() async throws {
+        let authority = try TestTLSAuthority()
+        let serving = try authority.server()
+        let server = try await FakeKubernetesAPIServer.start(
+            certificatePEM: serving.certificatePEM,
+            privateKeyPEM: serving.privateKeyPEM,
+            group: group
+        )
+        server.acceptTokens(["ca-own-token"])
+        server.reviewTokens([
+            "node1-token": .init(
+                username: "system:serviceaccount:ambit-system:ambit-node",
+                audiences: ["ambit-ca"],
+                nodeName: "node1",
+                podName: "ambit-node-x7k2p"
+            ),
+            "kubelet-audience": .init(username: "system:serviceaccount:demo:client", audiences: ["https://kubernetes"]),
+            "a-user": .init(username: "alice", audiences: ["ambit-ca"]),
+        ])
+        let cluster = KubernetesClusterConfig(
+            host: "127.0.0.1",
+            port: server.port,
+            certificateAuthorityPEM: Array(authority.certificatePEM.utf8),
+            credentials: .token("ca-own-token"),
+            origin: "test"
+        )
+        let authenticator = TokenReviewAuthenticator(
+            reviewer: try KubernetesTokenReviewer(cluster: cluster, group: group, userAgent: "ambit-ca-test"),
+            audiences: ["ambit-ca", "istio-ca"]
+        )
+        let caller = try await authenticator.authenticate(token: "node1-token")
+        #expect(
+            caller
+                == CACaller(
+                    namespace: "ambit-system",
+                    serviceAccount: "ambit-node",
+                    nodeName: "node1",
+                    podName: "ambit-node-x7k2p"
+                )
+        )
+        let review = try #require(server.requests.last { $0.path.hasSuffix("/tokenreviews") })
+        #expect(review.method == "POST" && review.authorization == "Bearer ca-own-token")
+        #expect(review.body.contains(#""audiences":["ambit-ca","istio-ca"]"#), "\(review.body)")
+
+        for (token, reason) in [
+            ("forged", "invalid bearer token"), ("kubelet-audience", "invalid for the target audiences"),
+            ("a-user", "not a service account"),
+        ] {
+            let error = await #expect(throws: CARefusal.self) { try await authenticator.authenticate(token: token) }
+            #expect(
+                error?.code == .unauthenticated && error?.message.contains(reason) == true,
+                "\(String(describing: error))"
+            )
+        }
+        await server.close()
+        let error = await #expect(throws: CARefusal.self) { try await authenticator.authenticate(token: "node1-token") }
+        #expect(error?.code == .unavailable, "an unreachable API server is not a bad token")
+        try await group.shutdownGracefully()
+    }
+}
