@@ -97,6 +97,18 @@ public final class CAServer: Sendable {
         try await source.start()
         let sourceTask = Task { try await source.run() }
         let store = self.store
+        // A pod scheduled a moment ago: a manifest directory is read again at once; the API's watch brings it
+        // within a couple of seconds.
+        let catchUp: @Sendable () async -> Void
+        let settle: Duration
+        switch options.config {
+        case .manifests:
+            catchUp = { [source] in await source.catchUp(awaiting: ObjectKey(.pod, namespace: "", name: "")) }
+            settle = .zero
+        case .kubernetes:
+            catchUp = {}
+            settle = .seconds(2)
+        }
         let service = CertificateService(
             authority: authority,
             authenticator: authenticator,
@@ -104,7 +116,8 @@ public final class CAServer: Sendable {
                 trustDomain: options.trustDomain,
                 nodeAccounts: options.nodeAccounts,
                 snapshot: { store.snapshot },
-                catchUp: { [source] in await source.catchUp(awaiting: ObjectKey(.pod, namespace: "", name: "")) }
+                catchUp: catchUp,
+                settle: settle
             ),
             options: options.service,
             registry: metrics.registry,
@@ -161,7 +174,24 @@ public final class CAServer: Sendable {
                 "authentication": "\(options.authentication)", "server_names": "\(options.serverNames)",
             ]
         )
-        await ProcessSignals.waitForTermination()
+        // Until SIGTERM, or until the gRPC server fails (then the process exits with its error).
+        let served = await withTaskGroup(of: (any Error)?.self) { group in
+            group.addTask {
+                await ProcessSignals.waitForTermination()
+                return nil
+            }
+            group.addTask {
+                do {
+                    try await serverTask.value
+                    return CAServerError("the gRPC server stopped")
+                } catch {
+                    return error
+                }
+            }
+            let first = await group.next()!
+            group.cancelAll()
+            return first
+        }
         ready.store(false, ordering: .relaxed)
         logger.info("draining", metadata: ["deadline": "\(options.drainDeadline)"])
         server.beginGracefulShutdown()
@@ -175,6 +205,12 @@ public final class CAServer: Sendable {
         store.finish()
         await endpoints.close()
         try? await group.shutdownGracefully()
+        if let served { throw served }
         logger.info("ambit-ca stopped")
     }
+}
+
+struct CAServerError: Error, CustomStringConvertible {
+    let description: String
+    init(_ description: String) { self.description = description }
 }

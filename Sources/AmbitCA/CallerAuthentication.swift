@@ -102,8 +102,19 @@ public struct TokenReviewAuthenticator: CallerAuthenticator {
             throw CARefusal(.unavailable, error.description)
         }
         let fields = result.username.split(separator: ":", omittingEmptySubsequences: false)
-        guard fields.count == 4, fields[0] == "system", fields[1] == "serviceaccount" else {
+        // As istiod: a service account's name and the service-account group, so that no other authenticator of
+        // the API server (a webhook, OIDC) can pass a user off as a node agent.
+        guard fields.count == 4, fields[0] == "system", fields[1] == "serviceaccount", !fields[2].isEmpty,
+            !fields[3].isEmpty, result.groups.contains("system:serviceaccounts")
+        else {
             throw CARefusal(.unauthenticated, "the token belongs to \(result.username), not a service account")
+        }
+        // An authenticator that ignores audiences answers with none of ours: not a token for this CA.
+        guard result.audiences.contains(where: audiences.contains) else {
+            throw CARefusal(
+                .unauthenticated,
+                "the API server did not confirm the token for the audiences \(audiences) (it said \(result.audiences))"
+            )
         }
         return CACaller(
             namespace: String(fields[2]),

@@ -13,19 +13,23 @@ public struct CertificateRequestAuthorizer: Sendable {
     public let nodeAccounts: Set<String>
     private let snapshot: @Sendable () -> ConfigSnapshot?
     private let catchUp: @Sendable () async -> Void
+    private let settle: Duration
 
-    /// `catchUp` brings the snapshot up to date (a pod the CA has not seen yet may have just been scheduled);
-    /// it runs once before a node agent is refused for want of a pod.
+    /// Before a node agent is refused for want of a pod (one the CA has not seen yet may have just been
+    /// scheduled), `catchUp` runs once (a manifest directory is read again) and then the snapshot is watched for
+    /// up to `settle` (an API watch delivers the pod on its own).
     public init(
         trustDomain: String,
         nodeAccounts: Set<String>,
         snapshot: @escaping @Sendable () -> ConfigSnapshot?,
-        catchUp: @escaping @Sendable () async -> Void = {}
+        catchUp: @escaping @Sendable () async -> Void = {},
+        settle: Duration = .zero
     ) {
         self.trustDomain = trustDomain
         self.nodeAccounts = nodeAccounts
         self.snapshot = snapshot
         self.catchUp = catchUp
+        self.settle = settle
     }
 
     /// Allows `caller` the identity its CSR asks for (`requested`), or says why not. `impersonated` is the
@@ -75,6 +79,11 @@ public struct CertificateRequestAuthorizer: Sendable {
         if !found {
             await catchUp()
             found = try scheduled()
+            let deadline = ContinuousClock.now + settle
+            while !found, ContinuousClock.now < deadline {
+                try? await Task.sleep(for: .milliseconds(50))
+                found = try scheduled()
+            }
         }
         guard found else {
             throw CARefusal(

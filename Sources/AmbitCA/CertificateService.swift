@@ -59,7 +59,11 @@ public struct CertificateService: Istio_V1_Auth_IstioCertificateService.ServiceP
             caller = try await authenticator.authenticate(token: token)
             let chain = try await sign(request.message, for: caller!)
             var response = Istio_V1_Auth_IstioCertificateResponse()
-            response.certChain = try chain.map { try $0.serializeAsPEM().pemString + "\n" }
+            do {
+                response.certChain = try chain.map { try $0.serializeAsPEM().pemString + "\n" }
+            } catch {
+                throw CARefusal(.internal, "encoding the chain failed: \(error)")
+            }
             metrics.issued()
             logger.info(
                 "certificate issued",
@@ -126,10 +130,15 @@ public struct CertificateService: Istio_V1_Auth_IstioCertificateService.ServiceP
             throw CARefusal(.unauthenticated, "the request carries no authorization header (Bearer token)")
         }
         let prefix = "Bearer "
-        guard value.hasPrefix(prefix), value.count > prefix.count else {
+        let token =
+            value.hasPrefix(prefix) ? String(value.dropFirst(prefix.count)).trimmingCharacters(in: .whitespaces) : ""
+        guard !token.isEmpty else {
             throw CARefusal(.unauthenticated, "the authorization header is not \"Bearer <token>\"")
         }
-        return String(value.dropFirst(prefix.count)).trimmingCharacters(in: .whitespaces)
+        guard token.utf8.count <= ServiceAccountToken.maximumLength else {
+            throw CARefusal(.unauthenticated, "the token is longer than \(ServiceAccountToken.maximumLength) bytes")
+        }
+        return token
     }
 
     static func impersonatedIdentity(in request: Istio_V1_Auth_IstioCertificateRequest) throws(CARefusal) -> SpiffeID? {

@@ -91,6 +91,12 @@ public final class RemoteCertificateSigner: CertificateSigner {
         client.beginGracefulShutdown()
     }
 
+    /// Ends the gRPC client and waits for its connections to close.
+    public func close() async {
+        client.beginGracefulShutdown()
+        await running.value
+    }
+
     public func sign(_ request: CertificateSigningRequest, lifetime: Duration) async throws -> [Certificate] {
         var message = Istio_V1_Auth_IstioCertificateRequest()
         message.csr = try request.serializeAsPEM().pemString

@@ -131,8 +131,13 @@ public struct ServiceAccountToken: Sendable, Hashable {
             throw CARefusal(.unauthenticated, "the token has no aud claim")
         }
         let kubernetes = claims["kubernetes.io"] as? [String: Any]
-        if let namespace = kubernetes?["namespace"] as? String, namespace != fields[2] {
-            throw CARefusal(.unauthenticated, "the token's kubernetes.io namespace differs from its subject's")
+        guard kubernetes?["namespace"] as? String == String(fields[2]),
+            (kubernetes?["serviceaccount"] as? [String: Any])?["name"] as? String == String(fields[3])
+        else {
+            throw CARefusal(
+                .unauthenticated,
+                "the token's kubernetes.io namespace and serviceaccount name must be those of its subject \(subject)"
+            )
         }
         return ServiceAccountToken(
             issuer: claims["iss"] as? String ?? "",

@@ -45,8 +45,10 @@ public struct CertificateOptions: ParsableArguments {
         if !remote, caRoots != nil || caTokenFile != nil || caServerName != nil {
             throw ValidationError("--ca-roots, --ca-token-file and --ca-server-name go with --ca-address")
         }
-        if remote, caRoots == nil, !istioCA {
-            throw ValidationError("--ca-address needs --ca-roots (the mesh's root certificates)")
+        if remote, !istioCA, caRoots == nil || caTokenFile == nil {
+            throw ValidationError(
+                "--ca-address needs --ca-roots (the mesh's root certificates) and --ca-token-file (who this is)"
+            )
         }
     }
 

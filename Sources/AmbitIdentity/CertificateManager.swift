@@ -69,6 +69,12 @@ public actor CertificateManager {
         return certificate
     }
 
+    /// Closes the signer (its connection to a CA service): at shutdown, before the event loops stop.
+    public func close() async {
+        for entry in entries.values { entry.pending?.cancel() }
+        await signer.close()
+    }
+
     /// Stops managing `identity` (its last pod left the node).
     public func forget(_ identity: SpiffeID) {
         entries.removeValue(forKey: identity)?.pending?.cancel()

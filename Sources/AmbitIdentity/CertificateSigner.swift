@@ -6,6 +6,12 @@ public protocol CertificateSigner: Sendable {
     func sign(_ request: CertificateSigningRequest, lifetime: Duration) async throws -> [Certificate]
     /// The roots peers' certificates must chain to.
     var trustAnchors: [Certificate] { get }
+    /// Ends what the signer holds open (a CA service's connection), before its event loops stop.
+    func close() async
+}
+
+extension CertificateSigner {
+    public func close() async {}
 }
 
 /// Signs with a ``CertificateAuthority`` held in this process (local mode, tests, the lab).

@@ -2,8 +2,10 @@ import Foundation
 
 /// The lab's control plane: `ambit-ca` in its own network namespace (`ambit-<lab>-cp`, underlay address `.10`),
 /// holding the only private keys of the mesh in `control-plane/` (mode 0700). Agents and waypoints get a
-/// service-account token and the root certificate, never a key, and run with `control-plane/` covered by an
-/// empty read-only mount, so no file they can open holds a CA key.
+/// service-account token and the root certificate, never a key, and run in a mount namespace of their own where
+/// `control-plane/` is an empty mount and `tokens/` holds only their own token: no file they open by path holds a
+/// key or another daemon's token. Everything runs as root on one host, so this hides rather than confines (a
+/// root process can leave a mount namespace); in a cluster the key is not on the node at all.
 extension LabBuilder {
     /// ambit-ca's gRPC port, as istiod's.
     static let caPort = 15012
@@ -69,7 +71,7 @@ extension LabBuilder {
         guard spec.usesCAService, let controlPlane = record.controlPlane else {
             return ["--ca-dir", layout.caDirectory]
         }
-        let token = layout.tokenFile(name)
+        let token = layout.tokenFile(name)  // daemonPrefix(token:) shows this one alone under tokens/
         var arguments = [
             "ca", "token", "--key", layout.tokenKeyFile, "--namespace", namespace, "--service-account", serviceAccount,
             "--lifetime", "720h", "--out", token,
@@ -83,17 +85,38 @@ extension LabBuilder {
     }
 
     /// The start of a daemon's command line: in `netns`, and with a CA service, in a mount namespace of its own
-    /// where `control-plane/` is an empty read-only tmpfs (mounts made later on the host, such as pods' netns
-    /// files, still propagate in).
-    func daemonPrefix(tools: HostTools, netns: String) throws -> [String] {
+    /// where `control-plane/` is an empty read-only tmpfs and `tokens/` a read-only tmpfs holding a copy of the
+    /// daemon's own token (`token`, from ``certificateArguments``). Mounts made later on the host, such as pods'
+    /// netns files, still propagate in (`slave`).
+    func daemonPrefix(tools: HostTools, netns: String, token: String) throws -> [String] {
         let prefix = [tools.nsenter, "--net=\(LabLayout.netnsPath(netns))"]
         guard spec.usesCAService else { return prefix }
         let unshare = try HostTools.require("unshare", package: "util-linux")
+        let script = [
+            #"token=$(cat "$1")"#,
+            #"mount -t tmpfs -o ro,size=4k,mode=0500 ambit-hidden "$0""#,
+            #"mount -t tmpfs -o size=64k,mode=0700 ambit-tokens "$2""#,
+            #"printf '%s\n' "$token" > "$1""#,
+            #"mount -o remount,ro "$2""#,
+            "shift 2",
+            #"exec "$@""#,
+        ].joined(separator: " && ")
         return prefix + [
-            unshare, "--mount", "--propagation", "slave", "/bin/sh", "-c",
-            #"mount -t tmpfs -o ro,size=4k,mode=0500 ambit-hidden "$0" && exec "$@""#,
-            layout.controlPlaneDirectory,
+            unshare, "--mount", "--propagation", "slave", "/bin/sh", "-c", script,
+            layout.controlPlaneDirectory, layout.tokenFile(token), layout.tokensDirectory,
         ]
+    }
+
+    /// With eBPF, the host's bpffs must be mounted before an agent starts in a mount namespace of its own: one the
+    /// agent mounted there would hold its pins out of the host's (and its successor's) sight.
+    func ensureHostBPFFilesystem() throws {
+        let mounts = (try? String(contentsOfFile: "/proc/self/mounts", encoding: .utf8)) ?? ""
+        guard
+            !mounts.split(separator: "\n").contains(where: {
+                $0.split(separator: " ").dropFirst().first == "/sys/fs/bpf"
+            })
+        else { return }
+        try runner.check("/bin/mount", ["-t", "bpf", "bpf", "/sys/fs/bpf"], what: "mount the host's bpffs")
     }
 
     /// Waits for a daemon's readiness port (15021 in `netns`), failing with its log tail when it exits or takes

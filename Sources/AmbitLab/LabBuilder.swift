@@ -178,10 +178,11 @@ struct LabBuilder {
     }
 
     private func startAgents(_ record: inout LabRecord, tools: HostTools, store: LabRecordStore) throws {
+        if spec.capture == .ebpf, spec.usesCAService { try ensureHostBPFFilesystem() }
         for index in record.nodes.indices {
             let node = record.nodes[index]
             var command =
-                try daemonPrefix(tools: tools, netns: node.netns) + [
+                try daemonPrefix(tools: tools, netns: node.netns, token: "ambit-node-\(node.name)") + [
                     "\(environment.binDirectory)/ambit-node",
                     "--node-name", node.name,
                     "--manifests", layout.manifestsDirectory,
@@ -294,7 +295,11 @@ struct LabBuilder {
                     pod: pod.name
                 )
                 let command =
-                    try daemonPrefix(tools: tools, netns: layout.podNetns(pod.name)) + [
+                    try daemonPrefix(
+                        tools: tools,
+                        netns: layout.podNetns(pod.name),
+                        token: "waypoint-\(pod.namespace)-\(pod.name)"
+                    ) + [
                         "\(environment.binDirectory)/ambit-waypoint",
                         "--gateway", "\(pod.namespace)/\(pod.name)",
                         "--service-account", pod.serviceAccount,

@@ -16,8 +16,9 @@ struct LabUpCommand: ParsableCommand {
 
     @Option(
         help: """
-            Where certificates come from: service (ambit-ca in its own netns; no agent can read a CA key) or local \
-            (each agent signs with the lab's CA directory). Overrides the lab file's `ca`.
+            Where certificates come from: service (ambit-ca in its own netns; agents and waypoints get a token and \
+            the root, and the CA key is hidden from them) or local (each agent signs with the lab's CA directory). \
+            Overrides the lab file's `ca`.
             """
     )
     var ca: String?

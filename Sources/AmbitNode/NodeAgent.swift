@@ -330,6 +330,7 @@ public final class NodeAgent: Sendable {
     private func shutDown(_ endpoints: OperationalEndpoints) async {
         inputs.store.finish()
         await endpoints.close()
+        await inputs.certificates.close()
         inputs.executor.shutdown()
         try? await group.shutdownGracefully()
     }

@@ -72,7 +72,7 @@ extension FakeKubernetesAPIServer {
         let audiences = spec["audiences"] as? [String] ?? []
         var status: [String: Any]
         if let known = state.reviewableTokens[token] {
-            if !audiences.isEmpty, !known.audiences.contains(where: audiences.contains) {
+            if !known.ignoresAudiences, !audiences.isEmpty, !known.audiences.contains(where: audiences.contains) {
                 status = [
                     "authenticated": false,
                     "error":
@@ -84,9 +84,12 @@ extension FakeKubernetesAPIServer {
                 if let pod = known.podName { extra["authentication.kubernetes.io/pod-name"] = [pod] }
                 status = [
                     "authenticated": true,
-                    "user": ["username": known.username, "groups": ["system:serviceaccounts"], "extra": extra],
-                    "audiences": audiences.isEmpty ? known.audiences : audiences,
+                    "user": ["username": known.username, "groups": known.groups, "extra": extra],
                 ]
+                if !known.ignoresAudiences {
+                    status["audiences"] =
+                        audiences.isEmpty ? known.audiences : audiences.filter(known.audiences.contains)
+                }
             }
         } else {
             status = [

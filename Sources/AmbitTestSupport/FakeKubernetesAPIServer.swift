@@ -64,12 +64,24 @@ public final class FakeKubernetesAPIServer: Sendable {
         public var audiences: [String]
         public var nodeName: String?
         public var podName: String?
+        public var groups: [String]
+        /// An authenticator that ignores audiences (some webhooks) answers without `status.audiences`.
+        public var ignoresAudiences: Bool
 
-        public init(username: String, audiences: [String], nodeName: String? = nil, podName: String? = nil) {
+        public init(
+            username: String,
+            audiences: [String],
+            nodeName: String? = nil,
+            podName: String? = nil,
+            groups: [String] = ["system:serviceaccounts", "system:authenticated"],
+            ignoresAudiences: Bool = false
+        ) {
             self.username = username
             self.audiences = audiences
             self.nodeName = nodeName
             self.podName = podName
+            self.groups = groups
+            self.ignoresAudiences = ignoresAudiences
         }
     }
 

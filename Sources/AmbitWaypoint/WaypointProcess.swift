@@ -188,6 +188,7 @@ public final class WaypointProcess: Sendable {
         await waypoint.client.shutdown()
         sourceTask.cancel()
         certificateTask.cancel()
+        await certificates.close()
         trimTask.cancel()
         store.finish()
         for channel in channels.withLock({ $0 }) { try? await channel.close() }

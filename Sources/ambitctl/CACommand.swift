@@ -73,12 +73,7 @@ struct CACommand: ParsableCommand {
         @OptionGroup var global: GlobalOptions
 
         func validate() throws {
-            guard KubernetesNames.isDNSLabel(namespace) else {
-                throw ValidationError("--namespace \"\(namespace)\" is not a valid namespace name (RFC 1123 label)")
-            }
-            guard KubernetesNames.isDNSSubdomain(name) else {
-                throw ValidationError("--name \"\(name)\" is not a valid Secret name")
-            }
+            try validateObjectName(namespace: namespace, name: name, kind: "Secret")
         }
 
         func run() throws {
@@ -110,12 +105,7 @@ struct CACommand: ParsableCommand {
         @OptionGroup var global: GlobalOptions
 
         func validate() throws {
-            guard KubernetesNames.isDNSLabel(namespace) else {
-                throw ValidationError("--namespace \"\(namespace)\" is not a valid namespace name (RFC 1123 label)")
-            }
-            guard KubernetesNames.isDNSSubdomain(name) else {
-                throw ValidationError("--name \"\(name)\" is not a valid ConfigMap name")
-            }
+            try validateObjectName(namespace: namespace, name: name, kind: "ConfigMap")
         }
 
         func run() throws {
@@ -143,6 +133,16 @@ struct CACommand: ParsableCommand {
             print("valid:        \(authority.certificate.notValidBefore) – \(authority.certificate.notValidAfter)")
             print("chain:        \(authority.chain.count) certificate(s)")
         }
+    }
+}
+
+/// `--namespace` and `--name` of an object `ambitctl` prints: a valid namespace and object name, or why not.
+func validateObjectName(namespace: String, name: String, kind: String) throws {
+    guard KubernetesNames.isDNSLabel(namespace) else {
+        throw ValidationError("--namespace \"\(namespace)\" is not a valid namespace name (RFC 1123 label)")
+    }
+    guard KubernetesNames.isDNSSubdomain(name) else {
+        throw ValidationError("--name \"\(name)\" is not a valid \(kind) name")
     }
 }
 

@@ -1,4 +1,5 @@
 import AmbitCA
+import AmbitIdentity
 import ArgumentParser
 import Crypto
 import Foundation
@@ -102,10 +103,7 @@ extension CACommand {
     }
 }
 
+/// Created with `mode` from the start (a temporary file renamed into place), never readable by others meanwhile.
 private func write(_ text: String, to path: String, mode: Int) throws {
-    guard FileManager.default.createFile(atPath: path, contents: Data(text.utf8), attributes: [.posixPermissions: mode])
-    else {
-        throw CLIError("cannot write \(path)")
-    }
-    _ = chmod(path, mode_t(mode))
+    try PEMFiles.write(text, to: path, mode: mode_t(mode))
 }

@@ -18,13 +18,14 @@ import Testing
 
     @Test func aCAServiceOrACADirectoryNeverBoth() throws {
         let remote = try CertificateOptions.parse([
-            "--ca-address", "ca:15012", "--ca-roots", "roots.pem", "--trust-domain", "example.org",
+            "--ca-address", "ca:15012", "--ca-roots", "roots.pem", "--ca-token-file", "t", "--trust-domain",
+            "example.org",
         ])
         guard case .remote(let options, "example.org") = remote.selection(impersonate: false, clusterID: nil) else {
             Issue.record("expected the CA service in example.org")
             return
         }
-        #expect(options.address == "ca:15012" && !options.impersonate && options.tokenFile == nil)
+        #expect(options.address == "ca:15012" && !options.impersonate && options.tokenFile == "t")
         guard
             case .localCA("ca/", nil) = try CertificateOptions.parse(["--ca-dir", "ca/"])
                 .selection(impersonate: true, clusterID: nil)
@@ -35,7 +36,8 @@ import Testing
         for (arguments, message) in [
             ([String](), "give exactly one of --ca-address (or --istio-ca) and --ca-dir"),
             (["--ca-dir", "d", "--ca-address", "a:1", "--ca-roots", "r"], "give exactly one"),
-            (["--ca-address", "a:1"], "--ca-address needs --ca-roots"),
+            (["--ca-address", "a:1", "--ca-token-file", "t"], "--ca-address needs --ca-roots"),
+            (["--ca-address", "a:1", "--ca-roots", "r"], "and --ca-token-file"),
             (["--ca-dir", "d", "--ca-token-file", "t"], "go with --ca-address"),
         ] {
             #expect {

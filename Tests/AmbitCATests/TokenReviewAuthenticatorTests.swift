@@ -26,6 +26,18 @@ import Testing
             ),
             "kubelet-audience": .init(username: "system:serviceaccount:demo:client", audiences: ["https://kubernetes"]),
             "a-user": .init(username: "alice", audiences: ["ambit-ca"]),
+            // A webhook authenticator passing a user off as the node agent: not in the service-account group.
+            "webhook": .init(
+                username: "system:serviceaccount:ambit-system:ambit-node",
+                audiences: ["ambit-ca"],
+                nodeName: "node2",
+                groups: ["system:authenticated"]
+            ),
+            "any-audience": .init(
+                username: "system:serviceaccount:demo:client",
+                audiences: ["somewhere-else"],
+                ignoresAudiences: true
+            ),
         ])
         let cluster = KubernetesClusterConfig(
             host: "127.0.0.1",
@@ -54,7 +66,8 @@ import Testing
 
         for (token, reason) in [
             ("forged", "invalid bearer token"), ("kubelet-audience", "invalid for the target audiences"),
-            ("a-user", "not a service account"),
+            ("a-user", "not a service account"), ("webhook", "not a service account"),
+            ("any-audience", "did not confirm the token for the audiences"),
         ] {
             let error = await #expect(throws: CARefusal.self) { try await authenticator.authenticate(token: token) }
             #expect(

@@ -50,7 +50,11 @@ extension LabRootTests {
             #expect(open.isEmpty, "agent \(pid) has private keys open: \(open)")
             let commandLine = try String(contentsOfFile: "/proc/\(pid)/cmdline", encoding: .utf8)
             #expect(!commandLine.contains("--ca-dir") && commandLine.contains("--ca-address"), "\(commandLine)")
+            // Its own token, and no other daemon's.
+            let tokens = try FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/root\(root)/tokens")
+            #expect(tokens.count == 1 && commandLine.contains("\(root)/tokens/\(tokens[0])"), "\(tokens)")
         }
+        #expect(try FileManager.default.contentsOfDirectory(atPath: "\(root)/tokens").count == 2)
 
         // node1's token obtains node1's pods' identities, not node2's (independent client, from node1's netns).
         func ask(_ account: String, token node: String) throws -> (status: Int32, output: String) {

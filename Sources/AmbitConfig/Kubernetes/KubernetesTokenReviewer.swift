@@ -5,6 +5,10 @@ public import NIOCore
 public struct TokenReviewResult: Sendable, Hashable {
     /// `system:serviceaccount:<namespace>:<name>` for a service account's token.
     public var username: String
+    /// `status.user.groups`: a service account's token carries `system:serviceaccounts`.
+    public var groups: [String] = []
+    /// `status.audiences`: those of the requested audiences the token is valid for.
+    public var audiences: [String] = []
     /// `authentication.kubernetes.io/node-name` and `pod-name` of a pod-bound token, when the server adds them.
     public var nodeName: String?
     public var podName: String?
@@ -44,6 +48,9 @@ public final class KubernetesTokenReviewer: Sendable {
                 "/apis/authentication.k8s.io/v1/tokenreviews",
                 String(decoding: json, as: UTF8.self)
             )
+        } catch KubernetesAPIError.status(let code, let reason, let message) where code == 400 || code == 422 {
+            // The server would not even review it (an empty or malformed token): the token is at fault.
+            throw .rejected("the API server refused to review the token: HTTP \(code) \(reason) \(message ?? "")")
         } catch {
             throw .unavailable("\(error)")
         }
@@ -66,10 +73,13 @@ public final class KubernetesTokenReviewer: Sendable {
             throw .unavailable("the TokenReview answer names no user")
         }
         let extra = status["user"]?["extra"]
-        return TokenReviewResult(
+        var result = TokenReviewResult(
             username: username,
             nodeName: extra?["authentication.kubernetes.io/node-name"]?.arrayValue?.first?.stringValue,
             podName: extra?["authentication.kubernetes.io/pod-name"]?.arrayValue?.first?.stringValue
         )
+        result.groups = status["user"]?["groups"]?.arrayValue?.compactMap(\.stringValue) ?? []
+        result.audiences = status["audiences"]?.arrayValue?.compactMap(\.stringValue) ?? []
+        return result
     }
 }
