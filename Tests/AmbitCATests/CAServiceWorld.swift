@@ -138,7 +138,8 @@ final class CAServiceWorld: @unchecked Sendable {
         csr: String? = nil,
         keyOut: String? = nil
     ) throws -> Answer {
-        var arguments = [Self.client, "--address", address, "--ca", rootsFile, "--spiffe", spiffe]
+        // A generous deadline: under the full suite both cores are busy and ambit-ca is a debug build.
+        var arguments = [Self.client, "--address", address, "--ca", rootsFile, "--spiffe", spiffe, "--timeout", "60"]
         if let token { arguments += ["--token", token] }
         if impersonate { arguments.append("--impersonate") }
         if let csr {

@@ -29,7 +29,7 @@ import X509
             impersonate: true
         )
         options.clusterID = "Kubernetes"
-        options.timeout = .seconds(5)
+        options.timeout = .seconds(30)  // generous: the full suite loads both cores
         return try RemoteCertificateSigner(options: options, group: group)
     }
 

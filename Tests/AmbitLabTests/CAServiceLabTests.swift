@@ -62,7 +62,7 @@ extension LabRootTests {
                 "nsenter --net=/var/run/netns/ambit-\(lab.name)-\(node) /usr/bin/python3 "
                     + "\(LabCLI.packageRoot.path)/Tests/Interop/istio_ca_client.py --address 172.31.0.10:15012 "
                     + "--ca \(root)/ca-roots.pem --spiffe spiffe://cluster.local/ns/demo/sa/\(account) "
-                    + "--token-file \(root)/tokens/ambit-node-\(node).token --impersonate"
+                    + "--token-file \(root)/tokens/ambit-node-\(node).token --impersonate --timeout 60"
             )
         }
         let own = try ask("client", token: "node1")
