@@ -75,18 +75,22 @@ public struct HBONEHeaders: Hashable, Sendable {
         "00-\(randomID(16, using: &generator))-\(randomID(8, using: &generator))-00"
     }
 
-    /// `count` random bytes in lower-case hex, never all zero (all-zero ids are invalid).
+    /// `count` (a multiple of 8) random bytes in lower-case hex, never all zero (all-zero ids are invalid). One
+    /// 64-bit draw per 8 bytes: the system generator makes a `getrandom` call per draw.
     private static func randomID<Generator: RandomNumberGenerator>(_ count: Int, using generator: inout Generator)
         -> String
     {
-        var text = ""
-        text.reserveCapacity(count * 2)
-        var bytes = (0..<count).map { _ in UInt8.random(in: 0...255, using: &generator) }
-        if bytes.allSatisfy({ $0 == 0 }) { bytes[count - 1] = 1 }
-        for byte in bytes {
-            text += String(byte >> 4, radix: 16) + String(byte & 0xf, radix: 16)
+        var words = (0..<count / 8).map { _ in generator.next() }
+        if words.allSatisfy({ $0 == 0 }) { words[words.count - 1] = 1 }
+        let digits = Array("0123456789abcdef".utf8)
+        var hex = [UInt8]()
+        hex.reserveCapacity(count * 2)
+        for word in words {
+            for shift in stride(from: 60, through: 0, by: -4) {
+                hex.append(digits[Int((word >> UInt64(shift)) & 0xf)])
+            }
         }
-        return text
+        return String(decoding: hex, as: UTF8.self)
     }
 
     public static func newTraceparent() -> String {

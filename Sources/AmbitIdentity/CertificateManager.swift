@@ -27,6 +27,7 @@ public actor CertificateManager {
     private let metrics: CertificateMetrics?
     private let logger: Logger
     private let now: @Sendable () -> Date
+    private let onIssued: @Sendable (WorkloadCertificate) -> Void
     private var entries: [SpiffeID: Entry] = [:]
 
     private struct Entry {
@@ -43,8 +44,10 @@ public actor CertificateManager {
         backoff: RetryBackoff = RetryBackoff(),
         metrics: CertificateMetrics? = nil,
         logger: Logger,
-        now: @escaping @Sendable () -> Date = { Date() }
+        now: @escaping @Sendable () -> Date = { Date() },
+        onIssued: @escaping @Sendable (WorkloadCertificate) -> Void = { _ in }
     ) {
+        self.onIssued = onIssued
         self.signer = signer
         self.lifetime = lifetime
         self.backoff = backoff
@@ -141,6 +144,7 @@ public actor CertificateManager {
             entries[identity]!.lastError = nil
             entries[identity]!.nextAttempt = certificate.renewalTime
             metrics?.issued(certificate)
+            onIssued(certificate)
             logger.info(
                 "certificate issued",
                 metadata: [

@@ -43,10 +43,14 @@ public final class NodeAgent: Sendable {
         self.trustDomain = trustDomain
         metrics = MeshMetrics()
         metrics.declareLimits(HBONELimit.allCases.map(\.rawValue))
+        // Every certificate issued (renewals too) goes to the cache the handshakes and new connections read, so a
+        // renewed certificate replaces the old one at once instead of when it expires.
+        let certificateCache = CertificateCache()
         let certificates = CertificateManager(
             signer: signer,
             metrics: CertificateMetrics(registry: metrics.registry),
-            logger: logger
+            logger: logger,
+            onIssued: { certificateCache.store($0) }
         )
         let store = ConfigStore(
             options: ConfigOptions(trustDomain: trustDomain, clusterID: options.clusterID)
@@ -90,7 +94,7 @@ public final class NodeAgent: Sendable {
             store: store,
             registry: registry,
             certificates: certificates,
-            certificateCache: CertificateCache(),
+            certificateCache: certificateCache,
             client: client,
             connections: ConnectionTracker(),
             telemetry: ConnectionTelemetry(metrics: metrics, logger: logger),

@@ -96,6 +96,21 @@ import Testing
             seen.insert(value)
         }
         #expect(seen.count == 100)
+        struct Fixed: RandomNumberGenerator {
+            var value: UInt64
+            mutating func next() -> UInt64 { value }
+        }
+        var pattern = Fixed(value: 0x0123_4567_89ab_cdef)
+        #expect(
+            HBONEHeaders.newTraceparent(using: &pattern)
+                == "00-0123456789abcdef0123456789abcdef-0123456789abcdef-00"
+        )
+        var zeros = Fixed(value: 0)
+        #expect(
+            HBONEHeaders.newTraceparent(using: &zeros)
+                == "00-00000000000000000000000000000001-0000000000000001-00",
+            "all-zero ids are invalid"
+        )
         #expect(!HBONEHeaders.isValidTraceparent("00-00000000000000000000000000000000-b7ad6b7169203331-01"))
         #expect(!HBONEHeaders.isValidTraceparent("01-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"))
         #expect(!HBONEHeaders.isValidTraceparent("00-0AF7651916CD43DD8448EB211C80319C-b7ad6b7169203331-01"))

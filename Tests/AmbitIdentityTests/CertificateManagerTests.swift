@@ -48,7 +48,11 @@ final class ScriptedSigner: CertificateSigner {
     let start = TestPKI.referenceTime
     let identity = SpiffeID.test("demo", "client")
 
-    func makeManager(_ signer: ScriptedSigner, metrics: MeshMetrics? = nil) -> CertificateManager {
+    func makeManager(
+        _ signer: ScriptedSigner,
+        metrics: MeshMetrics? = nil,
+        onIssued: @escaping @Sendable (WorkloadCertificate) -> Void = { _ in }
+    ) -> CertificateManager {
         var logger = Logger(label: "test")
         logger.logLevel = .critical
         return CertificateManager(
@@ -57,7 +61,8 @@ final class ScriptedSigner: CertificateSigner {
             backoff: RetryBackoff(initial: .seconds(1), maximum: .seconds(8)),
             metrics: metrics.map { CertificateMetrics(registry: $0.registry) },
             logger: logger,
-            now: { signer.now }
+            now: { signer.now },
+            onIssued: onIssued
         )
     }
 
@@ -73,7 +78,8 @@ final class ScriptedSigner: CertificateSigner {
 
     @Test func issuesFromACSRAndRenewsAtHalfLife() async throws {
         let signer = ScriptedSigner(authority: try TestPKI().authority, now: start)
-        let manager = makeManager(signer)
+        let issued = Mutex<[WorkloadCertificate]>([])
+        let manager = makeManager(signer, onIssued: { certificate in issued.withLock { $0.append(certificate) } })
         let first = try await manager.certificate(for: identity)
         #expect(first.identity == identity)
         #expect(first.leaf.publicKey == first.privateKey.publicKey)
@@ -94,6 +100,8 @@ final class ScriptedSigner: CertificateSigner {
         #expect(second.leaf.serialNumber != first.leaf.serialNumber)
         #expect(second.privateKey.publicKey != first.privateKey.publicKey)
         #expect(next == second.renewalTime)
+        // Whoever caches certificates (the node agent's handshakes) hears of both, the renewal at once.
+        #expect(issued.withLock { $0.map(\.leaf) } == [first.leaf, second.leaf])
     }
 
     @Test func retriesWithBackoffAndServesTheOldCertificateUntilExpiry() async throws {

@@ -145,8 +145,12 @@ struct OutboundProxy: Sendable {
             traceparent: HBONEHeaders.newTraceparent()
         )
         let certificate = channel.eventLoop.makePromise(of: WorkloadCertificate.self)
-        let certificates = inputs.certificates
-        certificate.completeWithTask { try await certificates.certificate(for: source.identity) }
+        if let cached = inputs.certificateCache.current(source.identity) {
+            certificate.succeed(cached)  // the common case: no task, no hop to the manager's actor
+        } else {
+            let certificates = inputs.certificates
+            certificate.completeWithTask { try await certificates.certificate(for: source.identity) }
+        }
         let client = inputs.client
         connection.relay(
             certificate.futureResult.flatMap { certificate in
