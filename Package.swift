@@ -496,7 +496,11 @@ let package = Package(
         ),
         .testTarget(
             name: "AmbitCaptureTests",
-            dependencies: ["AmbitCapture", "AmbitModel"],
+            dependencies: [
+                "AmbitCapture", "AmbitModel",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ],
             swiftSettings: strictSettings
         ),
         .testTarget(

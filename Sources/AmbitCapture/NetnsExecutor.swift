@@ -1,4 +1,5 @@
 import CAmbitShim
+public import NIOCore
 
 #if canImport(Glibc)
     import Glibc
@@ -42,6 +43,23 @@ public final class NetnsExecutor: Sendable {
             }
             if !queue.enqueue(job) { continuation.resume(throwing: CaptureError.executorShutDown) }
         }
+    }
+
+    /// Runs `body` inside `ns` on a worker thread and completes `promise` with its result: from the caller's event
+    /// loop to a worker and straight back to the loop, with no task or continuation between them (a new
+    /// connection's dial pays two thread hops instead of four).
+    public func run<T: Sendable>(
+        in ns: NetworkNamespace,
+        completing promise: EventLoopPromise<T>,
+        _ body: @escaping @Sendable () throws -> T
+    ) {
+        let job = Job(namespace: ns) { entered in
+            switch entered {
+            case .success: promise.completeWith(Result { try body() })
+            case .failure(let error): promise.fail(error)
+            }
+        }
+        if !queue.enqueue(job) { promise.fail(CaptureError.executorShutDown) }
     }
 
     /// Runs `body` inside `ns` on the calling thread: setns, body, setns back.

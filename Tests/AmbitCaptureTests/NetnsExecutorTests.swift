@@ -1,4 +1,6 @@
 import AmbitCapture
+import NIOCore
+import NIOPosix
 import Testing
 
 #if canImport(Glibc)
@@ -54,6 +56,25 @@ struct NetnsExecutorTests {
         await #expect(throws: CaptureError.invalidArgument("boom")) {
             try await executor.run(in: home) { throw CaptureError.invalidArgument("boom") }
         }
+    }
+
+    /// The dialers' form: a worker completes an event loop's promise, with no task in between.
+    @Test func jobsCompleteEventLoopPromises() async throws {
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        let executor = NetnsExecutor(threadCount: 1)
+        let pod = try TestNamespace("promise")
+        let loop = group.next()
+        let inside = loop.makePromise(of: UInt64.self)
+        executor.run(in: pod.namespace, completing: inside) { try NetworkNamespace.current().inode }
+        #expect(try await inside.futureResult.get() == pod.namespace.inode)
+        let failing = loop.makePromise(of: Int.self)
+        executor.run(in: pod.namespace, completing: failing) { throw CaptureError.invalidArgument("boom") }
+        await #expect(throws: CaptureError.invalidArgument("boom")) { try await failing.futureResult.get() }
+        executor.shutdown()
+        let late = loop.makePromise(of: Int.self)
+        executor.run(in: pod.namespace, completing: late) { 1 }
+        await #expect(throws: CaptureError.executorShutDown) { try await late.futureResult.get() }
+        try await group.shutdownGracefully()
     }
 
     @Test func jobsAfterShutdownFail() async throws {

@@ -55,16 +55,14 @@ struct NetnsDialer: Dialer {
         let timeout = self.timeout
         let mark = transparent ? transparentMark : MeshMarks.agentSocket
         let descriptor = eventLoop.makePromise(of: Int32.self)
-        descriptor.completeWithTask {
-            try await executor.run(in: pod.netns) {
-                try CaptureSockets.connect(
-                    to: destination,
-                    from: bindSource,
-                    mark: mark,
-                    transparent: transparent,
-                    timeout: timeout
-                )
-            }
+        executor.run(in: pod.netns, completing: descriptor) {
+            try CaptureSockets.connect(
+                to: destination,
+                from: bindSource,
+                mark: mark,
+                transparent: transparent,
+                timeout: timeout
+            )
         }
         return descriptor.futureResult.flatMap { fd in
             ClientBootstrap.forRelay(on: eventLoop, prepare: prepare).withConnectedSocket(fd)
