@@ -7,6 +7,7 @@ extension LabSpec {
         name: demo                 # [a-z0-9-]{1,8}: part of every netns name (ambit-demo-...)
         underlay: 172.31.0.0/24    # node IPs .11, .12, ... on a bridge inside netns ambit-demo-ul
         mesh: true                 # false = no ambit-cni, no agents (plain network; baselines, benchmarks)
+        ca: service                # ambit-ca in netns ambit-demo-cp (.10); local = every agent reads the CA key
         nodes:
           - name: node1
             podCIDR: 10.244.1.0/24

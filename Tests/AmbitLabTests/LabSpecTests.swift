@@ -32,10 +32,22 @@ import Testing
         }
     }
 
+    @Test func theCAModeIsServiceUnlessLocal() throws {
+        let spec = try LabSpec.parse(yaml: Self.minimal, file: "lab.yaml")
+        #expect(spec.usesCAService && spec.controlPlaneAddress.description == "172.31.0.10")
+        let local = try LabSpec.parse(yaml: Self.minimal + "\nca: local", file: "lab.yaml")
+        #expect(!local.usesCAService)
+        expectError(Self.minimal + "\nca: istiod", "ca", "must be service (ambit-ca, the default) or local")
+        expectError(
+            Self.minimal.replacingOccurrences(of: "- name: node1", with: "- name: cp"),
+            "is reserved (netns ambit-<lab>-ul, -cp, -p-<pod>)"
+        )
+    }
+
     @Test func defaultLabParses() throws {
         let spec = try LabSpec.defaultLab()
         #expect(spec.name == "demo")
-        #expect(spec.mesh)
+        #expect(spec.mesh && spec.usesCAService)
         #expect(spec.nodes.map(\.name) == ["node1", "node2"])
         #expect(spec.underlayAddress(ofNodeAt: 0).description == "172.31.0.11")
         #expect(spec.underlayAddress(ofNodeAt: 1).description == "172.31.0.12")
