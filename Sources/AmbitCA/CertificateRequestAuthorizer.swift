@@ -5,7 +5,8 @@ public import AmbitModel
 ///
 /// - any caller may obtain its own service account's identity;
 /// - a trusted node account (`--node-account`, e.g. `ambit-system/ambit-node`) may ask, by impersonation,
-///   for the identity of a pod scheduled on the node its token is bound to, and for nothing else;
+///   for the identity of a pod scheduled on its node, and for nothing else. Its node is the token's node claim,
+///   or, for a token bound only to a pod (Kubernetes before 1.30), that pod's `spec.nodeName`, as istiod does;
 /// - nobody gets an identity outside the trust domain.
 public struct CertificateRequestAuthorizer: Sendable {
     public let trustDomain: String
@@ -63,17 +64,19 @@ public struct CertificateRequestAuthorizer: Sendable {
                 "\(caller) is not a node agent account (\(nodeAccounts.sorted().joined(separator: ", "))) and may not impersonate \(requested)"
             )
         }
-        guard let node = caller.nodeName else {
+        guard caller.nodeName != nil || caller.podName != nil else {
             throw CARefusal(
                 .permissionDenied,
-                "the node agent's token is not bound to a node, so it may not impersonate \(requested)"
+                "the node agent's token is bound to neither a node nor a pod, so it may not impersonate \(requested)"
             )
         }
         func scheduled() throws(CARefusal) -> Bool {
             guard let snapshot = snapshot() else {
                 throw CARefusal(.unavailable, "the CA has not loaded the cluster's pods yet; retry")
             }
-            return snapshot.workloads(onNode: node).contains { $0.identity == requested }
+            return snapshot.workloads(onNode: try callerNode(of: caller, in: snapshot)).contains {
+                $0.identity == requested
+            }
         }
         var found = try scheduled()
         if !found {
@@ -86,10 +89,27 @@ public struct CertificateRequestAuthorizer: Sendable {
             }
         }
         guard found else {
+            let node = snapshot().flatMap { try? callerNode(of: caller, in: $0) } ?? "?"
             throw CARefusal(
                 .permissionDenied,
                 "no pod with identity \(requested) is scheduled on node \(node), so its agent may not obtain it"
             )
         }
+    }
+
+    /// The caller's node: its token's node claim, else the node its pod (the token's pod claim, in the caller's
+    /// namespace and of the caller's service account) is scheduled on.
+    private func callerNode(of caller: CACaller, in snapshot: ConfigSnapshot) throws(CARefusal) -> String {
+        if let node = caller.nodeName { return node }
+        guard let name = caller.podName,
+            let pod = snapshot.pods[ObjectKey(.pod, namespace: caller.namespace, name: name)],
+            pod.serviceAccountName == caller.serviceAccount, let node = pod.nodeName
+        else {
+            throw CARefusal(
+                .permissionDenied,
+                "the node agent's token names no node, and its pod \(caller.namespace)/\(caller.podName ?? "?") is not a scheduled pod of \(caller.account)"
+            )
+        }
+        return node
     }
 }

@@ -24,6 +24,27 @@ import Testing
         #expect(metrics.contains("citadel_server_csr_count 1"))
     }
 
+    /// A token bound only to a pod (Kubernetes before 1.30 puts no node in it): the node is the pod's, as istiod does.
+    @Test func aNodeAgentTokenBoundOnlyToItsPodUsesThePodsNode() async throws {
+        let world = try await CAServiceWorld.start()
+        defer { world.stop() }
+        let podToken = try world.token(node: nil, pod: "ambit-node-x7k2p")
+        let own = try world.request(Self.client, token: podToken)
+        #expect(own.status == 0 && own.chain.count == 2, "\(own.error)")
+        let other = try world.request(Self.server, token: podToken)
+        #expect(
+            other.error.contains("no pod with identity \(Self.server) is scheduled on node node1"),
+            "\(other.error)"
+        )
+        let impostor = try world.request(Self.server, token: try world.token(node: nil, pod: "impostor"))
+        #expect(
+            impostor.error.contains("PERMISSION_DENIED") && impostor.error.contains("is not a scheduled pod of"),
+            "\(impostor.error)"
+        )
+        let unbound = try world.request(Self.client, token: try world.token(node: nil))
+        #expect(unbound.error.contains("bound to neither a node nor a pod"), "\(unbound.error)")
+    }
+
     @Test func anIstioSelfSignedCASecretSigns() async throws {
         let world = try await CAServiceWorld.start(.istioCASecret)
         defer { world.stop() }

@@ -60,6 +60,10 @@ final class CAServiceWorld: @unchecked Sendable {
             Manifests.namespace("demo"),
             Manifests.pod("client", namespace: "demo", ip: "10.244.1.2", node: "node1", serviceAccount: "client"),
             Manifests.pod("server", namespace: "demo", ip: "10.244.2.2", node: "node2", serviceAccount: "server"),
+            // node1's agent pod, and a pod of another account in its namespace on node2.
+            Manifests.namespace("ambit-system"),
+            Manifests.pod("ambit-node-x7k2p", namespace: "ambit-system", node: "node1", serviceAccount: "ambit-node"),
+            Manifests.pod("impostor", namespace: "ambit-system", node: "node2", serviceAccount: "other"),
         ]).write(toFile: directory.path + "/m/pods.yaml", atomically: true, encoding: .utf8)
         process.executableURL = URL(fileURLWithPath: TestBinaries.path("ambit-ca"))
         process.arguments = [
@@ -108,6 +112,7 @@ final class CAServiceWorld: @unchecked Sendable {
         namespace: String = "ambit-system",
         serviceAccount: String = "ambit-node",
         node: String? = "node1",
+        pod: String? = nil,
         audience: String = "ambit-ca",
         issued: Date = Date(),
         lifetime: TimeInterval = 3600,
@@ -118,6 +123,7 @@ final class CAServiceWorld: @unchecked Sendable {
             audiences: [audience],
             namespace: namespace,
             serviceAccount: serviceAccount,
+            podName: pod,
             nodeName: node,
             issuedAt: issued,
             expiry: issued + lifetime
