@@ -174,24 +174,27 @@ public final class CAServer: Sendable {
                 "authentication": "\(options.authentication)", "server_names": "\(options.serverNames)",
             ]
         )
-        // Until SIGTERM, or until the gRPC server fails (then the process exits with its error).
-        let served = await withTaskGroup(of: (any Error)?.self) { group in
-            group.addTask {
-                await ProcessSignals.waitForTermination()
-                return nil
-            }
-            group.addTask {
-                do {
-                    try await serverTask.value
-                    return CAServerError("the gRPC server stopped")
-                } catch {
-                    return error
-                }
-            }
-            let first = await group.next()!
-            group.cancelAll()
-            return first
+        // Until SIGTERM, or until the gRPC server fails (then the process exits with its error). Neither wait can be
+        // cancelled, so they race in unstructured tasks and the first to report wins.
+        let (stops, stop) = AsyncStream.makeStream(of: (any Error)?.self)
+        let signalTask = Task {
+            await ProcessSignals.waitForTermination()
+            stop.yield(nil)
         }
+        let failureTask = Task {
+            do {
+                try await serverTask.value
+                stop.yield(CAServerError("the gRPC server stopped"))
+            } catch {
+                stop.yield(error)
+            }
+        }
+        var first = stops.makeAsyncIterator()
+        let served: (any Error)? = await first.next() ?? nil
+        stop.finish()
+        signalTask.cancel()
+        failureTask.cancel()
+        if let served { logger.critical("the gRPC server failed", metadata: ["error": "\(served)"]) }
         ready.store(false, ordering: .relaxed)
         logger.info("draining", metadata: ["deadline": "\(options.drainDeadline)"])
         server.beginGracefulShutdown()

@@ -45,6 +45,16 @@ import Testing
         #expect(unbound.error.contains("bound to neither a node nor a pod"), "\(unbound.error)")
     }
 
+    @Test func sigtermDrainsAndExits() async throws {
+        let world = try await CAServiceWorld.start()
+        defer { world.stop() }
+        kill(world.process.processIdentifier, SIGTERM)
+        #expect(await eventually(timeout: .seconds(20)) { !world.process.isRunning }, "\(world.log)")
+        world.process.waitUntilExit()
+        #expect(world.process.terminationStatus == 0, "\(world.log)")
+        #expect(world.log.contains("draining") && world.log.contains("ambit-ca stopped"), "\(world.log)")
+    }
+
     @Test func anIstioSelfSignedCASecretSigns() async throws {
         let world = try await CAServiceWorld.start(.istioCASecret)
         defer { world.stop() }

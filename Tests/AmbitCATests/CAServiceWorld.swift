@@ -65,8 +65,13 @@ final class CAServiceWorld: @unchecked Sendable {
             Manifests.pod("ambit-node-x7k2p", namespace: "ambit-system", node: "node1", serviceAccount: "ambit-node"),
             Manifests.pod("impostor", namespace: "ambit-system", node: "node2", serviceAccount: "other"),
         ]).write(toFile: directory.path + "/m/pods.yaml", atomically: true, encoding: .utf8)
-        process.executableURL = URL(fileURLWithPath: TestBinaries.path("ambit-ca"))
+        // Through python3, which clears the signal mask before exec: the test runner's threads block signals, and a
+        // child would inherit that (SIGTERM must reach ambit-ca).
+        process.executableURL = URL(fileURLWithPath: Self.python)
         process.arguments = [
+            "-c",
+            "import os, signal, sys; signal.pthread_sigmask(signal.SIG_SETMASK, []); os.execv(sys.argv[1], sys.argv[1:])",
+            TestBinaries.path("ambit-ca"),
             "--ca-dir", caDirectory, "--manifests", directory.path + "/m",
             "--token-public-key", directory.path + "/token.pub",
             "--listen", "127.0.0.1", "--port", "\(port)", "--server-name", "127.0.0.1",
