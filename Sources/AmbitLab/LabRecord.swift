@@ -23,7 +23,7 @@ public struct LabRecord: Codable, Sendable {
     public var netns: [String] = []
     public var nodes: [NodeRecord] = []
     public var pods: [PodRecord] = []
-    /// The control plane (ambit-ca in its own netns); `nil` without a mesh, or with `--local-ca`.
+    /// The control plane (ambit-ca in its own netns); `nil` without a mesh, or with `ca: local`.
     public var controlPlane: ControlPlaneRecord?
 
     public struct ControlPlaneRecord: Codable, Sendable {
