@@ -1,6 +1,7 @@
 public import AmbitConfig
 public import Crypto
 public import Foundation
+import SwiftASN1
 
 /// Who asks the CA for a certificate, as its bearer token proves.
 public struct CACaller: Sendable, Hashable, CustomStringConvertible {
@@ -20,8 +21,22 @@ public struct CACaller: Sendable, Hashable, CustomStringConvertible {
     /// `namespace/serviceaccount`, as the trusted node accounts are written.
     public var account: String { "\(namespace)/\(serviceAccount)" }
 
+    /// Kubernetes' user name of a service account: `system:serviceaccount:<namespace>:<name>`.
+    public static func username(namespace: String, serviceAccount: String) -> String {
+        "system:serviceaccount:\(namespace):\(serviceAccount)"
+    }
+
+    /// The namespace and name in a service account's user name, or `nil` for any other user name.
+    public static func serviceAccount(inUsername username: String) -> (namespace: String, name: String)? {
+        let fields = username.split(separator: ":", omittingEmptySubsequences: false)
+        guard fields.count == 4, fields[0] == "system", fields[1] == "serviceaccount", !fields[2].isEmpty,
+            !fields[3].isEmpty
+        else { return nil }
+        return (String(fields[2]), String(fields[3]))
+    }
+
     public var description: String {
-        var text = "system:serviceaccount:\(namespace):\(serviceAccount)"
+        var text = Self.username(namespace: namespace, serviceAccount: serviceAccount)
         if let podName { text += " pod \(podName)" }
         if let nodeName { text += " on node \(nodeName)" }
         return text
@@ -53,17 +68,19 @@ public struct LocalTokenAuthenticator: CallerAuthenticator {
         } catch {
             throw CARefusal(.internal, "cannot read the token key file \(path): \(error.localizedDescription)")
         }
+        let documents: [PEMDocument]
+        do {
+            documents = try PEMDocument.parseMultiple(pemString: text)
+        } catch {
+            throw CARefusal(.internal, "\(path) is not valid PEM: \(error)")
+        }
         var keys: [P256.Signing.PublicKey] = []
-        var rest = Substring(text)
-        let end = "-----END PUBLIC KEY-----"
-        while let start = rest.range(of: "-----BEGIN PUBLIC KEY-----"), let stop = rest.range(of: end) {
-            let block = String(rest[start.lowerBound..<stop.upperBound])
+        for document in documents where document.discriminator == "PUBLIC KEY" {
             do {
-                keys.append(try P256.Signing.PublicKey(pemRepresentation: block))
+                keys.append(try P256.Signing.PublicKey(derRepresentation: document.derBytes))
             } catch {
                 throw CARefusal(.internal, "\(path): a PUBLIC KEY block is not a P-256 key: \(error)")
             }
-            rest = rest[stop.upperBound...]
         }
         guard !keys.isEmpty else {
             throw CARefusal(.internal, "\(path) holds no PEM PUBLIC KEY (a P-256 key, SubjectPublicKeyInfo)")
@@ -101,11 +118,10 @@ public struct TokenReviewAuthenticator: CallerAuthenticator {
         } catch {
             throw CARefusal(.unavailable, error.description)
         }
-        let fields = result.username.split(separator: ":", omittingEmptySubsequences: false)
         // As istiod: a service account's name and the service-account group, so that no other authenticator of
         // the API server (a webhook, OIDC) can pass a user off as a node agent.
-        guard fields.count == 4, fields[0] == "system", fields[1] == "serviceaccount", !fields[2].isEmpty,
-            !fields[3].isEmpty, result.groups.contains("system:serviceaccounts")
+        guard let account = CACaller.serviceAccount(inUsername: result.username),
+            result.groups.contains("system:serviceaccounts")
         else {
             throw CARefusal(.unauthenticated, "the token belongs to \(result.username), not a service account")
         }
@@ -117,8 +133,8 @@ public struct TokenReviewAuthenticator: CallerAuthenticator {
             )
         }
         return CACaller(
-            namespace: String(fields[2]),
-            serviceAccount: String(fields[3]),
+            namespace: account.namespace,
+            serviceAccount: account.name,
             nodeName: result.nodeName,
             podName: result.podName
         )

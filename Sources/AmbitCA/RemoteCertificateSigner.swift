@@ -1,4 +1,5 @@
 public import AmbitIdentity
+import AmbitModel
 import AmbitProto
 import Foundation
 import GRPCCore
@@ -64,11 +65,12 @@ public final class RemoteCertificateSigner: CertificateSigner {
         trustAnchors = roots
         let (host, port) = try options.hostAndPort()
         let rootsPEM = try roots.map { Array(try $0.serializeAsPEM().pemString.utf8) }
-        let target: any ResolvableTarget =
-            host.contains(":")
-            ? .ipv6(address: host, port: port)
-            : (host.split(separator: ".").count == 4 && host.allSatisfy { $0.isNumber || $0 == "." })
-                ? .ipv4(address: host, port: port) : .dns(host: host, port: port)
+        let target: any ResolvableTarget
+        if let address = IPAddress(host) {
+            target = address.isIPv4 ? .ipv4(address: host, port: port) : .ipv6(address: host, port: port)
+        } else {
+            target = .dns(host: host, port: port)
+        }
         let serverName = options.serverName
         let transport = try HTTP2ClientTransport.Posix(
             target: target,

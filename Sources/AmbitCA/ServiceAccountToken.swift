@@ -39,7 +39,7 @@ public struct ServiceAccountToken: Sendable, Hashable {
         self.expiry = expiry
     }
 
-    public var subject: String { "system:serviceaccount:\(namespace):\(serviceAccount)" }
+    public var subject: String { CACaller.username(namespace: namespace, serviceAccount: serviceAccount) }
 
     /// The compact JWS: base64url(header).base64url(claims).base64url(r || s).
     public func signed(with key: P256.Signing.PrivateKey) throws -> String {
@@ -116,10 +116,7 @@ public struct ServiceAccountToken: Sendable, Hashable {
         guard let subject = claims["sub"] as? String else {
             throw CARefusal(.unauthenticated, "the token has no sub claim")
         }
-        let fields = subject.split(separator: ":", omittingEmptySubsequences: false)
-        guard fields.count == 4, fields[0] == "system", fields[1] == "serviceaccount", !fields[2].isEmpty,
-            !fields[3].isEmpty
-        else {
+        guard let account = CACaller.serviceAccount(inUsername: subject) else {
             throw CARefusal(.unauthenticated, "the token's subject \"\(subject)\" is not a service account")
         }
         let audiences: [String]
@@ -131,8 +128,8 @@ public struct ServiceAccountToken: Sendable, Hashable {
             throw CARefusal(.unauthenticated, "the token has no aud claim")
         }
         let kubernetes = claims["kubernetes.io"] as? [String: Any]
-        guard kubernetes?["namespace"] as? String == String(fields[2]),
-            (kubernetes?["serviceaccount"] as? [String: Any])?["name"] as? String == String(fields[3])
+        guard kubernetes?["namespace"] as? String == account.namespace,
+            (kubernetes?["serviceaccount"] as? [String: Any])?["name"] as? String == account.name
         else {
             throw CARefusal(
                 .unauthenticated,
@@ -142,8 +139,8 @@ public struct ServiceAccountToken: Sendable, Hashable {
         return ServiceAccountToken(
             issuer: claims["iss"] as? String ?? "",
             audiences: audiences,
-            namespace: String(fields[2]),
-            serviceAccount: String(fields[3]),
+            namespace: account.namespace,
+            serviceAccount: account.name,
             podName: (kubernetes?["pod"] as? [String: Any])?["name"] as? String,
             nodeName: (kubernetes?["node"] as? [String: Any])?["name"] as? String,
             issuedAt: try number("nbf"),

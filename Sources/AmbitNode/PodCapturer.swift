@@ -270,7 +270,8 @@ final class PodCapturer: Sendable {
 
     func warmCertificate(_ identity: SpiffeID) async {
         do {
-            inputs.certificateCache.store(try await inputs.certificates.certificate(for: identity))
+            // The manager hands what it issues to the cache (NodeAgent's onIssued).
+            _ = try await inputs.certificates.certificate(for: identity)
         } catch {
             inputs.logger.warning(
                 "certificate request failed",

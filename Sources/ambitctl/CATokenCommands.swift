@@ -36,8 +36,8 @@ extension CACommand {
                 attributes: [.posixPermissions: 0o700]
             )
             let key = P256.Signing.PrivateKey()
-            try write(key.pemRepresentation + "\n", to: privatePath, mode: 0o600)
-            try write(key.publicKey.pemRepresentation + "\n", to: publicPath, mode: 0o644)
+            try PEMFiles.write(key.pemRepresentation + "\n", to: privatePath, mode: 0o600)
+            try PEMFiles.write(key.publicKey.pemRepresentation + "\n", to: publicPath, mode: 0o644)
             print("Created token signing key \(privatePath) (mode 0600) and public key \(publicPath)")
         }
 
@@ -95,15 +95,10 @@ extension CACommand {
                 expiry: now + lifetime.timeInterval
             ).signed(with: signingKey)
             if let out {
-                try write(token + "\n", to: out, mode: 0o600)
+                try PEMFiles.write(token + "\n", to: out, mode: 0o600)
             } else {
                 print(token)
             }
         }
     }
-}
-
-/// Created with `mode` from the start (a temporary file renamed into place), never readable by others meanwhile.
-private func write(_ text: String, to path: String, mode: Int) throws {
-    try PEMFiles.write(text, to: path, mode: mode_t(mode))
 }
