@@ -10,11 +10,14 @@ import NIOHTTP2
 import NIOPosix
 
 // The data path's hot loops on loopback: opening an HBONE stream on an established (pooled)
-// mutual-TLS HTTP/2 connection, and moving bytes through Ambit's relay (the loop every proxied
-// connection runs). Wall clock per operation, with allocations.
+// mutual-TLS HTTP/2 connection, a request and its response through an HBONE stream, and moving
+// bytes through Ambit's relay (the loop every proxied connection runs). Wall clock per operation,
+// with allocations and read and write system calls (the read- and write-like calls Linux counts
+// in /proc/self/io: read, recvmsg, write, sendmsg, ...), of every thread of the process: both
+// ends are in it.
 
-/// An HBONE server whose tunnels end at once (no upstream connect), and a client with one
-/// pooled connection to it: what opening a stream costs on its own.
+/// An HBONE server whose tunnels end in the server (no upstream connect): at once for port 8080,
+/// echoing what they get for port 9090; and a client with one pooled connection to it.
 final class StreamWorld: Sendable {
     let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
     let serverGroup = MultiThreadedEventLoopGroup(numberOfThreads: 1)
@@ -22,6 +25,7 @@ final class StreamWorld: Sendable {
     let listener: any Channel
     let client: HBONEClient
     let request: HBONETunnelRequest
+    let echoRequest: HBONETunnelRequest
 
     init() throws {
         var logger = Logger(label: "bench")
@@ -33,7 +37,7 @@ final class StreamWorld: Sendable {
             trustDomain: "cluster.local",
             roots: [pki.authority.root],
             certificate: { serverCertificate },
-            inbound: EndAtOnce(),
+            inbound: EndOrEcho(),
             logger: logger
         )
         listener = try server.listen(host: "127.0.0.1", port: 0, group: serverGroup).wait()
@@ -45,6 +49,19 @@ final class StreamWorld: Sendable {
             nextHop: IPEndpoint(.v4(0x7F00_0001), port),
             authority: IPEndpoint(.v4(0x7F00_0001), 8080)
         )
+        echoRequest = HBONETunnelRequest(
+            sourceCertificate: clientCertificate,
+            destinationIdentities: [.test("bench", "server")],
+            nextHop: IPEndpoint(.v4(0x7F00_0001), port),
+            authority: IPEndpoint(.v4(0x7F00_0001), 9090)
+        )
+    }
+
+    /// An open stream to the echoing end, with `handler` reading what comes back.
+    func echoStream(_ handler: RoundTrip) throws -> any Channel {
+        let stream = try client.openStream(echoRequest, on: group.next()).wait()
+        try stream.eventLoop.submit { try stream.pipeline.syncOperations.addHandler(handler) }.wait()
+        return stream
     }
 
     /// Opens one stream (CONNECT answered 200) and closes it. Closing before either side ended
@@ -59,9 +76,17 @@ final class StreamWorld: Sendable {
     }
 }
 
-struct EndAtOnce: HBONEInboundHandler {
+struct EndOrEcho: HBONEInboundHandler {
     func open(_ request: HBONEInboundRequest, on eventLoop: any EventLoop) -> EventLoopFuture<HBONEInboundResult> {
-        eventLoop.makeSucceededFuture(.terminate { _ in })
+        guard request.authority.port == 9090 else {
+            return eventLoop.makeSucceededFuture(.terminate(configure: { _ in }, finished: nil))
+        }
+        return eventLoop.makeSucceededFuture(
+            .terminate(
+                configure: { channel in try channel.pipeline.syncOperations.addHandler(RelayWorld.Echo()) },
+                finished: nil
+            )
+        )
     }
 }
 
@@ -118,7 +143,7 @@ final class RoundTrip: ChannelInboundHandler {
 
 let benchmarks: @Sendable () -> Void = {
     Benchmark.defaultConfiguration = .init(
-        metrics: [.wallClock, .throughput, .mallocCountTotal],
+        metrics: [.wallClock, .throughput, .mallocCountTotal, .readSyscalls, .writeSyscalls],
         maxDuration: .seconds(5),
         maxIterations: 100_000
     )
@@ -135,6 +160,21 @@ let benchmarks: @Sendable () -> Void = {
     Benchmark("HBONE stream open (pooled connection, 200, reset)") { benchmark in
         for _ in benchmark.scaledIterations {
             try streams.openAndClose()
+        }
+    }
+
+    Benchmark("HBONE stream, 1 KiB echoed (pooled connection)") { benchmark in
+        let handler = RoundTrip()
+        let stream = try streams.echoStream(handler)
+        let payload = ByteBuffer(repeating: 0x61, count: 1024)
+        benchmark.startMeasurement()
+        for _ in benchmark.scaledIterations {
+            try handler.start(payload, on: stream).wait()
+        }
+        benchmark.stopMeasurement()
+        do {
+            try stream.close().wait()
+        } catch let closed as NIOHTTP2Errors.StreamClosed where closed.errorCode == .cancel {
         }
     }
 

@@ -13,13 +13,14 @@ import NIOPosix
 //   relay:   client → plain TCP relay (Ambit's relay, no TLS, no HTTP/2) → sink
 //   hbone:   client → forwarder → HBONE client pool ⇒ mTLS HTTP/2 CONNECT ⇒ HBONE server → sink
 // Run in release mode:  swift run -c release HBONEBench [throughput|latency|memory|all]
+//                        swift run -c release HBONEBench tls-primitives   (BoringSSL's AEAD, ECDH, ECDSA)
 // Each component has its own event loop thread, as separate processes would; all share the
 // machine's cores, so ratios are what this measures, not absolute network capacity.
 
 let arguments = CommandLine.arguments.dropFirst()
 let modes: Set<String> = ["throughput", "latency", "memory"]
 let selected =
-    ["memory-path", "churn", "bulk"].contains(arguments.first)
+    ["memory-path", "churn", "bulk", "tls-primitives"].contains(arguments.first)
     ? []
     : (arguments.contains { modes.contains($0) } ? modes.intersection(arguments) : modes)
 let quick = arguments.contains("--quick")
@@ -324,6 +325,11 @@ if selected.contains("memory") {
         print(String(format: "| %@ | %d | %.1f | %.1f |", path, grown, per, per - directPer))
     }
     print("")
+}
+
+if arguments.first == "tls-primitives" {
+    boringSSLPrimitives(seconds: quick ? 0.5 : 3)
+    exit(0)
 }
 
 if arguments.first == "memory-path" {
