@@ -16,6 +16,8 @@ let package = Package(
         .executable(name: "ambit-waypoint", targets: ["ambit-waypoint"]),
         .executable(name: "ambit-sidecar", targets: ["ambit-sidecar"]),
         .executable(name: "ambit-ca", targets: ["ambit-ca"]),
+        // The image's multi-call executable: ambit-node, ambit-ca, ambit-waypoint and ambitctl in one.
+        .executable(name: "ambit", targets: ["ambit"]),
         .library(name: "AmbitModel", targets: ["AmbitModel"]),
         .library(name: "AmbitTelemetry", targets: ["AmbitTelemetry"]),
         .library(name: "AmbitPolicy", targets: ["AmbitPolicy"]),
@@ -188,8 +190,8 @@ let package = Package(
             ],
             swiftSettings: strictSettings
         ),
-        .executableTarget(
-            name: "ambit-ca",
+        .target(
+            name: "AmbitCAApp",
             dependencies: [
                 "AmbitCA",
                 "AmbitCLI",
@@ -198,6 +200,11 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],
+            swiftSettings: strictSettings
+        ),
+        .executableTarget(
+            name: "ambit-ca",
+            dependencies: ["AmbitCAApp"],
             swiftSettings: strictSettings
         ),
 
@@ -279,8 +286,8 @@ let package = Package(
             ],
             swiftSettings: strictSettings
         ),
-        .executableTarget(
-            name: "ambit-node",
+        .target(
+            name: "AmbitNodeApp",
             dependencies: [
                 "AmbitCLI",
                 "AmbitConfig",
@@ -289,6 +296,11 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],
+            swiftSettings: strictSettings
+        ),
+        .executableTarget(
+            name: "ambit-node",
+            dependencies: ["AmbitNodeApp"],
             swiftSettings: strictSettings
         ),
         // The waypoint: terminates HBONE, applies L7 policy and HTTPRoutes, forwards over HBONE.
@@ -318,8 +330,8 @@ let package = Package(
             ],
             swiftSettings: strictSettings
         ),
-        .executableTarget(
-            name: "ambit-waypoint",
+        .target(
+            name: "AmbitWaypointApp",
             dependencies: [
                 "AmbitCLI",
                 "AmbitConfig",
@@ -328,6 +340,11 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],
+            swiftSettings: strictSettings
+        ),
+        .executableTarget(
+            name: "ambit-waypoint",
+            dependencies: ["AmbitWaypointApp"],
             swiftSettings: strictSettings
         ),
         // The waypoint's L7 engine as one pod's sidecar, for the ambient-versus-sidecar benchmark.
@@ -362,8 +379,8 @@ let package = Package(
             ],
             swiftSettings: strictSettings
         ),
-        .executableTarget(
-            name: "ambitctl",
+        .target(
+            name: "AmbitctlApp",
             dependencies: [
                 "AmbitCA",
                 "AmbitCLI",
@@ -378,6 +395,17 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "X509", package: "swift-certificates"),
             ],
+            swiftSettings: strictSettings
+        ),
+        .executableTarget(
+            name: "ambitctl",
+            dependencies: ["AmbitctlApp"],
+            swiftSettings: strictSettings
+        ),
+
+        .executableTarget(
+            name: "ambit",
+            dependencies: ["AmbitCAApp", "AmbitNodeApp", "AmbitWaypointApp", "AmbitctlApp"],
             swiftSettings: strictSettings
         ),
 

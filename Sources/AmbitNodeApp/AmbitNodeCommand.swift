@@ -8,7 +8,6 @@ import Logging
 /// `ambit-node`: the per-node agent. `ambit-node [run]` captures the enrolled pods of this node, carries
 /// their TCP traffic in HBONE tunnels and enforces L4 policy; `ambit-node uninstall` removes what a stopped
 /// agent left in place.
-@main
 struct AmbitNodeCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "ambit-node",

@@ -4,7 +4,6 @@ import AmbitTelemetry
 import ArgumentParser
 import Logging
 
-@main
 struct Ambitctl: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "ambitctl",
