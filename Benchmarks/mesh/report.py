@@ -206,6 +206,10 @@ def main():
                             "measuring (see the steal table); compare modes only within this run, and re-run on a quiet machine "
                             "before trusting absolute figures.\n")
 
+    flames = sorted(f.name for f in out.glob("flame-*.svg"))
+    if flames:
+        lines += ["Flame graphs of the proxies at 1,000 req/s over 4 connections (`perf record -g`, a separate pass after the "
+                  "measurements): " + ", ".join(f"[`{name}`]({name})" for name in flames) + ".", ""]
     lines += ["Charts: `latency.png`, `latency-percentiles.png`, `throughput.png`, `cpu.png`, `memory.png`; raw data: `results.jsonl`, summary `results.json`.", ""]
     (out / "report.md").write_text("\n".join(lines))
     summary["raw"] = every_row
