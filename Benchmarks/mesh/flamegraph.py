@@ -2,10 +2,13 @@
 """Turns `perf script` output into a flame graph (SVG): one box per function, as wide as the share of
 samples whose stack passed through it, callers below callees.
 
-    perf script -i perf.data | swift demangle --simplified | flamegraph.py --title "..." > out.svg
+    perf script -F comm,pid,tid,time,event,ip,sym,dso -i perf.data | swift demangle --simplified |
+        flamegraph.py [--roles PID=LABEL,...] --title "..." > out.svg
 
-Stacks are folded per process name; frames the unwinder could not name are shown as `[unknown]`
-of their module. Hover a box for its full name, samples and share.
+Each stack's root is its process: the label `--roles` gives its pid, else the thread's name (`comm`;
+processes of one executable share thread names, so label them when several are recorded together).
+Kernel frames are marked `[k]` and drawn in their own colours; frames the unwinder could not name are
+shown as `[unknown]` of their module. Hover a box for its full name, samples and share.
 """
 
 import argparse
@@ -18,8 +21,8 @@ import sys
 WIDTH, ROW, FONT = 1200, 16, 11
 
 
-def fold(lines):
-    """Yields one stack (root first) per sample of `perf script`'s default output."""
+def fold(lines, roles):
+    """Yields one stack (root first) per sample of `perf script`'s output."""
     stack, command = [], None
     for line in lines:
         line = line.rstrip("\n")
@@ -29,7 +32,11 @@ def fold(lines):
             stack, command = [], None
             continue
         if not line.startswith((" ", "\t")):
-            command = line.split()[0]
+            fields = line.split()
+            command = fields[0]
+            pid = next((f.split("/")[0] for f in fields[1:] if re.fullmatch(r"\d+/\d+", f)), None)
+            if pid in roles:
+                command = roles[pid]
             continue
         # "\t    7f12ab3c symbol+0x1f (/path/to/module)"
         match = re.match(r"\s*[0-9a-f]+\s+(.*?)\s+\((.*)\)$", line)
@@ -39,6 +46,8 @@ def fold(lines):
         symbol = re.sub(r"\+0x[0-9a-f]+$", "", symbol)
         if symbol == "[unknown]":
             symbol = f"[unknown] {module.rsplit('/', 1)[-1]}"
+        if "kernel.kallsyms" in module:
+            symbol = "[k] " + symbol
         stack.append(symbol)
     if command is not None and stack:
         yield [command] + list(reversed(stack))
@@ -61,7 +70,7 @@ def depth(node):
 
 def colour(name):
     digest = hashlib.md5(name.encode()).digest()
-    if name.startswith("[k]") or "kernel" in name:
+    if name.startswith("[k]"):
         return f"rgb({200 + digest[0] % 55},{120 + digest[1] % 60},{60 + digest[2] % 40})"
     return f"rgb({205 + digest[0] % 50},{80 + digest[1] % 120},{40 + digest[2] % 40})"
 
@@ -107,8 +116,10 @@ def render(root, title, subtitle):
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--title", default="Flame graph")
+    parser.add_argument("--roles", default="", help="PID=LABEL,... : the root label of each process's stacks")
     args = parser.parse_args()
-    stacks = list(fold(sys.stdin))
+    roles = dict(entry.split("=", 1) for entry in args.roles.split(",") if "=" in entry)
+    stacks = list(fold(sys.stdin, roles))
     if not stacks:
         print("error: no samples with call stacks in the input (perf record -g?)", file=sys.stderr)
         sys.exit(1)

@@ -154,6 +154,18 @@ def main():
         summary["modes"][mode]["rss_mib_idle"] = sum(idle_rss.get(mode, {}).values()) / 1024
     lines.append("")
     lines += ["Idle RSS before any load, MiB: " + ", ".join(f"{LABELS[m]} {sum(idle_rss.get(m, {}).values()) / 1024:.1f}" for m in modes if m != "plain"), ""]
+    # Anonymous against file-backed RSS per process after each mode's last point (runs since 2026-12-06).
+    kinds = []
+    for mode in modes:
+        last = [r for r in rows if r["mode"] == mode and r["workload"]["kind"] != "idle"]
+        for process in (last[-1].get("rss_processes", []) if last else []):
+            if "anon_kib" in process:
+                kinds.append(f"| {LABELS[mode]} | {process['role']} on {process['node']} | {process['rss_kib'] / 1024:.1f} | "
+                             f"{process['anon_kib'] / 1024:.1f} | {process['file_kib'] / 1024:.1f} |")
+    if kinds:
+        lines += ["RSS after the run by kind (anonymous: heap, stacks, written data; file: pages of the executable and "
+                  "libraries, shared and reclaimable), MiB:", "", "| mode | process | RSS | anonymous | file |",
+                  "|---|---|---|---|---|"] + kinds + [""]
 
     # New connections.
     lines += ["## New connections per second (connect, one request, close; 4 at a time)", "", "| mode | connections/s | vs no mesh |", "|---|---|---|"]
@@ -192,9 +204,12 @@ def main():
             steal[row["mode"]].append(row["steal_pct"])
     if steal:
         everything = [v for values in steal.values() for v in values]
+        again = sum(1 for r in every_row if r.get("superseded"))
         lines += ["## Host CPU steal while measuring", "",
                   "Share of the machine's CPU time the hypervisor stole during each measured point (from `/proc/stat`); "
-                  "points measured under heavy steal are slower and burstier for reasons outside the mesh.", "",
+                  "points measured under heavy steal are slower and burstier for reasons outside the mesh. "
+                  f"{again} point(s) measured under more than 5 % were measured again; the table and every figure use "
+                  "the attempt with less steal.", "",
                   "| mode | steal %, median (min–max) | points over 5 % |", "|---|---|---|"]
         for mode in modes:
             values = steal.get(mode, [])
