@@ -29,6 +29,11 @@ PERCENTILES = ["p50", "p90", "p99", "p99.9"]
 REFERENCE = (1000, 4)
 
 
+def measured_rows(rows, mode):
+    """The mode's measured points in the order they ran (the idle snapshot left out)."""
+    return [r for r in rows if r["mode"] == mode and r["workload"]["kind"] != "idle"]
+
+
 def median(values):
     return statistics.median(values) if values else None
 
@@ -157,7 +162,7 @@ def main():
     # Anonymous against file-backed RSS per process after each mode's last point (runs since 2026-12-06).
     kinds = []
     for mode in modes:
-        last = [r for r in rows if r["mode"] == mode and r["workload"]["kind"] != "idle"]
+        last = measured_rows(rows, mode)
         for process in (last[-1].get("rss_processes", []) if last else []):
             if "anon_kib" in process:
                 kinds.append(f"| {LABELS[mode]} | {process['role']} on {process['node']} | {process['rss_kib'] / 1024:.1f} | "
@@ -257,22 +262,19 @@ def efficiency_goals(run, rows, reference, connect, throughput, latency, cpu_per
         ]
         return median(values)
 
-    def largest_rss(mode, role, row):
+    def largest_rss(role, row):
         sizes = [p["rss_kib"] / 1024 for p in row.get("rss_processes", []) if p["role"] == role]
         return max(sizes) if sizes else None
 
-    def mode_rows(mode, kind=None):
-        return [r for r in rows if r["mode"] == mode and (kind is None or r["workload"]["kind"] == kind)]
-
-    idle_agent = [largest_rss("ambient", "agent", r) for r in mode_rows("ambient", "idle")]
-    measured_ambient = [r for r in mode_rows("ambient") if r["workload"]["kind"] != "idle"]
-    after_agent = largest_rss("ambient", "agent", measured_ambient[-1]) if measured_ambient else None
-    measured_waypoint = [r for r in mode_rows("waypoint") if r["workload"]["kind"] != "idle"]
-    after_waypoint = largest_rss("waypoint", "waypoint", measured_waypoint[-1]) if measured_waypoint else None
+    idle_agent = [largest_rss("agent", r) for r in rows if r["mode"] == "ambient" and r["workload"]["kind"] == "idle"]
+    measured_ambient = measured_rows(rows, "ambient")
+    after_agent = largest_rss("agent", measured_ambient[-1]) if measured_ambient else None
+    measured_waypoint = measured_rows(rows, "waypoint")
+    after_waypoint = largest_rss("waypoint", measured_waypoint[-1]) if measured_waypoint else None
     # Flat across repetitions: the waypoint's RSS after the last repetition against after the first.
     by_rep = {}
     for r in measured_waypoint:
-        by_rep[r["rep"]] = largest_rss("waypoint", "waypoint", r)
+        by_rep[r["rep"]] = largest_rss("waypoint", r)
     growth = None
     if len(by_rep) >= 2 and by_rep[min(by_rep)]:
         growth = by_rep[max(by_rep)] / by_rep[min(by_rep)] - 1
