@@ -414,6 +414,7 @@ let package = Package(
             name: "AmbitTestSupport",
             dependencies: [
                 "AmbitIdentity",
+                "CAmbitShim",
                 "AmbitModel",
                 "AmbitRelay",
                 .product(name: "NIOCore", package: "swift-nio"),

@@ -67,7 +67,7 @@ extension ClientBootstrap {
         prepare: (@Sendable (any Channel) throws -> Void)?
     ) -> ClientBootstrap {
         ClientBootstrap(group: eventLoop)
-            .channelOption(.socketOption(.tcp_nodelay), value: 1)
+            .channelOption(.tcpOption(.tcp_nodelay), value: 1)
             .channelOption(.recvAllocator, value: SocketTuning.recvAllocator)
             .channelOption(.autoRead, value: false)
             .channelOption(.allowRemoteHalfClosure, value: true)

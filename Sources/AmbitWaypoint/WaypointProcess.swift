@@ -207,7 +207,7 @@ public final class WaypointProcess: Sendable {
         return try await ServerBootstrap(group: group)
             .childChannelOption(.autoRead, value: false)
             .childChannelOption(.allowRemoteHalfClosure, value: true)
-            .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
+            .childChannelOption(.tcpOption(.tcp_nodelay), value: 1)
             .childChannelInitializer { channel in
                 sidecar.originalDestination(channel).whenComplete { result in
                     switch result {

@@ -2,6 +2,7 @@
 #include "ambit_shim.h"
 
 #include <errno.h>
+#include <linux/capability.h>
 #include <malloc.h>
 #include <pthread.h>
 #include <sched.h>
@@ -105,4 +106,16 @@ size_t ambit_heap_free_bytes(void) {
 
 int ambit_heap_trim(void) {
     return malloc_trim(0);
+}
+
+int ambit_drop_thread_capability(int capability) {
+    if (capability < 0 || capability >= 64) {
+        errno = EINVAL;
+        return -1;
+    }
+    struct __user_cap_header_struct header = {.version = _LINUX_CAPABILITY_VERSION_3, .pid = 0};
+    struct __user_cap_data_struct data[2];
+    if (syscall(SYS_capget, &header, data) != 0) return -1;
+    data[capability / 32].effective &= ~(1u << (capability % 32));
+    return (int)syscall(SYS_capset, &header, data);
 }

@@ -99,7 +99,7 @@ final class RelayWorld: Sendable {
 
     init() throws {
         sink = try ServerBootstrap(group: group)
-            .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
+            .childChannelOption(.tcpOption(.tcp_nodelay), value: 1)
             .childChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(Echo()) }
             }
@@ -182,7 +182,7 @@ let benchmarks: @Sendable () -> Void = {
         Benchmark("Relay loop, \(size / 1024) KiB echoed through TCPPassthrough") { benchmark in
             let handler = RoundTrip()
             let channel = try ClientBootstrap(group: relays.group)
-                .channelOption(.socketOption(.tcp_nodelay), value: 1)
+                .channelOption(.tcpOption(.tcp_nodelay), value: 1)
                 .channelInitializer { channel in
                     channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(handler) }
                 }

@@ -60,7 +60,7 @@ final class Paths: Sendable {
         logger.logLevel = .error
         sink = try await ServerBootstrap(group: sinkGroup)
             .childChannelOption(.allowRemoteHalfClosure, value: true)
-            .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
+            .childChannelOption(.tcpOption(.tcp_nodelay), value: 1)
             .childChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
                     try channel.pipeline.syncOperations.addHandler(BenchSink(mode: sinkBehaviour))
@@ -226,7 +226,7 @@ func connect<H: ChannelHandler>(port: Int, group: any EventLoopGroup, handler: @
 {
     try await ClientBootstrap(group: group)
         .channelOption(.allowRemoteHalfClosure, value: true)
-        .channelOption(.socketOption(.tcp_nodelay), value: 1)
+        .channelOption(.tcpOption(.tcp_nodelay), value: 1)
         .channelInitializer { channel in
             channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(handler()) }
         }

@@ -84,7 +84,7 @@ public final class HBONEServer: Sendable {
                     try channel.pipeline.syncOperations.addHandler(helper.makeServerChannelHandler(channel: channel))
                 }
             }
-            .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
+            .childChannelOption(.tcpOption(.tcp_nodelay), value: 1)
             .childChannelOption(.recvAllocator, value: SocketTuning.hboneRecvAllocator)
             .childChannelOption(.maxMessagesPerRead, value: SocketTuning.hboneMessagesPerRead)
             .childChannelInitializer { channel in

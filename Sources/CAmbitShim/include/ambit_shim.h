@@ -33,4 +33,9 @@ size_t ambit_heap_free_bytes(void);
 /// malloc_trim(0): returns free heap memory to the kernel. Returns 1 if any was released.
 int ambit_heap_trim(void);
 
+/// Removes `capability` (e.g. 12, CAP_NET_ADMIN) from the calling thread's effective set only
+/// (capset acts per thread): lets a test run an event loop as an unprivileged process would.
+/// Returns 0, or -1 with errno set.
+int ambit_drop_thread_capability(int capability);
+
 #endif
