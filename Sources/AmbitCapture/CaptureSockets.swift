@@ -59,27 +59,81 @@ public enum CaptureSockets {
         transparent: Bool,
         timeout: Duration
     ) throws(CaptureError) -> Int32 {
-        if let source, source.isIPv4 != destination.address.isIPv4 {
-            throw CaptureError.invalidArgument("source \(source) and destination \(destination) differ in family")
-        }
         let fd = try socket(for: destination.address)
         do throws(CaptureError) {
-            if let mark { try setOption(fd, SOL_SOCKET, SocketOption.mark, Int32(bitPattern: mark), "SO_MARK") }
-            if transparent {
-                try setTransparent(fd, destination.address)
-                if destination.address.isIPv4 {
-                    try setOption(fd, Int32(IPPROTO_IP), SocketOption.ipFreebind, 1, "IP_FREEBIND")
-                } else {
-                    try setOption(fd, Int32(IPPROTO_IPV6), SocketOption.ipv6Freebind, 1, "IPV6_FREEBIND")
-                }
+            let deadline = ContinuousClock.now.advanced(by: timeout)
+            if try !startConnect(fd, to: destination, from: source, mark: mark, transparent: transparent) {
+                try finishConnect(fd, destination, deadline: deadline, timeout: timeout)
             }
-            if let source { try bind(fd, IPEndpoint(source, 0)) }
-            try setOption(fd, Int32(IPPROTO_TCP), TCP_NODELAY, 1, "TCP_NODELAY")
-            try finishConnect(fd, destination, timeout: timeout)
             return fd
         } catch {
             Glibc.close(fd)
             throw error
+        }
+    }
+
+    /// A non-blocking TCP socket for `address`'s family, in the calling thread's network namespace (the
+    /// namespace a socket belongs to for life; every later call on it acts there, from any thread).
+    public static func socket(for address: IPAddress) throws(CaptureError) -> Int32 {
+        let family = address.isIPv4 ? AF_INET : AF_INET6
+        let type = Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue) | Int32(SOCK_NONBLOCK.rawValue)
+        let fd = Glibc.socket(family, type, 0)
+        guard fd >= 0 else { throw CaptureError.lastSystemError("socket", address.isIPv4 ? "AF_INET" : "AF_INET6") }
+        return fd
+    }
+
+    /// Sets the options of ``connect(to:from:mark:transparent:timeout:)`` on `fd` (from ``socket(for:)``),
+    /// binds and starts a non-blocking connect. Returns whether the connection is already established: a
+    /// connection to an address of the socket's own namespace (an application in its pod) completes within
+    /// the `connect` call; otherwise ``finishConnect(_:_:deadline:timeout:)`` waits for it. The caller keeps
+    /// ownership of `fd`, also when this throws.
+    public static func startConnect(
+        _ fd: Int32,
+        to destination: IPEndpoint,
+        from source: IPAddress?,
+        mark: UInt32?,
+        transparent: Bool
+    ) throws(CaptureError) -> Bool {
+        if let source, source.isIPv4 != destination.address.isIPv4 {
+            throw CaptureError.invalidArgument("source \(source) and destination \(destination) differ in family")
+        }
+        if let mark { try setOption(fd, SOL_SOCKET, SocketOption.mark, Int32(bitPattern: mark), "SO_MARK") }
+        if transparent {
+            try setTransparent(fd, destination.address)
+            if destination.address.isIPv4 {
+                try setOption(fd, Int32(IPPROTO_IP), SocketOption.ipFreebind, 1, "IP_FREEBIND")
+            } else {
+                try setOption(fd, Int32(IPPROTO_IPV6), SocketOption.ipv6Freebind, 1, "IPV6_FREEBIND")
+            }
+        }
+        if let source { try bind(fd, IPEndpoint(source, 0)) }
+        try setOption(fd, Int32(IPPROTO_TCP), TCP_NODELAY, 1, "TCP_NODELAY")
+        let result = Sockaddr.withSockaddr(destination) { Glibc.connect(fd, $0, $1) }
+        if result == 0 { return true }
+        guard errno == EINPROGRESS || errno == EINTR else {
+            throw CaptureError.connect(endpoint: destination, errno: errno)
+        }
+        // The kernel answers a local SYN while `connect` still holds the socket and finishes the handshake
+        // when it lets go: by now the socket is writable (or has its error) unless the peer is elsewhere.
+        return try connectOutcome(fd, destination, waitMilliseconds: 0)
+    }
+
+    /// Waits until the connect ``startConnect(_:to:from:mark:transparent:)`` began is established
+    /// (`poll` for writability, then `SO_ERROR`), or `deadline` passed.
+    public static func finishConnect(
+        _ fd: Int32,
+        _ destination: IPEndpoint,
+        deadline: ContinuousClock.Instant,
+        timeout: Duration
+    ) throws(CaptureError) {
+        while true {
+            let remaining = ContinuousClock.now.duration(to: deadline)
+            guard remaining > .zero else { throw CaptureError.connectTimeout(endpoint: destination, timeout: timeout) }
+            let (seconds, attoseconds) = remaining.components
+            let milliseconds = Int32(
+                clamping: seconds * 1000 + (attoseconds + 999_999_999_999_999) / 1_000_000_000_000_000
+            )
+            if try connectOutcome(fd, destination, waitMilliseconds: milliseconds) { return }
         }
     }
 
@@ -132,14 +186,6 @@ public enum CaptureSockets {
 
     // MARK: - Helpers
 
-    private static func socket(for address: IPAddress) throws(CaptureError) -> Int32 {
-        let family = address.isIPv4 ? AF_INET : AF_INET6
-        let type = Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue) | Int32(SOCK_NONBLOCK.rawValue)
-        let fd = Glibc.socket(family, type, 0)
-        guard fd >= 0 else { throw CaptureError.lastSystemError("socket", address.isIPv4 ? "AF_INET" : "AF_INET6") }
-        return fd
-    }
-
     static func setOption(
         _ fd: Int32,
         _ level: Int32,
@@ -166,37 +212,27 @@ public enum CaptureSockets {
         guard result == 0 else { throw CaptureError.lastSystemError("bind", "\(endpoint)") }
     }
 
-    /// Non-blocking connect, then `poll` for writability until the deadline, then `SO_ERROR`.
-    private static func finishConnect(_ fd: Int32, _ destination: IPEndpoint, timeout: Duration) throws(CaptureError) {
-        let result = Sockaddr.withSockaddr(destination) { Glibc.connect(fd, $0, $1) }
-        if result == 0 { return }
-        guard errno == EINPROGRESS || errno == EINTR else {
-            throw CaptureError.connect(endpoint: destination, errno: errno)
+    /// Whether a connect in progress ended: `poll` for writability up to `waitMilliseconds`, then `SO_ERROR`.
+    /// `false` while it is still in progress; throws the connect's error.
+    private static func connectOutcome(
+        _ fd: Int32,
+        _ destination: IPEndpoint,
+        waitMilliseconds: Int32
+    ) throws(CaptureError) -> Bool {
+        var descriptor = pollfd(fd: fd, events: Int16(POLLOUT), revents: 0)
+        let ready = poll(&descriptor, 1, waitMilliseconds)
+        if ready < 0 {
+            if errno == EINTR { return false }
+            throw CaptureError.lastSystemError("poll(connect)", "\(destination)")
         }
-        let clock = ContinuousClock()
-        let deadline = clock.now.advanced(by: timeout)
-        while true {
-            let remaining = clock.now.duration(to: deadline)
-            guard remaining > .zero else { throw CaptureError.connectTimeout(endpoint: destination, timeout: timeout) }
-            let (seconds, attoseconds) = remaining.components
-            let milliseconds = Int32(
-                clamping: seconds * 1000 + (attoseconds + 999_999_999_999_999) / 1_000_000_000_000_000
-            )
-            var descriptor = pollfd(fd: fd, events: Int16(POLLOUT), revents: 0)
-            let ready = poll(&descriptor, 1, milliseconds)
-            if ready < 0 {
-                if errno == EINTR { continue }
-                throw CaptureError.lastSystemError("poll(connect)", "\(destination)")
-            }
-            if ready == 0 { continue }
-            var error: Int32 = 0
-            var length = socklen_t(MemoryLayout<Int32>.size)
-            guard getsockopt(fd, SOL_SOCKET, SO_ERROR, &error, &length) == 0 else {
-                throw CaptureError.lastSystemError("getsockopt(SO_ERROR)", "\(destination)")
-            }
-            guard error == 0 else { throw CaptureError.connect(endpoint: destination, errno: error) }
-            return
+        if ready == 0 { return false }
+        var error: Int32 = 0
+        var length = socklen_t(MemoryLayout<Int32>.size)
+        guard getsockopt(fd, SOL_SOCKET, SO_ERROR, &error, &length) == 0 else {
+            throw CaptureError.lastSystemError("getsockopt(SO_ERROR)", "\(destination)")
         }
+        guard error == 0 else { throw CaptureError.connect(endpoint: destination, errno: error) }
+        return true
     }
 }
 

@@ -16,10 +16,13 @@ public import NIOCore
 /// back ever fails, that thread retires (it never runs another job) and a replacement is started.
 public final class NetnsExecutor: Sendable {
     private let queue: JobQueue
+    /// The namespace of the thread that created the executor (the agent's own, where its event loops run).
+    private let home: NetworkNamespace?
 
     /// Starts `threadCount` worker threads (at least one).
     public init(threadCount: Int = 2, name: String = "ambit-netns") {
         queue = JobQueue(name: name)
+        home = try? NetworkNamespace.current()
         for _ in 0..<max(1, threadCount) { queue.startWorker() }
     }
 
@@ -69,6 +72,23 @@ public final class NetnsExecutor: Sendable {
     /// a Swift concurrency thread) in the wrong namespace.
     public func runBlocking<T>(in ns: NetworkNamespace, _ body: () throws -> T) throws -> T {
         try Self.runOnCurrentThread(in: ns, body)
+    }
+
+    /// Runs `body` inside `ns` on the calling thread, which must be in the namespace the executor was
+    /// created in (an event loop of the agent), and returns it there: for one socket a pod's namespace
+    /// must own, two `setns` calls instead of a hop to a worker thread and back. The process stops if the
+    /// thread cannot return, as in ``runBlocking(in:_:)``.
+    public func runOnCallingThread<T>(in ns: NetworkNamespace, _ body: () throws -> T) throws -> T {
+        guard let home else { return try Self.runOnCurrentThread(in: ns, body) }
+        try ns.enter()
+        defer {
+            do {
+                try home.enter()
+            } catch {
+                fatalError("cannot return thread \(ambit_gettid()) to its network namespace: \(error)")
+            }
+        }
+        return try body()
     }
 
     /// The same as `runBlocking`, without an executor.

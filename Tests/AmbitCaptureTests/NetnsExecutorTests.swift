@@ -1,4 +1,5 @@
 import AmbitCapture
+import AmbitModel
 import NIOCore
 import NIOPosix
 import Testing
@@ -55,6 +56,58 @@ struct NetnsExecutorTests {
         let home = try NetworkNamespace.current()
         await #expect(throws: CaptureError.invalidArgument("boom")) {
             try await executor.run(in: home) { throw CaptureError.invalidArgument("boom") }
+        }
+    }
+
+    /// The inbound dial's form: the calling thread (an event loop) makes the socket inside the pod and is
+    /// back home before it connects; a connect to the pod's own address is established within `connect`,
+    /// one nobody answers is left in progress for ``CaptureSockets/finishConnect(_:_:deadline:timeout:)``.
+    @Test func aSocketMadeOnTheCallingThreadBelongsToThePod() throws {
+        let executor = NetnsExecutor(threadCount: 1)
+        defer { executor.shutdown() }
+        let pod = try TestNamespace("dial")
+        try pod.ip("addr", "add", "10.78.0.1/24", "dev", "lo")
+        // 10.78.1.0/24 leads into a veth whose peer is down: a SYN there is never answered.
+        try pod.ip("link", "add", "nowhere", "type", "veth", "peer", "name", "nowhere-peer")
+        try pod.ip("link", "set", "nowhere", "up")
+        try pod.ip("route", "add", "10.78.1.0/24", "dev", "nowhere")
+        let home = try NetworkNamespace.current().inode
+        let listener = try executor.runBlocking(in: pod.namespace) {
+            try CaptureSockets.listener(
+                address: IPEndpoint(.v4(0x0A4E_0001), 0),
+                mark: nil,
+                reusePort: false,
+                transparent: false
+            )
+        }
+        defer { close(listener) }
+        let application = try CaptureSockets.localAddress(fd: listener)
+
+        let local = try executor.runOnCallingThread(in: pod.namespace) { try CaptureSockets.socket(for: .v4(0)) }
+        defer { close(local) }
+        #expect(try NetworkNamespace.current().inode == home)
+        let podCookie = try executor.runBlocking(in: pod.namespace) {
+            let probe = try CaptureSockets.socket(for: .v4(0))
+            defer { close(probe) }
+            return try CaptureSockets.netnsCookie(fd: probe)
+        }
+        #expect(try CaptureSockets.netnsCookie(fd: local) == podCookie)
+        #expect(try CaptureSockets.startConnect(local, to: application, from: nil, mark: 0x539, transparent: false))
+        #expect(try CaptureSockets.peerAddress(fd: local) == application)
+        #expect(try CaptureSockets.mark(fd: local) == 0x539)
+
+        let unanswered = try executor.runOnCallingThread(in: pod.namespace) { try CaptureSockets.socket(for: .v4(0)) }
+        defer { close(unanswered) }
+        let nowhere = IPEndpoint(.v4(0x0A4E_0101), 80)
+        #expect(try !CaptureSockets.startConnect(unanswered, to: nowhere, from: nil, mark: nil, transparent: false))
+        let timeout = Duration.milliseconds(200)
+        #expect(throws: CaptureError.connectTimeout(endpoint: nowhere, timeout: timeout)) {
+            try CaptureSockets.finishConnect(
+                unanswered,
+                nowhere,
+                deadline: ContinuousClock.now.advanced(by: timeout),
+                timeout: timeout
+            )
         }
     }
 

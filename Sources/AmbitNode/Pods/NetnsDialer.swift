@@ -4,6 +4,10 @@ import AmbitRelay
 import NIOCore
 import NIOPosix
 
+#if canImport(Glibc)
+    import Glibc
+#endif
+
 /// Dials from inside a captured pod's network namespace, marked 0x539 so the pod's capture
 /// rules let it pass. Serves both the HBONE client (source = the pod's own address) and the
 /// inbound side (connecting to the application from the client's address, with IP_TRANSPARENT,
@@ -51,18 +55,40 @@ struct NetnsDialer: Dialer {
                 transparent = false
             }
         }
-        let executor = self.executor
-        let timeout = self.timeout
         let mark = transparent ? transparentMark : MeshMarks.agentSocket
+        let timeout = self.timeout
+        let deadline = ContinuousClock.now.advanced(by: timeout)
         let descriptor = eventLoop.makePromise(of: Int32.self)
-        executor.run(in: pod.netns, completing: descriptor) {
-            try CaptureSockets.connect(
+        // The socket must be born in the pod's namespace; everything after acts there from any thread. So
+        // the event loop creates it itself (setns in and out) and starts the connect, which an application
+        // in the same pod completes at once; only a connect still in progress waits on a worker thread.
+        var socket: Int32 = -1
+        do {
+            socket = try executor.runOnCallingThread(in: pod.netns) {
+                try CaptureSockets.socket(for: destination.address)
+            }
+            let fd = socket
+            if try CaptureSockets.startConnect(
+                fd,
                 to: destination,
                 from: bindSource,
                 mark: mark,
-                transparent: transparent,
-                timeout: timeout
-            )
+                transparent: transparent
+            ) {
+                descriptor.succeed(fd)
+            } else {
+                // The worker owns nothing: whatever ends the wait without a connection closes the socket here.
+                let connected = eventLoop.makePromise(of: Int32.self)
+                connected.futureResult.whenFailure { _ in close(fd) }
+                connected.futureResult.cascade(to: descriptor)
+                executor.run(in: pod.netns, completing: connected) {
+                    try CaptureSockets.finishConnect(fd, destination, deadline: deadline, timeout: timeout)
+                    return fd
+                }
+            }
+        } catch {
+            if socket >= 0 { close(socket) }
+            descriptor.fail(error)
         }
         return descriptor.futureResult.flatMap { fd in
             ClientBootstrap.forRelay(on: eventLoop, prepare: prepare).withConnectedSocket(fd)
