@@ -1,5 +1,9 @@
 public import AmbitModel
 
+#if canImport(Glibc)
+    import Glibc
+#endif
+
 /// The request headers of an HBONE CONNECT beyond the pseudo-headers.
 public struct HBONEHeaders: Hashable, Sendable {
     /// `forwarded: for="<ip>:<port>"` — the original client.
@@ -76,7 +80,7 @@ public struct HBONEHeaders: Hashable, Sendable {
     }
 
     /// `count` (a multiple of 8) random bytes in lower-case hex, never all zero (all-zero ids are invalid). One
-    /// 64-bit draw per 8 bytes: the system generator makes a `getrandom` call per draw.
+    /// 64-bit draw per 8 bytes.
     private static func randomID<Generator: RandomNumberGenerator>(_ count: Int, using generator: inout Generator)
         -> String
     {
@@ -93,8 +97,9 @@ public struct HBONEHeaders: Hashable, Sendable {
         return String(decoding: hex, as: UTF8.self)
     }
 
+    /// A new `traceparent` from the system's random source (one `getrandom` call per tunnel, not three).
     public static func newTraceparent() -> String {
-        var generator = SystemRandomNumberGenerator()
+        var generator = PrefetchedRandom()
         return newTraceparent(using: &generator)
     }
 
@@ -127,5 +132,28 @@ extension Substring {
         while result.first == " " { result = result.dropFirst() }
         while result.last == " " { result = result.dropLast() }
         return result
+    }
+}
+
+/// The system's random bytes drawn 24 at a time (a traceparent's trace and span ids) with one
+/// `arc4random_buf` call, where `SystemRandomNumberGenerator` makes a `getrandom` call per 8 bytes.
+struct PrefetchedRandom: RandomNumberGenerator {
+    private var words: (UInt64, UInt64, UInt64) = (0, 0, 0)
+    private var used = 0
+
+    init() {
+        withUnsafeMutableBytes(of: &words) { arc4random_buf($0.baseAddress!, $0.count) }
+    }
+
+    mutating func next() -> UInt64 {
+        defer { used += 1 }
+        switch used {
+        case 0: return words.0
+        case 1: return words.1
+        case 2: return words.2
+        default:
+            var system = SystemRandomNumberGenerator()
+            return system.next()
+        }
     }
 }

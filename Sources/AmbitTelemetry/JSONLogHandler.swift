@@ -1,6 +1,9 @@
-import Foundation
 public import Logging
 import Synchronization
+
+#if canImport(Glibc)
+    import Glibc
+#endif
 
 /// Writes one JSON object per line: `{"level":…,"time":…,"scope":…,"message":…, …metadata}`, the
 /// shape of ztunnel's JSON logs (so one pipeline reads both). Integer metadata (`bytes_sent`) are JSON
@@ -23,63 +26,113 @@ public struct JSONLogHandler: LogHandler {
     }
 
     public func log(event: LogEvent) {
-        var fields: [(String, String)] = [
-            ("level", Self.quote(event.level.rawValue)),
-            ("time", Self.quote(Self.timestamp())),
-            ("scope", Self.quote(label)),
-            ("message", Self.quote(event.message.description)),
-        ]
-        let merged = metadata.merging(event.metadata ?? [:]) { $1 }
-        for key in merged.keys.sorted() {
-            fields.append((key, Self.json(merged[key]!)))
+        // Built as UTF-8 bytes in one buffer: a node agent writes a line per connection (the access log),
+        // so no intermediate strings, no Foundation date formatter.
+        var line: [UInt8] = []
+        line.reserveCapacity(512)
+        line.append(contentsOf: #"{"level":"#.utf8)
+        Self.appendQuoted(event.level.rawValue, to: &line)
+        line.append(contentsOf: #","time":""#.utf8)
+        Self.appendTimestamp(to: &line)
+        line.append(contentsOf: #"","scope":"#.utf8)
+        Self.appendQuoted(label, to: &line)
+        line.append(contentsOf: #","message":"#.utf8)
+        Self.appendQuoted(event.message.description, to: &line)
+        let merged: Logger.Metadata
+        if metadata.isEmpty {
+            merged = event.metadata ?? [:]
+        } else {
+            merged = metadata.merging(event.metadata ?? [:]) { $1 }
         }
-        var line = "{"
-        for (index, field) in fields.enumerated() {
-            if index > 0 { line += "," }
-            line += Self.quote(field.0) + ":" + field.1
+        for (key, value) in merged.sorted(by: { $0.key < $1.key }) {
+            line.append(UInt8(ascii: ","))
+            Self.appendQuoted(key, to: &line)
+            line.append(UInt8(ascii: ":"))
+            Self.appendJSON(value, to: &line)
         }
-        line += "}\n"
+        line.append(contentsOf: "}\n".utf8)
         sink.write(line)
     }
 
+    /// The current time in UTC, `2026-12-06T21:16:14.874Z` (ISO 8601, milliseconds).
     static func timestamp() -> String {
-        Date().formatted(
-            .iso8601.year().month().day().time(includingFractionalSeconds: true).timeZone(separator: .omitted)
-        )
+        var bytes: [UInt8] = []
+        appendTimestamp(to: &bytes)
+        return String(decoding: bytes, as: UTF8.self)
+    }
+
+    static func appendTimestamp(to line: inout [UInt8]) {
+        var now = timespec()
+        clock_gettime(CLOCK_REALTIME, &now)
+        var seconds = now.tv_sec
+        var fields = tm()
+        gmtime_r(&seconds, &fields)
+        func digits(_ value: Int, _ count: Int) {
+            var divisor = 1
+            for _ in 1..<count { divisor *= 10 }
+            var value = value
+            while divisor > 0 {
+                line.append(UInt8(ascii: "0") + UInt8(value / divisor % 10))
+                value %= divisor
+                divisor /= 10
+            }
+        }
+        digits(Int(fields.tm_year) + 1900, 4)
+        line.append(UInt8(ascii: "-"))
+        digits(Int(fields.tm_mon) + 1, 2)
+        line.append(UInt8(ascii: "-"))
+        digits(Int(fields.tm_mday), 2)
+        line.append(UInt8(ascii: "T"))
+        digits(Int(fields.tm_hour), 2)
+        line.append(UInt8(ascii: ":"))
+        digits(Int(fields.tm_min), 2)
+        line.append(UInt8(ascii: ":"))
+        digits(Int(fields.tm_sec), 2)
+        line.append(UInt8(ascii: "."))
+        digits(now.tv_nsec / 1_000_000, 3)
+        line.append(UInt8(ascii: "Z"))
     }
 
     /// A metadata value as JSON: integers as numbers, anything else as a string.
-    static func json(_ value: Logger.Metadata.Value) -> String {
-        if case .stringConvertible(let convertible) = value {
+    static func appendJSON(_ value: Logger.Metadata.Value, to line: inout [UInt8]) {
+        switch value {
+        case .string(let text):
+            appendQuoted(text, to: &line)
+        case .stringConvertible(let convertible):
             switch convertible {
-            case let number as Int: return String(number)
-            case let number as UInt64: return String(number)
-            case let number as Int64: return String(number)
-            case let number as UInt32: return String(number)
-            default: break
+            case let number as Int: line.append(contentsOf: String(number).utf8)
+            case let number as UInt64: line.append(contentsOf: String(number).utf8)
+            case let number as Int64: line.append(contentsOf: String(number).utf8)
+            case let number as UInt32: line.append(contentsOf: String(number).utf8)
+            default: appendQuoted(convertible.description, to: &line)
             }
+        case .dictionary, .array:
+            appendQuoted("\(value)", to: &line)
         }
-        return quote("\(value)")
     }
 
-    /// A JSON string literal (RFC 8259 escaping).
-    static func quote(_ text: String) -> String {
-        var result = "\""
-        for scalar in text.unicodeScalars {
-            switch scalar {
-            case "\"": result += "\\\""
-            case "\\": result += "\\\\"
-            case "\n": result += "\\n"
-            case "\r": result += "\\r"
-            case "\t": result += "\\t"
-            case _ where scalar.value < 0x20:
-                result +=
-                    "\\u" + String(repeating: "0", count: 4 - String(scalar.value, radix: 16).count)
-                    + String(scalar.value, radix: 16)
-            default: result.unicodeScalars.append(scalar)
+    private static func hexDigit(_ value: UInt8) -> UInt8 {
+        value < 10 ? UInt8(ascii: "0") + value : UInt8(ascii: "a") + value - 10
+    }
+
+    /// A JSON string literal (RFC 8259 escaping); UTF-8 beyond ASCII passes through unchanged.
+    static func appendQuoted(_ text: String, to line: inout [UInt8]) {
+        line.append(UInt8(ascii: "\""))
+        for byte in text.utf8 {
+            switch byte {
+            case UInt8(ascii: "\""): line.append(contentsOf: #"\""#.utf8)
+            case UInt8(ascii: "\\"): line.append(contentsOf: #"\\"#.utf8)
+            case UInt8(ascii: "\n"): line.append(contentsOf: #"\n"#.utf8)
+            case UInt8(ascii: "\r"): line.append(contentsOf: #"\r"#.utf8)
+            case UInt8(ascii: "\t"): line.append(contentsOf: #"\t"#.utf8)
+            case 0..<0x20:
+                line.append(contentsOf: #"\u00"#.utf8)
+                line.append(hexDigit(byte >> 4))
+                line.append(hexDigit(byte & 0xF))
+            default: line.append(byte)
             }
         }
-        return result + "\""
+        line.append(UInt8(ascii: "\""))
     }
 }
 
@@ -99,12 +152,27 @@ public final class LogSink: Sendable {
     }
 
     func write(_ line: String) {
+        write(Array(line.utf8))
+    }
+
+    /// One line, written whole: to standard error with `write(2)` (retried until all of it is out), or kept.
+    func write(_ line: [UInt8]) {
         target.withLock { target in
             switch target {
             case .standardError:
-                FileHandle.standardError.write(Data(line.utf8))
+                line.withUnsafeBytes { bytes in
+                    var offset = 0
+                    while offset < bytes.count {
+                        let written = Glibc.write(2, bytes.baseAddress! + offset, bytes.count - offset)
+                        if written < 0 {
+                            if errno == EINTR { continue }
+                            return  // standard error is gone: nothing left to report it to
+                        }
+                        offset += written
+                    }
+                }
             case .buffer(var lines):
-                lines.append(line)
+                lines.append(String(decoding: line, as: UTF8.self))
                 target = .buffer(lines)
             }
         }

@@ -1,9 +1,10 @@
 import AmbitModel
-import AmbitTelemetry
 import AmbitTestSupport
 import Foundation
 import Logging
 import Testing
+
+@testable import AmbitTelemetry
 
 @Suite struct TelemetryTests {
     @Test func tcpMetricsUseIstioNamesAndLabels() {
@@ -123,5 +124,24 @@ import Testing
         #expect(sink.lines[0].contains(#""message":"a\u0001b\t\\ \u001f""#))
         let object = try JSONSerialization.jsonObject(with: Data(sink.lines[0].utf8)) as? [String: String]
         #expect(object?["message"] == "a\u{01}b\t\\ \u{1F}")
+    }
+
+    @Test func jsonKeepsUnicodeAndNumbersAndSortsKeys() throws {
+        let sink = LogSink()
+        let logger = Logger(label: "x") { label in JSONLogHandler(label: label, sink: sink) }
+        logger.info("café ✓", metadata: ["z": "ü", "bytes_sent": .stringConvertible(12), "a": "1"])
+        let line = try #require(sink.lines.first)
+        #expect(line.hasSuffix(#""message":"café ✓","a":"1","bytes_sent":12,"z":"ü"}"# + "\n"))
+    }
+
+    @Test func jsonTimeIsUTCWithMilliseconds() throws {
+        let before = Date()
+        let text = JSONLogHandler.timestamp()
+        let after = Date()
+        #expect(text.wholeMatch(of: /\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z/) != nil)
+        let format = Date.ISO8601FormatStyle().year().month().day().time(includingFractionalSeconds: true)
+            .timeZone(separator: .omitted)
+        let parsed = try Date(text, strategy: format)
+        #expect(parsed >= before.addingTimeInterval(-0.001) && parsed <= after)
     }
 }
