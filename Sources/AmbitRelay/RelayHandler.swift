@@ -283,8 +283,17 @@ package final class RelayHandler: ChannelDuplexHandler, RemovableChannelHandler 
     }
 
     private func closeIfFinished() {
-        if inputClosed && outputClosed {
-            context?.close(promise: nil)
+        guard inputClosed && outputClosed, let context else { return }
+        guard !isSocket else {
+            context.close(promise: nil)
+            return
+        }
+        // An HTTP/2 stream that has sent and received END_STREAM is closed on the wire, but NIO raises the end
+        // of input before it marks the stream closed: closing it now would send a needless RST_STREAM (a frame
+        // and a wake-up for the peer on every tunnel). On the next tick NIO has closed it (and this does
+        // nothing); a stream still open then is reset as before.
+        context.eventLoop.assumeIsolated().execute {
+            context.close(promise: nil)
         }
     }
 }

@@ -41,6 +41,7 @@ import X509
         let sent_sha256: String
         let received: Int
         let received_sha256: String
+        let frames_after_end: [String]
     }
 
     static func runPythonClient(_ arguments: [String]) throws -> ClientReport {
@@ -79,6 +80,36 @@ import X509
         #expect(request.headers.traceparent == "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01")
         await world.shutdown()
         await echo.close()
+    }
+
+    /// The application closes first, the client's END_STREAM comes last: the stream is then closed on the
+    /// wire, and the server sends nothing more on it (it used to reset it with RST_STREAM(CANCEL): a frame,
+    /// a write and a wake-up of the peer for every tunnel).
+    @Test func aTunnelThatEndedCleanlyIsNotResetAfterwards() async throws {
+        let upstream = try await TestTCPServer.start(.closeOutputFirst(report: { _ in }), group: Self.upstreamGroup)
+        let world = try await HBONEWorld(destinations: [Self.endpoint(upstream.port)])
+        let files = try TemporaryDirectory()
+        defer { files.remove() }
+        let tls = try Self.writePEM(
+            world.clientCertificate,
+            root: world.pki.authority.root,
+            into: files,
+            name: "client"
+        )
+        let report = try Self.runPythonClient(
+            tls + [
+                "--connect", world.serverEndpoint.description, "--authority", Self.endpoint(upstream.port).description,
+                "--size", "1000", "--settle", "0.5",
+            ]
+        )
+        #expect(report.status == 200)
+        #expect(report.received == 0)
+        #expect(await eventually { world.inbound.summaries.count == 1 })
+        #expect(world.inbound.summaries.first?.requestBytes == 1000)
+        #expect(world.inbound.summaries.first?.error == nil)
+        #expect(report.frames_after_end == [])
+        await world.shutdown()
+        await upstream.close()
     }
 
     @Test func pythonClientGetsTheStatusCodesOfTheProtocol() async throws {

@@ -3,7 +3,9 @@
 `h2` package and the standard `ssl` module: mutual TLS 1.3, ALPN h2, HTTP/2 CONNECT.
 
 client: opens one CONNECT tunnel, sends a payload, half-closes, reads until the server ends the
-        stream, and prints one JSON line: {"status", "sent", "sent_sha256", "received", "received_sha256"}.
+        stream (and --settle seconds more), and prints one JSON line: {"status", "sent", "sent_sha256",
+        "received", "received_sha256", "frames_after_end"}; the last lists the frame types the server
+        sent on the tunnel's stream after it ended (a cleanly finished stream gets none).
 server: accepts HBONE connections and relays each CONNECT to --upstream; prints "listening <port>".
 """
 import argparse
@@ -50,6 +52,10 @@ class Peer:
 
     def __init__(self, tls, client_side):
         self.tls = tls
+        # Every frame received, as (type, flags, stream id), split from the raw bytes independently of h2
+        # (which hides frames it ignores, such as RST_STREAM on a stream already closed).
+        self.frames = []
+        self._unparsed = bytearray()
         self.lock = threading.Condition()
         # h2 4.1 insists on :scheme and :path, which a plain CONNECT must not carry (RFC 9113
         # 8.5); header validation is off and the CONNECT rules are checked here instead.
@@ -96,6 +102,7 @@ class Peer:
         data = self.tls.recv(65536)
         if not data:
             return None
+        self._split_frames(data)
         with self.lock:
             events = self.h2.receive_data(data)
             for event in events:
@@ -104,6 +111,22 @@ class Peer:
             self.flush()
             self.lock.notify_all()
         return events
+
+
+    def _split_frames(self, data):
+        self._unparsed += data
+        while len(self._unparsed) >= 9:
+            length = int.from_bytes(self._unparsed[0:3], "big")
+            if len(self._unparsed) < 9 + length:
+                break
+            kind, flags = self._unparsed[3], self._unparsed[4]
+            stream_id = int.from_bytes(self._unparsed[5:9], "big") & 0x7FFFFFFF
+            self.frames.append((kind, flags, stream_id))
+            del self._unparsed[: 9 + length]
+
+
+FRAME_NAMES = {0: "DATA", 1: "HEADERS", 2: "PRIORITY", 3: "RST_STREAM", 4: "SETTINGS", 5: "PUSH_PROMISE",
+               6: "PING", 7: "GOAWAY", 8: "WINDOW_UPDATE", 9: "CONTINUATION"}
 
 
 def run_client(args):
@@ -145,6 +168,17 @@ def run_client(args):
             elif isinstance(event, (h2.events.StreamEnded, h2.events.StreamReset, h2.events.ConnectionTerminated)):
                 if getattr(event, "stream_id", stream_id) == stream_id:
                     ended = True
+    # The frame that ended the stream: DATA or HEADERS with END_STREAM (0x1), or RST_STREAM.
+    ending = next((index for index, (kind, flags, sid) in enumerate(peer.frames)
+                   if sid == stream_id and (kind == 3 or (kind in (0, 1) and flags & 0x1))), len(peer.frames))
+    if args.settle > 0:
+        tls.settimeout(args.settle)
+        try:
+            while peer.receive() is not None:
+                pass
+        except (socket.timeout, TimeoutError):
+            pass
+    after = [FRAME_NAMES.get(kind, str(kind)) for kind, _, sid in peer.frames[ending + 1:] if sid == stream_id]
     print(json.dumps({
         "status": status,
         "server_identity": identity,
@@ -152,6 +186,7 @@ def run_client(args):
         "sent_sha256": hashlib.sha256(payload).hexdigest(),
         "received": len(received),
         "received_sha256": hashlib.sha256(received).hexdigest(),
+        "frames_after_end": after,
     }))
     tls.close()
     return 0
@@ -274,6 +309,7 @@ def main():
     client.add_argument("--size", type=int, default=1 << 20)
     client.add_argument("--forwarded-for", default="127.0.0.1:40000")
     client.add_argument("--expect-id")
+    client.add_argument("--settle", type=float, default=0, help="seconds to keep reading after the stream ended")
     server = sub.choices["server"]
     server.add_argument("--upstream", required=True, help="where CONNECTs are relayed, host:port")
     server.add_argument("--allow-authority", required=True)
