@@ -243,6 +243,7 @@ final class HBONEConnectionPool {
             )
         )
         try sync.addHandler(tls)
+        try sync.addHandler(BoundedFlushHandler())
         try sync.addHandler(
             ClientALPNCheck { negotiated in
                 rejection.set("the server did not negotiate ALPN h2 (got \(negotiated ?? "none"))")

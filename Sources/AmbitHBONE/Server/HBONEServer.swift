@@ -140,6 +140,7 @@ public final class HBONEServer: Sendable {
         )
         let sync = channel.pipeline.syncOperations
         try sync.addHandler(tls)
+        try sync.addHandler(BoundedFlushHandler())
         let onLimit = self.onLimit
         try sync.addHandler(
             HBONEHandshakeGuard(
