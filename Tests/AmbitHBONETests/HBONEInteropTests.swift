@@ -52,20 +52,23 @@ import X509
         return try JSONDecoder().decode(ClientReport.self, from: Data(line.utf8))
     }
 
+    /// The Python client with `world`'s client certificate, tunnelling to 127.0.0.1:`port` through `world`'s server.
+    static func runPythonClient(against world: HBONEWorld, to port: Int, _ arguments: [String]) throws -> ClientReport {
+        let files = try TemporaryDirectory()
+        defer { files.remove() }
+        let tls = try writePEM(world.clientCertificate, root: world.pki.authority.root, into: files, name: "client")
+        return try runPythonClient(
+            tls + ["--connect", world.serverEndpoint.description, "--authority", endpoint(port).description] + arguments
+        )
+    }
+
     @Test func pythonClientTunnelsThroughTheSwiftServer() async throws {
         let echo = try await TestTCPServer.start(.echo, group: Self.upstreamGroup)
         let world = try await HBONEWorld(destinations: [Self.endpoint(echo.port)])
-        let files = try TemporaryDirectory()
-        defer { files.remove() }
-        let tls = try Self.writePEM(
-            world.clientCertificate,
-            root: world.pki.authority.root,
-            into: files,
-            name: "client"
-        )
         let report = try Self.runPythonClient(
-            tls + [
-                "--connect", world.serverEndpoint.description, "--authority", Self.endpoint(echo.port).description,
+            against: world,
+            to: echo.port,
+            [
                 "--expect-id", "spiffe://cluster.local/ns/demo/sa/server", "--size", "1048576",
                 "--forwarded-for", "10.1.2.3:45678",
             ]
@@ -88,20 +91,7 @@ import X509
     @Test func aTunnelThatEndedCleanlyIsNotResetAfterwards() async throws {
         let upstream = try await TestTCPServer.start(.closeOutputFirst(report: { _ in }), group: Self.upstreamGroup)
         let world = try await HBONEWorld(destinations: [Self.endpoint(upstream.port)])
-        let files = try TemporaryDirectory()
-        defer { files.remove() }
-        let tls = try Self.writePEM(
-            world.clientCertificate,
-            root: world.pki.authority.root,
-            into: files,
-            name: "client"
-        )
-        let report = try Self.runPythonClient(
-            tls + [
-                "--connect", world.serverEndpoint.description, "--authority", Self.endpoint(upstream.port).description,
-                "--size", "1000", "--settle", "0.5",
-            ]
-        )
+        let report = try Self.runPythonClient(against: world, to: upstream.port, ["--size", "1000", "--settle", "0.5"])
         #expect(report.status == 200)
         #expect(report.received == 0)
         #expect(await eventually { world.inbound.summaries.count == 1 })
