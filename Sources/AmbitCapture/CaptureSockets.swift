@@ -128,7 +128,11 @@ public enum CaptureSockets {
     ) throws(CaptureError) {
         while true {
             let remaining = ContinuousClock.now.duration(to: deadline)
-            guard remaining > .zero else { throw CaptureError.connectTimeout(endpoint: destination, timeout: timeout) }
+            guard remaining > .zero else {
+                // One last look: the handshake may have completed while this waited for a thread.
+                if try connectOutcome(fd, destination, waitMilliseconds: 0) { return }
+                throw CaptureError.connectTimeout(endpoint: destination, timeout: timeout)
+            }
             let (seconds, attoseconds) = remaining.components
             let milliseconds = Int32(
                 clamping: seconds * 1000 + (attoseconds + 999_999_999_999_999) / 1_000_000_000_000_000

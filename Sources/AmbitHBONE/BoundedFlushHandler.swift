@@ -16,6 +16,8 @@ final class BoundedFlushHandler: ChannelOutboundHandler, RemovableChannelHandler
     typealias OutboundOut = IOData
 
     static let defaultChunk = 256 << 10
+    /// A write at least this large ends a frame (a payload, or a whole frame), never a frame header.
+    static let minimumFlushPoint = 1 << 10
 
     private let chunk: Int
     private var unflushed = 0
@@ -32,7 +34,9 @@ final class BoundedFlushHandler: ChannelOutboundHandler, RemovableChannelHandler
         }
         context.write(data, promise: promise)
         unflushed += size
-        if unflushed >= chunk {
+        // Only after a large write: HTTP/2 writes a DATA frame's 9-byte header and its payload separately, and a
+        // flush between them could let a frame written from a completion callback land inside this one.
+        if unflushed >= chunk && size >= Self.minimumFlushPoint {
             unflushed = 0
             context.flush()
         }

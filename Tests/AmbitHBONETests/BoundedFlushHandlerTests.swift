@@ -29,21 +29,35 @@ import Testing
         let recorder = Recorder()
         let channel = EmbeddedChannel()
         try channel.pipeline.syncOperations.addHandler(recorder)
-        try channel.pipeline.syncOperations.addHandler(BoundedFlushHandler(chunk: 100))
+        try channel.pipeline.syncOperations.addHandler(BoundedFlushHandler(chunk: 2500))
         for marker in UInt8(1)...6 {
-            channel.write(ByteBuffer(repeating: marker, count: 40), promise: nil)
+            channel.write(ByteBuffer(repeating: marker, count: 1024), promise: nil)
         }
         channel.flush()
         #expect(
             recorder.events == [
-                "write 1x40", "write 2x40", "write 3x40", "flush",
-                "write 4x40", "write 5x40", "write 6x40", "flush",
+                "write 1x1024", "write 2x1024", "write 3x1024", "flush",
+                "write 4x1024", "write 5x1024", "write 6x1024", "flush",
                 "flush",
             ]
         )
         var written: [UInt8] = []
         while let buffer = try channel.readOutbound(as: ByteBuffer.self) { written += buffer.readableBytesView }
-        #expect(written == (UInt8(1)...6).flatMap { Array(repeating: $0, count: 40) })
+        #expect(written == (UInt8(1)...6).flatMap { Array(repeating: $0, count: 1024) })
+        _ = try channel.finish()
+    }
+
+    /// A small write (a frame header) never ends a chunk, so no flush falls between a header and its payload.
+    @Test func noFlushFollowsASmallWrite() throws {
+        let recorder = Recorder()
+        let channel = EmbeddedChannel()
+        try channel.pipeline.syncOperations.addHandler(recorder)
+        try channel.pipeline.syncOperations.addHandler(BoundedFlushHandler(chunk: 2048))
+        channel.write(ByteBuffer(repeating: 1, count: 2040), promise: nil)
+        channel.write(ByteBuffer(repeating: 2, count: 9), promise: nil)
+        channel.write(ByteBuffer(repeating: 3, count: 1500), promise: nil)
+        channel.flush()
+        #expect(recorder.events == ["write 1x2040", "write 2x9", "write 3x1500", "flush", "flush"])
         _ = try channel.finish()
     }
 

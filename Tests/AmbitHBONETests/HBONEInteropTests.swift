@@ -86,18 +86,19 @@ import X509
     }
 
     /// The application closes first, the client's END_STREAM comes last: the stream is then closed on the
-    /// wire, and the server sends nothing more on it (it used to reset it with RST_STREAM(CANCEL): a frame,
-    /// a write and a wake-up of the peer for every tunnel).
+    /// wire, and the server does not reset it (it used to send RST_STREAM(CANCEL): a frame, a write and a
+    /// wake-up of the peer for every tunnel).
     @Test func aTunnelThatEndedCleanlyIsNotResetAfterwards() async throws {
         let upstream = try await TestTCPServer.start(.closeOutputFirst(report: { _ in }), group: Self.upstreamGroup)
         let world = try await HBONEWorld(destinations: [Self.endpoint(upstream.port)])
-        let report = try Self.runPythonClient(against: world, to: upstream.port, ["--size", "1000", "--settle", "0.5"])
+        let report = try Self.runPythonClient(against: world, to: upstream.port, ["--size", "1000", "--settle", "1"])
         #expect(report.status == 200)
         #expect(report.received == 0)
         #expect(await eventually { world.inbound.summaries.count == 1 })
         #expect(world.inbound.summaries.first?.requestBytes == 1000)
         #expect(world.inbound.summaries.first?.error == nil)
-        #expect(report.frames_after_end == [])
+        // WINDOW_UPDATE for the request bytes may still come (the server's receiving side is open); a reset may not.
+        #expect(!report.frames_after_end.contains("RST_STREAM"))
         await world.shutdown()
         await upstream.close()
     }

@@ -56,6 +56,8 @@ class Peer:
         # (which hides frames it ignores, such as RST_STREAM on a stream already closed).
         self.frames = []
         self._unparsed = bytearray()
+        # A server first receives the client's 24-byte connection preface, which is not a frame.
+        self._preface = 0 if client_side else 24
         self.lock = threading.Condition()
         # h2 4.1 insists on :scheme and :path, which a plain CONNECT must not carry (RFC 9113
         # 8.5); header validation is off and the CONNECT rules are checked here instead.
@@ -115,6 +117,10 @@ class Peer:
 
     def _split_frames(self, data):
         self._unparsed += data
+        if self._preface:
+            skipped = min(self._preface, len(self._unparsed))
+            del self._unparsed[:skipped]
+            self._preface -= skipped
         while len(self._unparsed) >= 9:
             length = int.from_bytes(self._unparsed[0:3], "big")
             if len(self._unparsed) < 9 + length:
@@ -170,7 +176,7 @@ def run_client(args):
                     ended = True
     # The frame that ended the stream: DATA or HEADERS with END_STREAM (0x1), or RST_STREAM.
     ending = next((index for index, (kind, flags, sid) in enumerate(peer.frames)
-                   if sid == stream_id and (kind == 3 or (kind in (0, 1) and flags & 0x1))), len(peer.frames))
+                   if sid == stream_id and (kind == 3 or (kind in (0, 1) and flags & 0x1))), len(peer.frames) - 1)
     if args.settle > 0:
         tls.settimeout(args.settle)
         try:
