@@ -79,25 +79,24 @@ public final class NetnsExecutor: Sendable {
     /// must own, two `setns` calls instead of a hop to a worker thread and back. The process stops if the
     /// thread cannot return, as in ``runBlocking(in:_:)``.
     public func runOnCallingThread<T>(in ns: NetworkNamespace, _ body: () throws -> T) throws -> T {
-        guard let home else { return try Self.runOnCurrentThread(in: ns, body) }
-        try ns.enter()
-        defer {
-            do {
-                try home.enter()
-            } catch {
-                fatalError("cannot return thread \(ambit_gettid()) to its network namespace: \(error)")
-            }
-        }
-        return try body()
+        try Self.run(in: ns, returningTo: home ?? NetworkNamespace.current(), body)
     }
 
     /// The same as `runBlocking`, without an executor.
     public static func runOnCurrentThread<T>(in ns: NetworkNamespace, _ body: () throws -> T) throws -> T {
-        let original = try NetworkNamespace.current()
+        try run(in: ns, returningTo: NetworkNamespace.current(), body)
+    }
+
+    /// setns into `ns`, `body`, setns into `home`; the process stops if the thread cannot get back.
+    private static func run<T>(
+        in ns: NetworkNamespace,
+        returningTo home: NetworkNamespace,
+        _ body: () throws -> T
+    ) throws -> T {
         try ns.enter()
         defer {
             do {
-                try original.enter()
+                try home.enter()
             } catch {
                 fatalError("cannot return thread \(ambit_gettid()) to its network namespace: \(error)")
             }

@@ -151,10 +151,6 @@ public final class LogSink: Sendable {
         target = Mutex(buffered ? .buffer([]) : .standardError)
     }
 
-    func write(_ line: String) {
-        write(Array(line.utf8))
-    }
-
     /// One line, written whole: to standard error with `write(2)` (retried until all of it is out), or kept.
     func write(_ line: [UInt8]) {
         target.withLock { target in

@@ -25,11 +25,17 @@ import Testing
         }
     }
 
-    @Test func aLargeFlushReachesTLSInChunksInOrder() throws {
+    /// A channel with the handler under test, and the recorder where TLS would be.
+    static func pipeline(chunk: Int) throws -> (Recorder, EmbeddedChannel) {
         let recorder = Recorder()
         let channel = EmbeddedChannel()
         try channel.pipeline.syncOperations.addHandler(recorder)
-        try channel.pipeline.syncOperations.addHandler(BoundedFlushHandler(chunk: 2500))
+        try channel.pipeline.syncOperations.addHandler(BoundedFlushHandler(chunk: chunk))
+        return (recorder, channel)
+    }
+
+    @Test func aLargeFlushReachesTLSInChunksInOrder() throws {
+        let (recorder, channel) = try Self.pipeline(chunk: 2500)
         for marker in UInt8(1)...6 {
             channel.write(ByteBuffer(repeating: marker, count: 1024), promise: nil)
         }
@@ -49,10 +55,7 @@ import Testing
 
     /// A small write (a frame header) never ends a chunk, so no flush falls between a header and its payload.
     @Test func noFlushFollowsASmallWrite() throws {
-        let recorder = Recorder()
-        let channel = EmbeddedChannel()
-        try channel.pipeline.syncOperations.addHandler(recorder)
-        try channel.pipeline.syncOperations.addHandler(BoundedFlushHandler(chunk: 2048))
+        let (recorder, channel) = try Self.pipeline(chunk: 2048)
         channel.write(ByteBuffer(repeating: 1, count: 2040), promise: nil)
         channel.write(ByteBuffer(repeating: 2, count: 9), promise: nil)
         channel.write(ByteBuffer(repeating: 3, count: 1500), promise: nil)
@@ -62,10 +65,7 @@ import Testing
     }
 
     @Test func smallFlushesPassUnchanged() throws {
-        let recorder = Recorder()
-        let channel = EmbeddedChannel()
-        try channel.pipeline.syncOperations.addHandler(recorder)
-        try channel.pipeline.syncOperations.addHandler(BoundedFlushHandler(chunk: 100))
+        let (recorder, channel) = try Self.pipeline(chunk: 100)
         channel.write(ByteBuffer(repeating: 7, count: 60), promise: nil)
         channel.flush()
         channel.write(ByteBuffer(repeating: 8, count: 60), promise: nil)
