@@ -33,6 +33,14 @@ public struct HBONELimitOptions: ParsableArguments {
     )
     public var hboneMaxPrematureResets = defaults.maxPrematureResets
 
+    @Option(
+        help: """
+            The same streams within one read of a connection (HEADERS and RST_STREAM sent together, hundreds \
+            at a time), before the connection is closed.
+            """
+    )
+    public var hboneMaxPrematureResetsPerRead = defaults.maxPrematureResetsPerRead
+
     public init() {}
 
     public func validate() throws {
@@ -44,6 +52,7 @@ public struct HBONELimitOptions: ParsableArguments {
             ("--hbone-max-handshakes", hboneMaxHandshakes),
             ("--hbone-max-connections-per-source", hboneMaxConnectionsPerSource),
             ("--hbone-max-premature-resets", hboneMaxPrematureResets),
+            ("--hbone-max-premature-resets-per-read", hboneMaxPrematureResetsPerRead),
         ]
         where value <= 0 {
             throw ValidationError("\(name) must be positive, not \(value)")
@@ -59,6 +68,7 @@ public struct HBONELimitOptions: ParsableArguments {
         limits.maxHandshakes = hboneMaxHandshakes
         limits.maxConnectionsPerSource = hboneMaxConnectionsPerSource
         limits.maxPrematureResets = hboneMaxPrematureResets
+        limits.maxPrematureResetsPerRead = hboneMaxPrematureResetsPerRead
         return limits
     }
 }

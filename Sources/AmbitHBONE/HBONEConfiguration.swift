@@ -35,7 +35,7 @@ public struct HBONEConfiguration: Hashable, Sendable {
     /// NIO keeps a timestamp per allowed reset, allocated up front (8 bytes each, twice), so the allowance is a
     /// rate over a short window: 1,000 per second costs 16 KB per connection where 30,000 per 30 s cost 480 KB.
     /// The attack itself (streams reset before they are answered) is bounded by
-    /// ``HBONEServerLimits/maxPrematureResets``.
+    /// ``HBONEServerLimits/maxPrematureResets`` and ``HBONEServerLimits/maxPrematureResetsPerRead``.
     public var maxResetsPerWindow = 1_000
     public var resetWindow: TimeAmount = .seconds(1)
     /// What a server admits and for how long (resets of streams not yet answered included).

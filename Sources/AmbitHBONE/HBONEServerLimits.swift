@@ -28,6 +28,11 @@ public struct HBONEServerLimits: Hashable, Sendable {
     /// closed first ends that way), nor those of a client that gave up on a slow answer.
     public var maxPrematureResets = 100
     public var prematureResetWindow: TimeAmount = .seconds(10)
+    /// The same streams, counted within one read of the connection (one turn of its event loop): a
+    /// rapid-reset burst brings hundreds at once, while an application's connections end one by one.
+    /// The HTTP/2 handler stops at the stream that goes over either limit; what it has not looked at
+    /// yet of that read opens no stream.
+    public var maxPrematureResetsPerRead = 20
 
     public init() {}
 }

@@ -238,4 +238,179 @@ import Testing
         await world.shutdown()
         await echo.close()
     }
+
+    /// Writes, in one go, `resets` CONNECTs each reset at once, then `open` CONNECTs left open (all to a port
+    /// that is not a destination), as a rapid-reset client does; returns the frames the server sent until it
+    /// closed the connection.
+    static func burst(
+        to world: HBONEWorld,
+        resets: Int,
+        open: Int
+    ) async throws -> [(type: UInt8, stream: UInt32, payload: [UInt8])] {
+        var burst = RawHTTP2.preface()
+        for index in 0..<(resets + open) {
+            let stream = UInt32(2 * index + 1)
+            RawHTTP2.connect(to: "127.0.0.1:9", stream: stream, into: &burst)
+            if index < resets {
+                RawHTTP2.frame(type: 0x3, flags: 0, stream: stream, payload: [0, 0, 0, 0x8], into: &burst)
+            }
+        }
+        let received = world.clientGroup.next().makePromise(of: [UInt8].self)
+        let channel = try await Self.tls(to: world) { channel in
+            try channel.pipeline.syncOperations.addHandler(CollectUntilClosed(done: received))
+        }
+        try await channel.writeAndFlush(ByteBuffer(bytes: burst))
+        return RawHTTP2.frames(in: try await received.futureResult.get())
+    }
+
+    /// The stream a GOAWAY ENHANCE_YOUR_CALM names as the last one the server looked at.
+    static func calmDown(in frames: [(type: UInt8, stream: UInt32, payload: [UInt8])]) -> UInt32? {
+        guard let goAway = frames.first(where: { $0.type == 0x7 }), goAway.payload.count >= 8,
+            goAway.payload[4..<8].elementsEqual([0, 0, 0, 0xB])
+        else { return nil }
+        return goAway.payload[0..<4].reduce(UInt32(0)) { $0 << 8 | UInt32($1) }
+    }
+
+    @Test func aBurstOfResetStreamsStopsBeingProcessedAtTheLimit() async throws {
+        let world = try await HBONEWorld(
+            destinations: [],
+            configuration: Self.limited { $0.maxPrematureResets = 10 }
+        )
+        // 11 CONNECTs each reset at once (streams 1-21), then 20 left open (23-61), in one write. The server must
+        // stop at stream 21, the 11th reset, and never look at the rest; before, it worked through everything
+        // it had read (that held its event loop ~10 ms per connection in Benchmarks/chaos/run's resets phase,
+        // whatever the limit), and said nothing to the client.
+        let frames = try await Self.burst(to: world, resets: 11, open: 20)
+        #expect(Self.calmDown(in: frames) == 21, "\(frames.map(\.type))")
+        #expect(world.inbound.requests.isEmpty, "streams past the limit reached the inbound side")
+        #expect(world.limitHits.all == [.prematureResets])
+        let warning = world.logs.lines.filter { $0.contains("too many streams reset") }
+        #expect(warning.count == 1 && warning[0].contains(#""lastStream":"21""#), "\(warning)")
+        await world.shutdown()
+    }
+
+    @Test func resetStreamsAreAlsoBoundedWithinOneRead() async throws {
+        let world = try await HBONEWorld(destinations: [], configuration: HBONEConfiguration())
+        // Defaults: 100 in 10 s, 20 in one read. 30 reset in one write: closed at the 21st (stream 41).
+        let frames = try await Self.burst(to: world, resets: 30, open: 0)
+        #expect(Self.calmDown(in: frames) == 41, "\(frames.map(\.type))")
+        #expect(world.limitHits.all == [.prematureResets])
+        // 30 reset one by one, each after the server has answered a PING sent behind the one before (so never
+        // two in one read): the connection serves on, and a CONNECT after them is passed on.
+        let configured = world.clientGroup.next().makePromise(of: (PingAcks, NIOHTTP2Handler.StreamMultiplexer).self)
+        let channel = try await Self.tls(to: world) { channel in
+            let pings = PingAcks()
+            let multiplexer = try channel.pipeline.syncOperations.configureHTTP2Pipeline(
+                mode: .client,
+                connectionConfiguration: .init(),
+                streamConfiguration: .init()
+            ) { stream in stream.close() }
+            try channel.pipeline.syncOperations.addHandler(pings)
+            configured.succeed((pings, multiplexer))
+        }
+        let (pings, multiplexer) = try await configured.futureResult.get()
+        for index in 0..<30 {
+            _ = try await Self.connect(
+                HBONEAdmissionTests.endpoint(9),
+                on: multiplexer,
+                eventLoop: channel.eventLoop,
+                reset: true
+            )
+            try await pings.roundTrip(UInt64(index), on: channel)
+        }
+        let last = HBONEAdmissionTests.endpoint(10)
+        _ = try await Self.connect(last, on: multiplexer, eventLoop: channel.eventLoop, reset: false)
+        #expect(await eventually { world.inbound.requests.contains { $0.authority == last } })
+        #expect(channel.isActive)
+        #expect(world.limitHits.all == [.prematureResets])
+        await world.shutdown()
+    }
+}
+
+/// Answers to the PINGs a client connection sends: a PING's ACK means the server has read everything
+/// sent before it.
+final class PingAcks: ChannelInboundHandler, @unchecked Sendable {
+    typealias InboundIn = HTTP2Frame
+    private var waiting: [UInt64: EventLoopPromise<Void>] = [:]
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        let frame = unwrapInboundIn(data)
+        if case .ping(let ping, ack: true) = frame.payload {
+            waiting.removeValue(forKey: ping.integer)?.succeed()
+        }
+        context.fireChannelRead(data)
+    }
+
+    /// Sends PING `value` and waits for its ACK. Touches its state on the channel's event loop only.
+    func roundTrip(_ value: UInt64, on channel: any Channel) async throws {
+        try await channel.eventLoop.flatSubmit {
+            let acked = channel.eventLoop.makePromise(of: Void.self)
+            self.waiting[value] = acked
+            channel.writeAndFlush(
+                HTTP2Frame(streamID: .rootStream, payload: .ping(HTTP2PingData(withInteger: value), ack: false)),
+                promise: nil
+            )
+            return acked.futureResult
+        }.get()
+    }
+}
+
+/// HTTP/2 frames written and read byte by byte, for a client that sends what NIO's client would not.
+enum RawHTTP2 {
+    static func preface() -> [UInt8] {
+        var bytes = Array("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".utf8)
+        frame(type: 0x4, flags: 0, stream: 0, payload: [], into: &bytes)
+        return bytes
+    }
+
+    static func frame(type: UInt8, flags: UInt8, stream: UInt32, payload: [UInt8], into bytes: inout [UInt8]) {
+        let length = payload.count
+        bytes += [UInt8(length >> 16 & 0xFF), UInt8(length >> 8 & 0xFF), UInt8(length & 0xFF), type, flags]
+        bytes += [
+            UInt8(stream >> 24 & 0x7F), UInt8(stream >> 16 & 0xFF), UInt8(stream >> 8 & 0xFF), UInt8(stream & 0xFF),
+        ]
+        bytes += payload
+    }
+
+    /// HEADERS (END_HEADERS) with `:method CONNECT` and `:authority`, as HPACK literals with indexed names.
+    static func connect(to authority: String, stream: UInt32, into bytes: inout [UInt8]) {
+        let block = [0x02, 7] + Array("CONNECT".utf8) + [0x01, UInt8(authority.utf8.count)] + Array(authority.utf8)
+        frame(type: 0x1, flags: 0x4, stream: stream, payload: block, into: &bytes)
+    }
+
+    static func frames(in bytes: [UInt8]) -> [(type: UInt8, stream: UInt32, payload: [UInt8])] {
+        var frames: [(type: UInt8, stream: UInt32, payload: [UInt8])] = []
+        var offset = 0
+        while bytes.count - offset >= 9 {
+            let length = Int(bytes[offset]) << 16 | Int(bytes[offset + 1]) << 8 | Int(bytes[offset + 2])
+            guard bytes.count - offset - 9 >= length else { break }
+            let stream = bytes[offset + 5..<offset + 9].reduce(UInt32(0)) { $0 << 8 | UInt32($1) } & 0x7FFF_FFFF
+            frames.append((bytes[offset + 3], stream, Array(bytes[offset + 9..<offset + 9 + length])))
+            offset += 9 + length
+        }
+        return frames
+    }
+}
+
+/// Everything a connection receives, handed over when it closes.
+final class CollectUntilClosed: ChannelInboundHandler {
+    typealias InboundIn = ByteBuffer
+    private let done: EventLoopPromise<[UInt8]>
+    private var bytes: [UInt8] = []
+
+    init(done: EventLoopPromise<[UInt8]>) { self.done = done }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        let buffer = unwrapInboundIn(data)
+        bytes += buffer.readableBytesView
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        done.succeed(bytes)
+        context.fireChannelInactive()
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        // A TLS close without close_notify still ends the connection; what was read is what counts.
+    }
 }

@@ -176,7 +176,12 @@ public final class HBONEServer: Sendable {
         // complete by then), and shared by its streams.
         let identity = NIOLoopBoundBox<SpiffeID?>(nil, eventLoop: channel.eventLoop)
         let resets = NIOLoopBound(
-            PrematureResetCounter(limit: limits.maxPrematureResets, window: limits.prematureResetWindow),
+            PrematureResetCounter(
+                limit: limits.maxPrematureResets,
+                window: limits.prematureResetWindow,
+                perTurn: limits.maxPrematureResetsPerRead,
+                eventLoop: channel.eventLoop
+            ),
             eventLoop: channel.eventLoop
         )
         let connection = channel
@@ -195,10 +200,28 @@ public final class HBONEServer: Sendable {
             streamConfiguration: streamConfiguration,
             streamDelegate: StreamCounter(
                 next: manager.http2StreamDelegate,
-                closer: NIOLoopBound(closer, eventLoop: channel.eventLoop)
+                closer: NIOLoopBound(closer, eventLoop: channel.eventLoop),
+                resets: resets,
+                onTooManyResets: { last in
+                    onLimit(.prematureResets)
+                    logger.warning(
+                        "HBONE connection closed: too many streams reset before their CONNECT was answered",
+                        metadata: ["peer": "\(source.map { "\($0)" } ?? "?")", "lastStream": "\(Int(last))"]
+                    )
+                    // The GOAWAY names the last stream looked at, and from here the HTTP/2 handler ignores
+                    // HEADERS that would open a stream: the rest of what it has read (a rapid-reset burst is
+                    // hundreds of streams in one read) costs no stream channels. The connection closes once the
+                    // GOAWAY is out (a close at once would discard it, still buffered in this read's turn).
+                    let goAway = HTTP2Frame(
+                        streamID: .rootStream,
+                        payload: .goAway(lastStreamID: last, errorCode: .enhanceYourCalm, opaqueData: nil)
+                    )
+                    connection.writeAndFlush(goAway).whenComplete { _ in connection.close(promise: nil) }
+                }
             )
         ) { stream in
-            stream.eventLoop.makeCompletedFuture {
+            resets.value.opened(stream)
+            return stream.eventLoop.makeCompletedFuture {
                 try stream.pipeline.syncOperations.addHandler(
                     HBONEServerStreamHandler(
                         peerIdentity: {
@@ -209,21 +232,13 @@ public final class HBONEServer: Sendable {
                         },
                         inbound: inbound,
                         onResult: { status, reason in
+                            resets.value.answered(stream)
                             if status != 200 {
                                 logger.info(
                                     "HBONE CONNECT refused",
                                     metadata: ["status": "\(status)", "reason": "\(reason)"]
                                 )
                             }
-                        },
-                        onPrematureEnd: { lifetime in
-                            guard resets.value.record(lifetime: lifetime) else { return }
-                            onLimit(.prematureResets)
-                            logger.warning(
-                                "HBONE connection closed: too many streams reset before their CONNECT was answered",
-                                metadata: ["peer": "\(source.map { "\($0)" } ?? "?")"]
-                            )
-                            connection.close(promise: nil)
                         }
                     )
                 )

@@ -288,10 +288,15 @@ final class SentGoAwayDetector: ChannelOutboundHandler {
 }
 
 /// The HTTP/2 handler's stream delegate: tells the connection-management handler and the
-/// ``HBONEConnectionCloser`` of streams opening and closing.
+/// ``HBONEConnectionCloser`` of streams opening and closing, and counts premature resets. It is
+/// called while the HTTP/2 handler works through what it has read, so a connection over the
+/// rapid-reset limit stops there, not after the rest of a read that may hold hundreds of streams.
 struct StreamCounter: NIOHTTP2StreamDelegate {
     let next: any NIOHTTP2StreamDelegate
     let closer: NIOLoopBound<HBONEConnectionCloser>
+    let resets: NIOLoopBound<PrematureResetCounter>
+    /// Called once, with the stream that took the connection over the rapid-reset limit.
+    let onTooManyResets: @Sendable (HTTP2StreamID) -> Void
 
     func streamCreated(_ id: HTTP2StreamID, channel: any Channel) {
         next.streamCreated(id, channel: channel)
@@ -301,32 +306,75 @@ struct StreamCounter: NIOHTTP2StreamDelegate {
     func streamClosed(_ id: HTTP2StreamID, channel: any Channel) {
         next.streamClosed(id, channel: channel)
         closer.value.streamClosed()
+        // Streams that end with their connection were not reset by the peer.
+        guard let parent = channel.parent, parent.isActive else {
+            resets.value.forget(channel)
+            return
+        }
+        if resets.value.closed(channel) { onTooManyResets(id) }
     }
 }
 
 /// Per connection: streams the peer reset (or abandoned) within their first second, before their CONNECT
 /// was answered, in a sliding window. Counting only young streams leaves out a client that gave up on a
-/// slow answer (its timeout is 10 s), as Envoy counts only streams reset within a second.
+/// slow answer (its timeout is 10 s), as Envoy counts only streams reset within a second. Resets are also
+/// counted per turn of the connection's event loop (what the server reads at once): an application's
+/// connections end one by one, a rapid-reset burst brings hundreds of HEADERS and RST_STREAM in one read,
+/// and each stream it opens costs the event loop the other connections share (as the h2 library under
+/// ztunnel bounds the reset streams still waiting to be accepted).
 final class PrematureResetCounter {
     static let youngStream: TimeAmount = .seconds(1)
     private let limit: Int
     private let window: TimeAmount
+    private let perTurn: Int
+    private let eventLoop: any EventLoop
     private var times: [NIODeadline] = []
+    private var thisTurn = 0
+    /// Streams not answered yet, by their channel, and when they opened.
+    private var unanswered: [ObjectIdentifier: NIODeadline] = [:]
     private(set) var tripped = false
 
-    init(limit: Int, window: TimeAmount) {
+    init(limit: Int, window: TimeAmount, perTurn: Int, eventLoop: any EventLoop) {
         self.limit = limit
         self.window = window
+        self.perTurn = perTurn
+        self.eventLoop = eventLoop
+    }
+
+    /// A new stream, before any of its frames reached its handlers (the stream initializer calls it).
+    func opened(_ stream: any Channel, now: NIODeadline = .now()) {
+        unanswered[ObjectIdentifier(stream)] = now
+    }
+
+    /// The stream's CONNECT was answered (with any status): its end is not premature.
+    func answered(_ stream: any Channel) {
+        unanswered[ObjectIdentifier(stream)] = nil
+    }
+
+    func forget(_ stream: any Channel) {
+        unanswered[ObjectIdentifier(stream)] = nil
+    }
+
+    /// The stream ended while its connection lives on; true exactly once, when that takes the
+    /// connection over a limit.
+    func closed(_ stream: any Channel, now: NIODeadline = .now()) -> Bool {
+        guard let opened = unanswered.removeValue(forKey: ObjectIdentifier(stream)) else { return false }
+        return record(lifetime: now - opened, now: now)
     }
 
     /// Records a stream that ended unanswered after `lifetime`; true exactly once, when the
-    /// connection goes over the limit.
+    /// connection goes over a limit.
     func record(lifetime: TimeAmount, now: NIODeadline = .now()) -> Bool {
         guard !tripped, lifetime < Self.youngStream else { return false }
         times.append(now)
         let start = now - window
         if let first = times.firstIndex(where: { $0 >= start }), first > 0 { times.removeFirst(first) }
-        tripped = times.count > limit
+        if thisTurn == 0 {
+            // Tasks run once the event loop has handled the I/O of this turn.
+            eventLoop.assumeIsolated().execute { [self] in thisTurn = 0 }
+        }
+        thisTurn += 1
+        tripped = times.count > limit || thisTurn > perTurn
         return tripped
     }
 }

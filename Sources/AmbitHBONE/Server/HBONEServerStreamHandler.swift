@@ -30,22 +30,17 @@ final class HBONEServerStreamHandler: ChannelDuplexHandler {
     private let peerIdentity: () throws -> SpiffeID
     private let inbound: any HBONEInboundHandler
     private let onResult: (Int, String) -> Void
-    private let onPrematureEnd: (TimeAmount) -> Void
-    private let created = NIODeadline.now()
 
-    /// `onResult` receives the status sent and the reason, for logs and metrics; `onPrematureEnd` is
-    /// called, with the stream's age, when the stream ends before its CONNECT was answered while the
-    /// connection lives on (the peer reset it; see ``HBONEServerLimits``).
+    /// `onResult` receives the status sent and the reason, for logs and metrics (the server also learns
+    /// from it that the stream was answered: see ``HBONEServerLimits/maxPrematureResets``).
     init(
         peerIdentity: @escaping () throws -> SpiffeID,
         inbound: any HBONEInboundHandler,
-        onResult: @escaping (Int, String) -> Void = { _, _ in },
-        onPrematureEnd: @escaping (TimeAmount) -> Void = { _ in }
+        onResult: @escaping (Int, String) -> Void = { _, _ in }
     ) {
         self.peerIdentity = peerIdentity
         self.inbound = inbound
         self.onResult = onResult
-        self.onPrematureEnd = onPrematureEnd
     }
 
     func channelActive(context: ChannelHandlerContext) {
@@ -215,8 +210,6 @@ final class HBONEServerStreamHandler: ChannelDuplexHandler {
         switch state {
         case .awaitingHeaders, .connecting:
             state = .finished
-            // Streams that end with their connection were not reset by the peer.
-            if context.channel.parent?.isActive ?? false { onPrematureEnd(.now() - created) }
         case .relaying, .finished:
             break
         }
