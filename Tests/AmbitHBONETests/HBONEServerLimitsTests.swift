@@ -145,6 +145,8 @@ import Testing
         )
         // A mesh peer whose handshake is done does not count against it ...
         let (meshPeer, _) = try await Self.h2(to: world)
+        // The client's handshake ends before the server's (it still waits for the client's Finished).
+        #expect(await eventually { world.limiter.open == 1 && world.limiter.handshaking == 0 })
         let first = try await Self.tcp(to: world)
         let second = try await Self.tcp(to: world, from: "127.0.0.2")
         #expect(await eventually { world.limiter.open == 3 && world.limiter.handshaking == 2 })
