@@ -59,6 +59,21 @@ import Testing
         _ = try? channel.finish()
     }
 
+    @Test func streamsThatComeAndGoMoveTheIdleDeadlineWithoutATimerEach() throws {
+        let (channel, closer, recorder, hits) = try Self.channel()
+        // The connection's timer is due at 300 s; a stream from 100 to 150 s moves the deadline to 450 s.
+        channel.embeddedEventLoop.advanceTime(by: .seconds(100))
+        closer.streamOpened()
+        channel.embeddedEventLoop.advanceTime(by: .seconds(50))
+        closer.streamClosed()
+        channel.embeddedEventLoop.advanceTime(by: .seconds(299))
+        #expect(recorder.requests == 0 && hits.all.isEmpty)
+        channel.embeddedEventLoop.advanceTime(by: .seconds(1))
+        #expect(recorder.requests == 1)
+        #expect(hits.all == [.idleTimeout])
+        _ = try? channel.finish()
+    }
+
     @Test func aGoAwaySentClosesTheConnectionAtTheDeadlineWhateverItsStreams() throws {
         let (channel, closer, _, hits) = try Self.channel()
         closer.streamOpened()

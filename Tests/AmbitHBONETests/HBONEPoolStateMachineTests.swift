@@ -84,6 +84,32 @@ import Testing
         #expect(machine.connections.isEmpty)
     }
 
+    @Test func aConnectionWhoseStreamsComeAndGoKeepsOneIdleCheck() {
+        var machine = Machine(clientMaxStreams: 100, idleTimeout: .seconds(60))
+        _ = machine.lease(request(0), key: keyA)
+        _ = machine.connectionReady(connection(0), serverMaxStreams: nil, now: start)
+        #expect(
+            machine.streamClosed(on: connection(0), now: start) == [
+                .scheduleIdleCheck(connection(0), start + .seconds(60))
+            ]
+        )
+        // One stream at a time, 1,000 times (a client opening connections one after another): before, each
+        // idle moment scheduled a 60 s timer of its own, 1,000 of them pending at once.
+        var scheduled = 0
+        for index in 1...1_000 {
+            _ = machine.lease(request(index), key: keyA)
+            scheduled += machine.streamClosed(on: connection(0), now: start + .milliseconds(Int64(index))).count
+        }
+        #expect(scheduled == 0)
+        let last = start + .milliseconds(1_000)
+        #expect(
+            machine.idleCheck(connection(0), now: start + .seconds(60)) == [
+                .scheduleIdleCheck(connection(0), last + .seconds(60))
+            ]
+        )
+        #expect(machine.idleCheck(connection(0), now: last + .seconds(60)) == [.closeConnection(connection(0))])
+    }
+
     @Test func drainsAfterGoAway() {
         var machine = Machine(clientMaxStreams: 100, idleTimeout: .seconds(60))
         _ = machine.lease(request(0), key: keyA)

@@ -39,6 +39,10 @@ struct HBONEPoolStateMachine {
         var activeStreams = 0
         var waiters: [RequestID] = []
         var idleSince: NIODeadline?
+        /// An idle check is scheduled and has not run yet: becoming idle again only moves `idleSince`
+        /// (the check re-arms itself for the rest), so a connection whose streams come and go keeps one
+        /// timer, not one per stream.
+        var idleCheckPending = false
     }
 
     enum Action: Equatable {
@@ -188,6 +192,7 @@ struct HBONEPoolStateMachine {
 
     /// An idle timer fired.
     mutating func idleCheck(_ id: ConnectionID, now: NIODeadline) -> [Action] {
+        connections[id]?.idleCheckPending = false
         guard let connection = connections[id], connection.activeStreams == 0, let since = connection.idleSince,
             case .ready = connection.state
         else { return [] }
@@ -195,6 +200,7 @@ struct HBONEPoolStateMachine {
             connections[id]!.state = .draining
             return [.closeConnection(id)]
         }
+        connections[id]!.idleCheckPending = true
         return [.scheduleIdleCheck(id, since + idleTimeout)]
     }
 
@@ -238,6 +244,8 @@ struct HBONEPoolStateMachine {
             return [.closeConnection(id)]
         }
         connections[id]!.idleSince = now
+        guard !connections[id]!.idleCheckPending else { return [] }
+        connections[id]!.idleCheckPending = true
         return [.scheduleIdleCheck(id, now + idleTimeout)]
     }
 

@@ -165,6 +165,12 @@ final class HBONEConnectionCloser: ChannelInboundHandler {
     private let afterGoAway: TimeAmount
     private let onLimit: (HBONELimit) -> Void
     private var openStreams = 0
+    /// When the last stream closed (or the connection opened), by the event loop's clock; nil while
+    /// streams are open.
+    private var idleSince: NIODeadline?
+    /// At most one idle timer per connection: a stream opening does not cancel it, and when it fires
+    /// early (streams came and went meanwhile) it is set again for the rest, so a connection whose
+    /// streams come and go schedules no timer per stream.
     private var idleTimer: Scheduled<Void>?
     private var closing: Scheduled<Void>?
     private var context: ChannelHandlerContext?
@@ -182,6 +188,7 @@ final class HBONEConnectionCloser: ChannelInboundHandler {
 
     func handlerAdded(context: ChannelHandlerContext) {
         self.context = context
+        idleSince = context.eventLoop.now
         if context.channel.isActive { startIdleTimer() }
     }
 
@@ -192,6 +199,7 @@ final class HBONEConnectionCloser: ChannelInboundHandler {
     }
 
     func channelActive(context: ChannelHandlerContext) {
+        if openStreams == 0 { idleSince = context.eventLoop.now }
         startIdleTimer()
         context.fireChannelActive()
     }
@@ -204,13 +212,15 @@ final class HBONEConnectionCloser: ChannelInboundHandler {
 
     func streamOpened() {
         openStreams += 1
-        idleTimer?.cancel()
-        idleTimer = nil
+        idleSince = nil
     }
 
     func streamClosed() {
         openStreams -= 1
-        if openStreams == 0 { startIdleTimer() }
+        if openStreams == 0, let context {
+            idleSince = context.eventLoop.now
+            startIdleTimer()
+        }
     }
 
     /// A GOAWAY left for the peer: the connection is closed at the deadline.
@@ -226,12 +236,17 @@ final class HBONEConnectionCloser: ChannelInboundHandler {
     }
 
     private func startIdleTimer() {
-        guard let context, idleTimer == nil, closing == nil else { return }
-        let loopBound = NIOLoopBound(self, eventLoop: context.eventLoop)
-        idleTimer = context.eventLoop.scheduleTask(in: idle) {
-            let closer = loopBound.value
-            guard let context = closer.context else { return }
-            closer.onLimit(.idleTimeout)
+        guard let context, idleTimer == nil, closing == nil, let idleSince else { return }
+        idleTimer = context.eventLoop.assumeIsolated().scheduleTask(deadline: idleSince + idle) { [self] in
+            idleTimer = nil
+            guard let context = self.context, closing == nil, openStreams == 0, let since = self.idleSince else {
+                return
+            }
+            guard context.eventLoop.now >= since + idle else {
+                startIdleTimer()
+                return
+            }
+            onLimit(.idleTimeout)
             context.channel.pipeline.fireUserInboundEventTriggered(ChannelShouldQuiesceEvent())
         }
     }
