@@ -297,8 +297,20 @@ import Testing
         let frames = try await Self.burst(to: world, resets: 30, open: 0)
         #expect(Self.calmDown(in: frames) == 41, "\(frames.map(\.type))")
         #expect(world.limitHits.all == [.prematureResets])
+        await world.shutdown()
+    }
+
+    @Test func resetStreamsSpreadOverReadsCountOnlyAgainstTheWindow() async throws {
+        // Their destination never answers, so each stream is unanswered when its reset comes, whichever read
+        // brings it: every one counts. Window limit 30, per read 20 (the default).
+        let held = HBONEAdmissionTests.endpoint(9)
+        let world = try await HBONEWorld(
+            destinations: [],
+            configuration: Self.limited { $0.maxPrematureResets = 30 },
+            held: held
+        )
         // 30 reset one by one, each after the server has answered a PING sent behind the one before (so never
-        // two in one read): the connection serves on, and a CONNECT after them is passed on.
+        // two in one read): 30 counted, none over either limit; a CONNECT after them is served.
         let configured = world.clientGroup.next().makePromise(of: (PingAcks, NIOHTTP2Handler.StreamMultiplexer).self)
         let channel = try await Self.tls(to: world) { channel in
             let pings = PingAcks()
@@ -312,18 +324,17 @@ import Testing
         }
         let (pings, multiplexer) = try await configured.futureResult.get()
         for index in 0..<30 {
-            _ = try await Self.connect(
-                HBONEAdmissionTests.endpoint(9),
-                on: multiplexer,
-                eventLoop: channel.eventLoop,
-                reset: true
-            )
+            _ = try await Self.connect(held, on: multiplexer, eventLoop: channel.eventLoop, reset: true)
             try await pings.roundTrip(UInt64(index), on: channel)
         }
-        let last = HBONEAdmissionTests.endpoint(10)
-        _ = try await Self.connect(last, on: multiplexer, eventLoop: channel.eventLoop, reset: false)
-        #expect(await eventually { world.inbound.requests.contains { $0.authority == last } })
+        let other = HBONEAdmissionTests.endpoint(10)
+        _ = try await Self.connect(other, on: multiplexer, eventLoop: channel.eventLoop, reset: false)
+        #expect(await eventually { world.inbound.requests.contains { $0.authority == other } })
         #expect(channel.isActive)
+        #expect(world.limitHits.all.isEmpty)
+        // The 31st goes over the window: the 30 before were counted, one read at a time.
+        _ = try await Self.connect(held, on: multiplexer, eventLoop: channel.eventLoop, reset: true)
+        #expect(await Self.closed(channel))
         #expect(world.limitHits.all == [.prematureResets])
         await world.shutdown()
     }

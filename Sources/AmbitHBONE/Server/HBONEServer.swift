@@ -140,6 +140,9 @@ public final class HBONEServer: Sendable {
         )
         let sync = channel.pipeline.syncOperations
         try sync.addHandler(tls)
+        // Closing through this context skips the TLS shutdown: the socket closes at once, and the HTTP/2
+        // handler stops before the rest of what it has read.
+        let belowTLS = NIOLoopBound(try sync.context(handler: tls), eventLoop: channel.eventLoop)
         try sync.addHandler(BoundedFlushHandler())
         let onLimit = self.onLimit
         try sync.addHandler(
@@ -208,15 +211,27 @@ public final class HBONEServer: Sendable {
                         "HBONE connection closed: too many streams reset before their CONNECT was answered",
                         metadata: ["peer": "\(source.map { "\($0)" } ?? "?")", "lastStream": "\(Int(last))"]
                     )
-                    // The GOAWAY names the last stream looked at, and from here the HTTP/2 handler ignores
-                    // HEADERS that would open a stream: the rest of what it has read (a rapid-reset burst is
-                    // hundreds of streams in one read) costs no stream channels. The connection closes once the
-                    // GOAWAY is out (a close at once would discard it, still buffered in this read's turn).
+                    // A peer that does not read would never get the GOAWAY (NIO would hold it back, and go on
+                    // opening streams): closed at once.
+                    guard connection.isWritable else {
+                        belowTLS.value.close(promise: nil)
+                        return
+                    }
+                    // The GOAWAY names the highest stream opened so far, and from here the HTTP/2 handler
+                    // ignores HEADERS that would open a stream: the rest of what it has read (a rapid-reset
+                    // burst is hundreds of streams in one read) costs no stream channels. The connection
+                    // closes once the GOAWAY is out (a close at once would discard it, still buffered in this
+                    // read's turn), and at the latest a second later.
                     let goAway = HTTP2Frame(
                         streamID: .rootStream,
-                        payload: .goAway(lastStreamID: last, errorCode: .enhanceYourCalm, opaqueData: nil)
+                        payload: .goAway(
+                            lastStreamID: resets.value.highestStream,
+                            errorCode: .enhanceYourCalm,
+                            opaqueData: nil
+                        )
                     )
                     connection.writeAndFlush(goAway).whenComplete { _ in connection.close(promise: nil) }
+                    connection.eventLoop.scheduleTask(in: .seconds(1)) { belowTLS.value.close(promise: nil) }
                 }
             )
         ) { stream in

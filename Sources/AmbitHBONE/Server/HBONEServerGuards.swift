@@ -316,6 +316,7 @@ struct StreamCounter: NIOHTTP2StreamDelegate {
     func streamCreated(_ id: HTTP2StreamID, channel: any Channel) {
         next.streamCreated(id, channel: channel)
         closer.value.streamOpened()
+        resets.value.created(id)
     }
 
     func streamClosed(_ id: HTTP2StreamID, channel: any Channel) {
@@ -356,9 +357,18 @@ final class PrematureResetCounter {
         self.eventLoop = eventLoop
     }
 
+    /// The highest stream the peer has opened: what a GOAWAY names, so no stream that was served is
+    /// said to have been left alone.
+    private(set) var highestStream = HTTP2StreamID(0)
+
     /// A new stream, before any of its frames reached its handlers (the stream initializer calls it).
     func opened(_ stream: any Channel, now: NIODeadline = .now()) {
         unanswered[ObjectIdentifier(stream)] = now
+    }
+
+    /// The HTTP/2 handler created stream `id`.
+    func created(_ id: HTTP2StreamID) {
+        if id > highestStream { highestStream = id }
     }
 
     /// The stream's CONNECT was answered (with any status): its end is not premature.
