@@ -306,7 +306,10 @@ import Testing
         let held = HBONEAdmissionTests.endpoint(9)
         let world = try await HBONEWorld(
             destinations: [],
-            configuration: Self.limited { $0.maxPrematureResets = 30 },
+            configuration: Self.limited {
+                $0.maxPrematureResets = 30
+                $0.prematureResetWindow = .seconds(3_600)  // all 31 in the window, however slow the run
+            },
             held: held
         )
         // 30 reset one by one, each after the server has answered a PING sent behind the one before (so never
