@@ -56,26 +56,22 @@ public enum MeshTLS {
         )
     }
 
-    /// The peer verification both sides use. The result carries the validated chain, so the
-    /// peer's identity can be read back from the handler after the handshake.
+    /// The peer verification both sides use, through `verifier` (which remembers the chains it
+    /// accepted; see ``CachingPeerVerifier``). `onAccept` learns the peer's identity before the
+    /// handshake completes; the handler keeps the presented chain as the validated one.
     public static func verifier(
-        roots: [Certificate],
-        trustDomain: String,
+        _ verifier: CachingPeerVerifier,
         expected: Set<SpiffeID>? = nil,
         now: @escaping @Sendable () -> Date = { Date() },
+        onAccept: (@Sendable (SpiffeID) -> Void)? = nil,
         onReject: (@Sendable (String) -> Void)? = nil
     ) -> NIOSSLCustomVerificationCallbackWithMetadata {
         { certificates, promise in
-            guard !certificates.isEmpty else {
-                onReject?("peer presented no certificate")
-                promise.succeed(.failed)
-                return
-            }
-            let parsed: [Certificate]
+            let chain: [[UInt8]]
             do {
-                parsed = try certificates.map { try Certificate(derEncoded: $0.toDERBytes()) }
+                chain = try certificates.map { try $0.toDERBytes() }
             } catch {
-                onReject?("peer certificate cannot be parsed: \(error)")
+                onReject?("peer certificate cannot be encoded: \(error)")
                 promise.succeed(.failed)
                 return
             }
@@ -83,16 +79,9 @@ public enum MeshTLS {
             // cooperative pool, which blocking work elsewhere in the process could hold up.
             let executor = MultiThreadedEventLoopGroup.currentEventLoop.map(EventLoopTaskExecutor.init)
             Task(executorPreference: executor) {
-                let outcome = await SpiffePeerVerifier.verify(
-                    leaf: parsed[0],
-                    intermediates: Array(parsed.dropFirst()),
-                    roots: roots,
-                    trustDomain: trustDomain,
-                    expected: expected,
-                    at: now()
-                )
-                switch outcome {
-                case .verified:
+                switch await verifier.verify(chain: chain, expected: expected, at: now()) {
+                case .accepted(let identity, _):
+                    onAccept?(identity)
                     promise.succeed(.certificateVerified(VerificationMetadata(ValidatedCertificateChain(certificates))))
                 case .rejected(let reason):
                     onReject?(reason)
@@ -100,16 +89,6 @@ public enum MeshTLS {
                 }
             }
         }
-    }
-
-    /// The SPIFFE identity of the peer of a channel whose TLS handshake completed.
-    public static func peerIdentity(of channel: any Channel) throws -> SpiffeID {
-        guard let chain = try channel.pipeline.syncOperations.nioSSL_peerValidatedCertificateChain(),
-            let leaf = chain.first
-        else {
-            throw HBONEError(.noCertificate, "the peer presented no verified certificate")
-        }
-        return try CertificateProfiles.spiffeIdentity(of: Certificate(derEncoded: leaf.toDERBytes()))
     }
 
     private static func chain(_ certificate: WorkloadCertificate) throws -> [NIOSSLCertificateSource] {

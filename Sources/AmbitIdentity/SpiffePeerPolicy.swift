@@ -30,13 +30,17 @@ public struct SpiffePeerPolicy: VerifierPolicy {
         guard identity.trustDomain == trustDomain else {
             return .failsToMeetPolicy(reason: "peer identity \(identity) is not in trust domain \"\(trustDomain)\"")
         }
-        if let expected, !expected.contains(identity) {
-            let names = expected.sorted().map(\.uri).joined(separator: ", ")
-            return .failsToMeetPolicy(
-                reason: "peer identity \(identity) is not one of the expected identities (\(names))"
-            )
+        if let reason = Self.mismatch(identity, expected: expected) {
+            return .failsToMeetPolicy(reason: reason)
         }
         return .meetsPolicy
+    }
+
+    /// Why `identity` is refused when only `expected` are (nil: it is not).
+    public static func mismatch(_ identity: SpiffeID, expected: Set<SpiffeID>?) -> String? {
+        guard let expected, !expected.contains(identity) else { return nil }
+        let names = expected.sorted().map(\.uri).joined(separator: ", ")
+        return "peer identity \(identity) is not one of the expected identities (\(names))"
     }
 }
 

@@ -113,6 +113,7 @@ public final class NodeAgent: Sendable {
                 configuration: options.hboneConfiguration,
                 trustDomain: trustDomain,
                 roots: signer.trustAnchors,
+                peerVerifier: CachingPeerVerifier(roots: signer.trustAnchors, trustDomain: trustDomain),
                 limiter: HBONEConnectionLimiter(limits: options.hboneLimits),
                 onLimit: { [metrics] in metrics.limitHit($0.rawValue) }
             ),

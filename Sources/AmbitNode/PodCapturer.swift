@@ -31,6 +31,8 @@ final class PodCapturer: Sendable {
         var configuration: HBONEConfiguration
         var trustDomain: String
         var roots: [Certificate]
+        /// Clients' chains, verified once per chain for all the pods' servers.
+        var peerVerifier: CachingPeerVerifier
         var limiter: HBONEConnectionLimiter
         /// Told of every limit a server hits (`ambit_limit_hits_total`).
         var onLimit: @Sendable (HBONELimit) -> Void
@@ -176,7 +178,8 @@ final class PodCapturer: Sendable {
             inbound: PodInbound(proxy: inbound, podUID: uid),
             logger: inputs.logger,
             limiter: hbone.limiter,
-            onLimit: hbone.onLimit
+            onLimit: hbone.onLimit,
+            peerVerifier: hbone.peerVerifier
         )
         let pod = CapturedPod(record: record, netns: netns, server: server, inboundListenerFD: descriptors[1])
         // Registered before the listeners serve, so the first connection finds its pod.

@@ -128,6 +128,33 @@ func read(_ count: Int, from iterator: inout NIOAsyncChannelInboundStream<ByteBu
         await echo.close()
     }
 
+    /// Each side verifies the other's chain once: the second connection's handshake accepts the
+    /// same chain from memory, on both ends.
+    @Test func aSecondConnectionWithTheSameCertificatesIsNotVerifiedAgain() async throws {
+        let echo = try await TestTCPServer.start(.echo, group: Self.upstreamGroup)
+        var configuration = HBONEConfiguration()
+        configuration.clientMaxStreamsPerConnection = 1  // the second tunnel needs its own connection
+        let world = try await HBONEWorld(destinations: [Self.endpoint(echo.port)], configuration: configuration)
+        let port = try await world.forwarder(to: Self.endpoint(echo.port))
+        var held: [ByteChannel] = []
+        for index in 0..<2 {
+            let channel = try await openClient(port: port, group: world.clientGroup)
+            let message = Array("tunnel \(index)".utf8)
+            try await channel.outbound.write(ByteBuffer(bytes: message))
+            var iterator = channel.inbound.makeAsyncIterator()
+            #expect(try await read(message.count, from: &iterator) == message)
+            held.append(channel)  // open, so the next tunnel cannot share its connection
+        }
+        #expect(await world.client.status().values.first?.connections == 2)
+        #expect(world.server.peerVerifier.verifiedCount == 1)
+        #expect(world.server.peerVerifier.cachedCount == 1)
+        #expect(world.client.peerVerifier.verifiedCount == 1)
+        #expect(world.client.peerVerifier.cachedCount == 1)
+        for channel in held { try await channel.channel.close() }
+        await world.shutdown()
+        await echo.close()
+    }
+
     @Test func oneGibibyteKeepsItsDigest() async throws {
         let digest = try await TestTCPServer.start(.digest, group: Self.upstreamGroup)
         let world = try await HBONEWorld(destinations: [Self.endpoint(digest.port)])

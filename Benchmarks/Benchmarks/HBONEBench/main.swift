@@ -13,7 +13,8 @@ import NIOPosix
 //   relay:   client → plain TCP relay (Ambit's relay, no TLS, no HTTP/2) → sink
 //   hbone:   client → forwarder → HBONE client pool ⇒ mTLS HTTP/2 CONNECT ⇒ HBONE server → sink
 // Run in release mode:  swift run -c release HBONEBench [throughput|latency|memory|all]
-//                        swift run -c release HBONEBench tls-primitives   (BoringSSL's AEAD, ECDH, ECDSA)
+//                        swift run -c release HBONEBench tls-primitives   (BoringSSL's AEAD, ECDH, ECDSA;
+//                                                                          peer chain verification)
 // Each component has its own event loop thread, as separate processes would; all share the
 // machine's cores, so ratios are what this measures, not absolute network capacity.
 
@@ -329,6 +330,7 @@ if selected.contains("memory") {
 
 if arguments.first == "tls-primitives" {
     boringSSLPrimitives(seconds: quick ? 0.5 : 3)
+    try await peerVerification(seconds: quick ? 0.5 : 3)
     exit(0)
 }
 

@@ -1,3 +1,4 @@
+public import AmbitIdentity
 public import AmbitRelay
 public import Logging
 public import NIOCore
@@ -12,8 +13,8 @@ public import X509
 /// cross threads.
 public final class HBONEClient: Sendable {
     public let configuration: HBONEConfiguration
-    private let trustDomain: String
-    private let roots: [Certificate]
+    /// Verifies servers' chains, remembering those it accepted (shared by the per-loop pools).
+    public let peerVerifier: CachingPeerVerifier
     private let dialer: any Dialer
     private let logger: Logger
     private let contexts: TLSContextCache
@@ -27,8 +28,7 @@ public final class HBONEClient: Sendable {
         logger: Logger
     ) {
         self.configuration = configuration
-        self.trustDomain = trustDomain
-        self.roots = roots
+        self.peerVerifier = CachingPeerVerifier(roots: roots, trustDomain: trustDomain)
         self.dialer = dialer ?? DirectDialer(connectTimeout: configuration.connectTimeout)
         self.logger = logger
         self.contexts = TLSContextCache(roots: roots)
@@ -105,8 +105,7 @@ public final class HBONEClient: Sendable {
                 HBONEConnectionPool(
                     eventLoop: eventLoop,
                     configuration: configuration,
-                    trustDomain: trustDomain,
-                    roots: roots,
+                    peerVerifier: peerVerifier,
                     contexts: contexts,
                     dialer: dialer,
                     logger: logger

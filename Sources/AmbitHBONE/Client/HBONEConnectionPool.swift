@@ -36,8 +36,7 @@ final class HBONEConnectionPool {
 
     let eventLoop: any EventLoop
     private let configuration: HBONEConfiguration
-    private let trustDomain: String
-    private let roots: [Certificate]
+    private let peerVerifier: CachingPeerVerifier
     private let contexts: TLSContextCache
     private let dialer: any Dialer
     private let logger: Logger
@@ -50,16 +49,14 @@ final class HBONEConnectionPool {
     init(
         eventLoop: any EventLoop,
         configuration: HBONEConfiguration,
-        trustDomain: String,
-        roots: [Certificate],
+        peerVerifier: CachingPeerVerifier,
         contexts: TLSContextCache,
         dialer: any Dialer,
         logger: Logger
     ) {
         self.eventLoop = eventLoop
         self.configuration = configuration
-        self.trustDomain = trustDomain
-        self.roots = roots
+        self.peerVerifier = peerVerifier
         self.contexts = contexts
         self.dialer = dialer
         self.logger = logger
@@ -236,8 +233,7 @@ final class HBONEConnectionPool {
             context: contexts.clientContext(for: certificate),
             serverHostname: nil,
             customVerificationCallbackWithMetadata: MeshTLS.verifier(
-                roots: roots,
-                trustDomain: trustDomain,
+                peerVerifier,
                 expected: Set(key.destinationIdentities),
                 onReject: { reason in rejection.set(reason) }
             )

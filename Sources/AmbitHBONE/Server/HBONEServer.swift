@@ -20,7 +20,8 @@ public import X509
 public final class HBONEServer: Sendable {
     public let configuration: HBONEConfiguration
     public let trustDomain: String
-    private let roots: [Certificate]
+    /// Verifies clients' chains, remembering those it accepted (shared by every server given it).
+    public let peerVerifier: CachingPeerVerifier
     private let certificate: @Sendable () throws -> WorkloadCertificate
     private let inbound: any HBONEInboundHandler
     private let contexts: TLSContextCache
@@ -35,6 +36,8 @@ public final class HBONEServer: Sendable {
     ///   - limiter: the connection budget, shared by every HBONE server of the process (one per
     ///     captured pod in the node agent); by default this server's own.
     ///   - onLimit: told of every limit hit (see ``HBONEServerLimits``).
+    ///   - peerVerifier: the verifier of client chains, for the same `roots` and `trustDomain`;
+    ///     by default this server's own. The node agent shares one among its pods' servers.
     public init(
         configuration: HBONEConfiguration = HBONEConfiguration(),
         trustDomain: String,
@@ -43,13 +46,14 @@ public final class HBONEServer: Sendable {
         inbound: any HBONEInboundHandler,
         logger: Logger,
         limiter: HBONEConnectionLimiter? = nil,
-        onLimit: @escaping @Sendable (HBONELimit) -> Void = { _ in }
+        onLimit: @escaping @Sendable (HBONELimit) -> Void = { _ in },
+        peerVerifier: CachingPeerVerifier? = nil
     ) {
         self.limiter = limiter ?? HBONEConnectionLimiter(limits: configuration.serverLimits)
         self.onLimit = onLimit
         self.configuration = configuration
         self.trustDomain = trustDomain
-        self.roots = roots
+        self.peerVerifier = peerVerifier ?? CachingPeerVerifier(roots: roots, trustDomain: trustDomain)
         self.certificate = certificate
         self.inbound = inbound
         self.contexts = TLSContextCache(roots: roots)
@@ -125,11 +129,13 @@ public final class HBONEServer: Sendable {
         let context = try contexts.serverContext(for: presented)
         let logger = self.logger
         let peer = channel.remoteAddress.map { "\($0)" } ?? "?"
+        // The client's identity, from the verification of its chain (no stream exists before it).
+        let verified = VerifiedPeer()
         let tls = NIOSSLServerHandler(
             context: context,
             customVerificationCallbackWithMetadata: MeshTLS.verifier(
-                roots: roots,
-                trustDomain: trustDomain,
+                peerVerifier,
+                onAccept: { verified.accepted($0) },
                 onReject: { reason in
                     logger.warning(
                         "HBONE client certificate rejected",
@@ -175,9 +181,6 @@ public final class HBONEServer: Sendable {
                 keepalive: .init(pingInterval: configuration.pingInterval, ackTimeout: configuration.pingTimeout)
             )
         )
-        // The peer identity is read once per connection, on the first stream (the handshake is
-        // complete by then), and shared by its streams.
-        let identity = NIOLoopBoundBox<SpiffeID?>(nil, eventLoop: channel.eventLoop)
         let resets = NIOLoopBound(
             PrematureResetCounter(
                 limit: limits.maxPrematureResets,
@@ -239,12 +242,7 @@ public final class HBONEServer: Sendable {
             return stream.eventLoop.makeCompletedFuture {
                 try stream.pipeline.syncOperations.addHandler(
                     HBONEServerStreamHandler(
-                        peerIdentity: {
-                            if let known = identity.value { return known }
-                            let peer = try MeshTLS.peerIdentity(of: connection)
-                            identity.value = peer
-                            return peer
-                        },
+                        peerIdentity: { try verified.identity() },
                         inbound: inbound,
                         onResult: { status, reason in
                             resets.value.answered(stream)
@@ -269,4 +267,20 @@ public final class HBONEServer: Sendable {
 enum HPACKDecoderLimits {
     /// Header lists beyond this are refused; CONNECT requests are tiny.
     static let maxHeaderListSize = 16 << 10
+}
+
+/// The identity a connection's peer was verified as, set by the TLS verification callback.
+final class VerifiedPeer: Sendable {
+    private let verified = Mutex<SpiffeID?>(nil)
+
+    func accepted(_ identity: SpiffeID) {
+        verified.withLock { $0 = identity }
+    }
+
+    func identity() throws -> SpiffeID {
+        guard let identity = verified.withLock({ $0 }) else {
+            throw HBONEError(.noCertificate, "the peer presented no verified certificate")
+        }
+        return identity
+    }
 }
