@@ -11,7 +11,8 @@ public import X509
 /// The mutual-TLS half of HBONE: TLS 1.3 only, ALPN `h2`, no SNI, certificates from the
 /// workload's ``WorkloadCertificate`` and peers verified in Swift against the mesh roots with
 /// ``SpiffePeerVerifier`` (chain, validity, one SPIFFE URI SAN in the trust domain, and for
-/// clients one of the identities expected for the destination).
+/// clients one of the identities expected for the destination), through a
+/// ``CachingPeerVerifier`` that accepts a chain it accepted before without verifying it again.
 ///
 /// BoringSSL's own chain verification is replaced by the custom callback, so the only
 /// certificate logic is the audited Swift code; BoringSSL still enforces that a client sends a

@@ -1,4 +1,5 @@
 public import AmbitModel
+import Crypto
 public import Foundation
 import Synchronization
 public import X509
@@ -16,8 +17,14 @@ public import X509
 ///   checks the handshake signature against the presented leaf whatever this answers);
 /// - the check of the identities the caller expects (a client dialling a destination).
 ///
-/// Rejections are never remembered (each is verified again and its reason reported). The memory
-/// is bounded (`capacity` chains); when full, expired chains go first, then everything.
+/// Only a chain presented exactly as it validated is remembered: every certificate sent is part of
+/// the validated path (the leaf, the intermediates it used, at most the root). A chain padded with
+/// other certificates is verified in full every time and adds nothing, so the number of entries
+/// anyone can create is bounded by the valid certificates they hold. Rejections are never
+/// remembered (each is verified again and its reason reported). An entry is trusted from the time
+/// it was made (never for an earlier time) to the end of its validity. The memory is bounded
+/// (`capacity` chains of 32-byte digests); when full, expired chains go first, then everything
+/// (which costs only speed).
 public final class CachingPeerVerifier: Sendable {
     public enum Outcome: Sendable, Equatable {
         /// Accepted; `cached` when the chain was accepted before and not verified again.
@@ -25,15 +32,18 @@ public final class CachingPeerVerifier: Sendable {
         case rejected(String)
     }
 
-    /// A presented chain, leaf first, by its certificates' DER bytes.
+    /// A presented chain, leaf first: the SHA-256 of its certificates' DER bytes, each preceded by
+    /// its length (the bytes themselves are not kept).
     private struct Key: Hashable {
-        let certificates: [[UInt8]]
+        let digest: SHA256Digest
 
-        func hash(into hasher: inout Hasher) {
-            hasher.combine(certificates.count)
+        init(_ certificates: [[UInt8]]) {
+            var hash = SHA256()
             for certificate in certificates {
-                certificate.withUnsafeBytes { hasher.combine(bytes: $0) }
+                withUnsafeBytes(of: UInt64(certificate.count).bigEndian) { hash.update(bufferPointer: $0) }
+                hash.update(data: certificate)
             }
+            digest = hash.finalize()
         }
     }
 
@@ -60,7 +70,8 @@ public final class CachingPeerVerifier: Sendable {
         self.capacity = max(1, capacity)
     }
 
-    /// Chains verified in full so far (accepted or not), and chains accepted from memory.
+    /// Chains verified in full so far (accepted or not), and chains found in memory (then
+    /// accepted, or rejected for not being one of the expected identities).
     public var verifiedCount: Int { counts.withLock { $0.verified } }
     public var cachedCount: Int { counts.withLock { $0.cached } }
     /// Chains remembered now.
@@ -70,7 +81,7 @@ public final class CachingPeerVerifier: Sendable {
     /// be one of them. A chain that does not parse is rejected with the parser's reason.
     public func verify(chain: [[UInt8]], expected: Set<SpiffeID>? = nil, at time: Date = Date()) async -> Outcome {
         guard !chain.isEmpty else { return .rejected("peer presented no certificate") }
-        let key = Key(certificates: chain)
+        let key = Key(chain)
         if let identity = remembered(key, at: time) {
             counts.withLock { $0.cached += 1 }
             if let reason = SpiffePeerPolicy.mismatch(identity, expected: expected) { return .rejected(reason) }
@@ -93,7 +104,9 @@ public final class CachingPeerVerifier: Sendable {
         )
         switch outcome {
         case .verified(let identity, let validated):
-            remember(key, identity: identity, validated: validated, at: time)
+            if parsed.count <= validated.count, zip(parsed, validated).allSatisfy({ $0 == $1 }) {
+                remember(key, identity: identity, validated: validated, at: time)
+            }
             return .accepted(identity, cached: false)
         case .rejected(let reason):
             return .rejected(reason)
@@ -112,9 +125,10 @@ public final class CachingPeerVerifier: Sendable {
     }
 
     private func remember(_ key: Key, identity: SpiffeID, validated: [Certificate], at time: Date) {
-        guard let validFrom = validated.map(\.notValidBefore).max(),
+        guard let notBefore = validated.map(\.notValidBefore).max(),
             let validUntil = validated.map(\.notValidAfter).min()
         else { return }
+        let validFrom = max(notBefore, time)
         entries.withLock { entries in
             if entries[key] == nil, entries.count >= capacity {
                 entries = entries.filter { $0.value.validUntil >= time }

@@ -50,25 +50,48 @@ import X509
         #expect(verifier.cachedCount == 1)
     }
 
-    @Test func aRememberedChainOutsideItsValidityIsVerifiedAgainAndRejected() async throws {
+    @Test func aRememberedChainIsTrustedFromItsVerificationToTheEndOfItsValidity() async throws {
         let pki = try TestPKI()
         let verifier = CachingPeerVerifier(roots: [pki.authority.root], trustDomain: "cluster.local")
+        // The leaf is valid from 120 s before `now` to a day after it.
         let chain = try Self.presented(try pki.issue(.test("demo", "client"), now: now))
-        #expect(await verifier.verify(chain: chain, at: now + 60) == .accepted(.test("demo", "client"), cached: false))
-        // The leaf is valid from 120 s before `now` for a day.
-        guard case .rejected(let expired) = await verifier.verify(chain: chain, at: now + 25 * 3600) else {
+        let client = SpiffeID.test("demo", "client")
+        #expect(await verifier.verify(chain: chain, at: now + 60) == .accepted(client, cached: false))
+        #expect(await verifier.verify(chain: chain, at: now + 24 * 3600) == .accepted(client, cached: true))
+        // Earlier than the verification that made the entry: verified again.
+        #expect(await verifier.verify(chain: chain, at: now + 59) == .accepted(client, cached: false))
+        guard case .rejected(let expired) = await verifier.verify(chain: chain, at: now + 24 * 3600 + 1) else {
             Issue.record("an expired chain was accepted")
             return
         }
         #expect(expired.contains("expired"))
         #expect(verifier.count == 0)
-        #expect(await verifier.verify(chain: chain, at: now + 60) == .accepted(.test("demo", "client"), cached: false))
         guard case .rejected = await verifier.verify(chain: chain, at: now - 3600) else {
             Issue.record("a chain not yet valid was accepted")
             return
         }
         #expect(verifier.verifiedCount == 4)
-        #expect(verifier.cachedCount == 0)
+        #expect(verifier.cachedCount == 1)
+    }
+
+    @Test func onlyAChainSentAsItValidatedIsRemembered() async throws {
+        let pki = try TestPKI()
+        let verifier = CachingPeerVerifier(roots: [pki.authority.root], trustDomain: "cluster.local")
+        let client = SpiffeID.test("demo", "client")
+        let chain = try Self.presented(try pki.issue(client, now: now))
+        let other = try Self.presented(try pki.issue(.test("demo", "other"), now: now))
+        var serializer = DER.Serializer()
+        try serializer.serialize(pki.authority.root)
+        let root = serializer.serializedBytes
+        // Padded with a certificate the path does not use: accepted, never remembered.
+        for _ in 0..<2 {
+            #expect(await verifier.verify(chain: chain + other, at: now + 60) == .accepted(client, cached: false))
+        }
+        #expect(verifier.count == 0)
+        // The root sent along is part of the path.
+        #expect(await verifier.verify(chain: chain + [root], at: now + 60) == .accepted(client, cached: false))
+        #expect(await verifier.verify(chain: chain + [root], at: now + 61) == .accepted(client, cached: true))
+        #expect(verifier.count == 1)
     }
 
     @Test func rejectionsAreVerifiedEveryTime() async throws {
@@ -95,15 +118,15 @@ import X509
     @Test func onlyTheSameBytesAreRememberedAndTheMemoryIsBounded() async throws {
         let pki = try TestPKI()
         let verifier = CachingPeerVerifier(roots: [pki.authority.root], trustDomain: "cluster.local", capacity: 2)
+        let client = SpiffeID.test("demo", "client")
         // Three certificates for the same identity: three chains, each verified in full.
-        let chains = try (0..<3).map { _ in try Self.presented(try pki.issue(.test("demo", "client"), now: now)) }
+        let chains = try (0..<3).map { _ in try Self.presented(try pki.issue(client, now: now)) }
         for chain in chains {
-            #expect(
-                await verifier.verify(chain: chain, at: now + 60) == .accepted(.test("demo", "client"), cached: false)
-            )
-            #expect(verifier.count <= 2)
+            #expect(await verifier.verify(chain: chain, at: now + 60) == .accepted(client, cached: false))
         }
         #expect(verifier.verifiedCount == 3)
+        #expect(verifier.count == 1)  // full with nothing expired: emptied, then the third
+        #expect(await verifier.verify(chain: chains[2], at: now + 61) == .accepted(client, cached: true))
         // One byte changed in the signature: not the remembered chain, and no longer valid.
         var tampered = chains[2]
         tampered[0][tampered[0].count - 1] ^= 0x01
@@ -112,5 +135,21 @@ import X509
             return
         }
         #expect(verifier.verifiedCount == 4)
+    }
+
+    @Test func aFullMemoryDropsExpiredChainsFirst() async throws {
+        let pki = try TestPKI()
+        let verifier = CachingPeerVerifier(roots: [pki.authority.root], trustDomain: "cluster.local", capacity: 2)
+        let client = SpiffeID.test("demo", "client")
+        let brief = try Self.presented(try pki.issue(client, lifetime: .seconds(60), now: now))
+        let lasting = try Self.presented(try pki.issue(client, now: now))
+        let third = try Self.presented(try pki.issue(client, now: now))
+        #expect(await verifier.verify(chain: brief, at: now + 10) == .accepted(client, cached: false))
+        #expect(await verifier.verify(chain: lasting, at: now + 10) == .accepted(client, cached: false))
+        #expect(verifier.count == 2)
+        // `brief` expired at now + 60: it makes room, `lasting` stays.
+        #expect(await verifier.verify(chain: third, at: now + 120) == .accepted(client, cached: false))
+        #expect(verifier.count == 2)
+        #expect(await verifier.verify(chain: lasting, at: now + 121) == .accepted(client, cached: true))
     }
 }

@@ -53,6 +53,12 @@ public final class HBONEServer: Sendable {
         self.onLimit = onLimit
         self.configuration = configuration
         self.trustDomain = trustDomain
+        if let peerVerifier {
+            precondition(
+                peerVerifier.roots == roots && peerVerifier.trustDomain == trustDomain,
+                "an HBONE server's peer verifier must trust what the server does"
+            )
+        }
         self.peerVerifier = peerVerifier ?? CachingPeerVerifier(roots: roots, trustDomain: trustDomain)
         self.certificate = certificate
         self.inbound = inbound
