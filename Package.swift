@@ -152,6 +152,7 @@ let package = Package(
                 "AmbitModel",
                 "AmbitIdentity",
                 "AmbitRelay",
+                "CAmbitShim",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),

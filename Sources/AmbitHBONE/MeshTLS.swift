@@ -1,5 +1,6 @@
 public import AmbitIdentity
 public import AmbitModel
+import CAmbitShim
 public import Foundation
 public import NIOCore
 import NIOPosix
@@ -29,7 +30,25 @@ public enum MeshTLS {
             privateKey: .privateKey(try privateKey(certificate))
         )
         configure(&configuration, roots: roots)
-        return try NIOSSLContext(configuration: configuration)
+        let context = try NIOSSLContext(configuration: configuration)
+        try disableSessionTickets(context)
+        return context
+    }
+
+    /// Turns TLS session tickets off in a server context. A resumed TLS 1.3 session sends no
+    /// certificate, so there is no chain to verify and no identity for its streams; a client that
+    /// resumed (rustls, Go and Envoy resume when the server offers a ticket) would have every
+    /// CONNECT refused. Without tickets every connection is a full handshake. swift-nio-ssl has no
+    /// option for it: its context's BoringSSL `SSL_CTX` is reached by reflection, and a
+    /// swift-nio-ssl that changes that layout fails here, at the first connection, not silently.
+    static func disableSessionTickets(_ context: NIOSSLContext) throws {
+        let pointer = Mirror(reflecting: context).children.first { $0.label == "sslContext" }?.value as? OpaquePointer
+        guard let pointer, ambit_tls_disable_session_tickets(UnsafeMutableRawPointer(pointer)) == 0 else {
+            throw HBONEError(
+                .handshakeFailed,
+                "cannot turn TLS session tickets off (swift-nio-ssl's NIOSSLContext no longer holds `sslContext`)"
+            )
+        }
     }
 
     /// A client context presenting `certificate`.

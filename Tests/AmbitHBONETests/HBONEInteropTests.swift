@@ -42,6 +42,17 @@ import X509
         let received: Int
         let received_sha256: String
         let frames_after_end: [String]
+        let resumed: Bool
+        let session_ticket: Bool?
+        let second: SecondConnection?
+    }
+
+    /// With `--resume`: the connection that offered the first one's TLS session.
+    struct SecondConnection: Decodable {
+        let status: Int?
+        let resumed: Bool
+        let sent_sha256: String
+        let received_sha256: String
     }
 
     static func runPythonClient(_ arguments: [String]) throws -> ClientReport {
@@ -81,6 +92,25 @@ import X509
         #expect(request.peerIdentity == .test("demo", "client"))
         #expect(request.headers.forwardedFor?.description == "10.1.2.3:45678")
         #expect(request.headers.traceparent == "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01")
+        await world.shutdown()
+        await echo.close()
+    }
+
+    /// A TLS session is never resumed: the identity of a client comes from the verification of the
+    /// chain it sends in a full handshake (a resumed session sends none, so every stream of such a
+    /// connection would be refused for want of a verified identity). The server issues no session
+    /// tickets, and a client that would resume gets a full handshake and is served.
+    @Test func aClientThatWouldResumeGetsAFullHandshakeAndIsServed() async throws {
+        let echo = try await TestTCPServer.start(.echo, group: Self.upstreamGroup)
+        let world = try await HBONEWorld(destinations: [Self.endpoint(echo.port)])
+        let report = try Self.runPythonClient(against: world, to: echo.port, ["--size", "1000", "--resume"])
+        #expect(report.status == 200)
+        #expect(report.session_ticket == false)
+        let second = try #require(report.second)
+        #expect(second.status == 200)
+        #expect(second.resumed == false)
+        #expect(second.received_sha256 == second.sent_sha256)
+        #expect(world.inbound.requests.map(\.peerIdentity) == [.test("demo", "client"), .test("demo", "client")])
         await world.shutdown()
         await echo.close()
     }

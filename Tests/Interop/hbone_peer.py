@@ -137,14 +137,26 @@ FRAME_NAMES = {0: "DATA", 1: "HEADERS", 2: "PRIORITY", 3: "RST_STREAM", 4: "SETT
 
 def run_client(args):
     context = tls_context(False, args.cert, args.key, args.ca)
+    report, session = exchange(context, args)
+    if args.resume:
+        # A second connection offering the first one's TLS session (if the server issued a ticket).
+        second, _ = exchange(context, args, session)
+        report["second"] = second
+        report["session_ticket"] = session is not None and session.has_ticket
+    print(json.dumps(report))
+    return 0 if "error" not in report else 3
+
+
+def exchange(context, args, session=None):
+    """One connection, one CONNECT (or other method): the report, and the TLS session to resume."""
     host, port = args.connect.rsplit(":", 1)
     raw = socket.create_connection((host, int(port)))
-    tls = context.wrap_socket(raw, server_hostname=None)
+    tls = context.wrap_socket(raw, server_hostname=None, session=session)
     assert tls.selected_alpn_protocol() == "h2", "server did not negotiate h2"
     identity = peer_spiffe_id(tls)
     if args.expect_id and identity != args.expect_id:
-        print(json.dumps({"error": "unexpected server identity %s" % identity}))
-        return 3
+        tls.close()
+        return {"error": "unexpected server identity %s" % identity}, None
     peer = Peer(tls, client_side=True)
     stream_id = peer.h2.get_next_available_stream_id()
     headers = [(":method", args.method), (":authority", args.authority)]
@@ -185,7 +197,7 @@ def run_client(args):
         except (socket.timeout, TimeoutError):
             pass
     after = [FRAME_NAMES.get(kind, str(kind)) for kind, _, sid in peer.frames[ending + 1:] if sid == stream_id]
-    print(json.dumps({
+    report = {
         "status": status,
         "server_identity": identity,
         "sent": len(payload),
@@ -193,9 +205,11 @@ def run_client(args):
         "received": len(received),
         "received_sha256": hashlib.sha256(received).hexdigest(),
         "frames_after_end": after,
-    }))
+        "resumed": tls.session_reused,
+    }
+    saved = tls.session
     tls.close()
-    return 0
+    return report, saved
 
 
 def relay_upstream(peer, stream_id, upstream, die_after):
@@ -316,6 +330,8 @@ def main():
     client.add_argument("--forwarded-for", default="127.0.0.1:40000")
     client.add_argument("--expect-id")
     client.add_argument("--settle", type=float, default=0, help="seconds to keep reading after the stream ended")
+    client.add_argument("--resume", action="store_true",
+                        help="then a second connection offering the first's TLS session (reported as 'second')")
     server = sub.choices["server"]
     server.add_argument("--upstream", required=True, help="where CONNECTs are relayed, host:port")
     server.add_argument("--allow-authority", required=True)

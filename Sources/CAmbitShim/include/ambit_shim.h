@@ -1,7 +1,8 @@
 #ifndef AMBIT_SHIM_H
 #define AMBIT_SHIM_H
 // The few Linux calls Swift cannot express directly: CMSG_* macros for passing file
-// descriptors, struct ucred (needs _GNU_SOURCE), setns, gettid, and glibc's malloc.h.
+// descriptors, struct ucred (needs _GNU_SOURCE), setns, gettid, glibc's malloc.h, and one
+// BoringSSL option swift-nio-ssl does not expose.
 #include <sys/types.h>
 
 /// setns(fd, CLONE_NEWNET) for the calling thread. Returns 0, or -1 with errno set.
@@ -37,5 +38,10 @@ int ambit_heap_trim(void);
 /// (capset acts per thread): lets a test run an event loop as an unprivileged process would.
 /// Returns 0, or -1 with errno set.
 int ambit_drop_thread_capability(int capability);
+
+/// Sets SSL_OP_NO_TICKET on a BoringSSL SSL_CTX of swift-nio-ssl: a server then issues no TLS
+/// session tickets, so no client can resume a session. Returns 0, or -1 when the option could not
+/// be set (no context, or no BoringSSL linked).
+int ambit_tls_disable_session_tickets(void *ssl_ctx);
 
 #endif
