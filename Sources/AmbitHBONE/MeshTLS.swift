@@ -37,10 +37,10 @@ public enum MeshTLS {
 
     /// Turns TLS session tickets off in a server context. A resumed TLS 1.3 session sends no
     /// certificate, so there is no chain to verify and no identity for its streams; a client that
-    /// resumed (rustls, Go and Envoy resume when the server offers a ticket) would have every
-    /// CONNECT refused. Without tickets every connection is a full handshake. swift-nio-ssl has no
-    /// option for it: its context's BoringSSL `SSL_CTX` is reached by reflection, and a
-    /// swift-nio-ssl that changes that layout fails here, at the first connection, not silently.
+    /// resumed (rustls and Envoy do when the server offers a ticket) would have every CONNECT
+    /// refused. Without tickets every connection is a full handshake. swift-nio-ssl has no option
+    /// for it: its context's BoringSSL `SSL_CTX` is reached by reflection. A swift-nio-ssl that
+    /// changes that layout makes every HBONE server fail to listen (``sessionTicketControl``).
     static func disableSessionTickets(_ context: NIOSSLContext) throws {
         let pointer = Mirror(reflecting: context).children.first { $0.label == "sslContext" }?.value as? OpaquePointer
         guard let pointer, ambit_tls_disable_session_tickets(UnsafeMutableRawPointer(pointer)) == 0 else {
@@ -50,6 +50,19 @@ public enum MeshTLS {
             )
         }
     }
+
+    /// Whether server contexts can have their session tickets turned off, tried once on a
+    /// throwaway context: an HBONE server refuses to listen without it.
+    static let sessionTicketControl: Result<Void, HBONEError> = {
+        do {
+            try disableSessionTickets(try NIOSSLContext(configuration: .makeClientConfiguration()))
+            return .success(())
+        } catch let error as HBONEError {
+            return .failure(error)
+        } catch {
+            return .failure(HBONEError(.handshakeFailed, "cannot build a TLS context: \(error)"))
+        }
+    }()
 
     /// A client context presenting `certificate`.
     public static func clientContext(presenting certificate: WorkloadCertificate, roots: [Certificate]) throws

@@ -69,13 +69,18 @@ public final class HBONEServer: Sendable {
     /// Listens on `host:port` (port 0 picks a free port). The returned channel's `localAddress`
     /// tells where.
     public func listen(host: String, port: Int, group: any EventLoopGroup) -> EventLoopFuture<any Channel> {
-        bootstrap(group: group).bind(host: host, port: port)
+        if case .failure(let error) = MeshTLS.sessionTicketControl { return group.next().makeFailedFuture(error) }
+        return bootstrap(group: group).bind(host: host, port: port)
     }
 
     /// Serves on a listening socket created elsewhere (the node agent opens `<pod IP>:15008`
     /// inside a pod's network namespace and hands the descriptor over). Takes ownership of it.
     public func listen(boundSocket descriptor: CInt, group: any EventLoopGroup) -> EventLoopFuture<any Channel> {
-        bootstrap(group: group).withBoundSocket(descriptor)
+        if case .failure(let error) = MeshTLS.sessionTicketControl {
+            close(descriptor)
+            return group.next().makeFailedFuture(error)
+        }
+        return bootstrap(group: group).withBoundSocket(descriptor)
     }
 
     private func bootstrap(group: any EventLoopGroup) -> ServerBootstrap {
@@ -131,8 +136,16 @@ public final class HBONEServer: Sendable {
             return
         }
         channel.closeFuture.whenComplete { _ in admission.release() }
-        let presented = try certificate()
-        let context = try contexts.serverContext(for: presented)
+        let context: NIOSSLContext
+        do {
+            context = try contexts.serverContext(for: try certificate())
+        } catch {
+            logger.error(
+                "HBONE connection refused: no TLS context",
+                metadata: ["peer": "\(source.map { "\($0)" } ?? "?")", "error": "\(error)"]
+            )
+            throw error
+        }
         let logger = self.logger
         let peer = channel.remoteAddress.map { "\($0)" } ?? "?"
         // The client's identity, from the verification of its chain (no stream exists before it).
