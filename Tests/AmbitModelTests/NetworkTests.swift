@@ -33,6 +33,42 @@ import Testing
         }
     }
 
+    /// The byte-level IPv4 parser against a plain reading of the rule (split on dots, four octets
+    /// of one to three ASCII digits, at most 255, no leading zero), over random strings.
+    @Test func ipv4ParsingAgreesWithTheRule() {
+        func rule(_ text: String) -> UInt32? {
+            let parts = text.split(separator: ".", omittingEmptySubsequences: false)
+            guard parts.count == 4 else { return nil }
+            var result: UInt32 = 0
+            for part in parts {
+                let bytes = Array(part.utf8)
+                guard (1...3).contains(bytes.count), bytes.allSatisfy({ (48...57).contains($0) }),
+                    bytes.count == 1 || bytes[0] != 48, let octet = UInt32(part), octet <= 255
+                else { return nil }
+                result = result << 8 | octet
+            }
+            return result
+        }
+        let alphabet: [Character] =
+            Array("0123456789..........") + ["0", "1", "2", "5", " ", "+", "a", "\u{0663}", "\u{FF11}", "\u{301}"]
+        var generator = SystemRandomNumberGenerator()
+        var disagreements: [String] = []
+        for _ in 0..<20000 {
+            let length = Int.random(in: 0...16, using: &generator)
+            let text = String((0..<length).map { _ in alphabet.randomElement(using: &generator)! })
+            let expected = rule(text).map(IPAddress.v4)
+            if IPAddress(text) != expected { disagreements.append(text) }
+        }
+        for text in [
+            "1.2.3.4", "0.0.0.0", "255.255.255.255", "1.2.3.04", "1.2.3.400", "1..2.3", "1.2.3.4.", ".1.2.3",
+            "1.2.3.4\u{301}", "\u{FF11}.2.3.4", "00.1.2.3", "1.2.3.256", "999.1.1.1",
+        ]
+        where IPAddress(text) != rule(text).map(IPAddress.v4) {
+            disagreements.append(text)
+        }
+        #expect(disagreements.isEmpty, "\(disagreements.prefix(5))")
+    }
+
     @Test func bytesRoundTrip() throws {
         for text in ["10.1.2.3", "fd00::abcd:1", "::ffff:1.2.3.4"] {
             let address = try IPAddress(parsing: text)
@@ -100,11 +136,18 @@ import Testing
         #expect(try IPEndpoint(parsing: "10.0.0.1:8080") == IPEndpoint(IPAddress(parsing: "10.0.0.1"), 8080))
         #expect(try IPEndpoint(parsing: "[fd00::1]:15008").description == "[fd00::1]:15008")
         #expect(try IPEndpoint(parsing: "10.0.0.1:80").description == "10.0.0.1:80")
+        #expect(try IPEndpoint(parsing: "255.255.255.255:65535").description == "255.255.255.255:65535")
+        #expect(try IPEndpoint(parsing: "0.0.0.0:1").description == "0.0.0.0:1")
+        #expect(try IPEndpoint(parsing: "10.0.0.1:00080").port == 80)
+        #expect(try IPEndpoint(parsing: Substring("x10.20.30.40:15008").dropFirst()).description == "10.20.30.40:15008")
+        #expect(IPEndpoint(.v4(0x0A00_0001), 9).description == "10.0.0.1:9")
+        #expect(IPEndpoint(.v4(0x0A00_0001), 10000).description == "10.0.0.1:10000")
     }
 
     @Test(arguments: [
         "10.0.0.1", "10.0.0.1:", "10.0.0.1:0", "10.0.0.1:65536", "10.0.0.1:http", "fd00::1:80", "[fd00::1]",
-        "[10.0.0.1]:80", "host:80", "10.0.0.1:+80",
+        "[10.0.0.1]:80", "host:80", "10.0.0.1:+80", "10.0.0.1:000080", "10.0.0.1:80a", "10.0.0.1:\u{FF18}0",
+        ":80", "[fd00::1]:", "[fd00::1]80", "10.0.0.1:80:", "1.2.3.4\u{301}:80",
     ])
     func rejects(text: String) {
         #expect(throws: IPEndpointError.self) { try IPEndpoint(parsing: text) }

@@ -68,10 +68,38 @@ public enum IPAddress: Hashable, Sendable, Comparable, CustomStringConvertible {
     public var description: String {
         switch self {
         case .v4(let value):
-            return "\(value >> 24).\(value >> 16 & 0xff).\(value >> 8 & 0xff).\(value & 0xff)"
+            return String(unsafeUninitializedCapacity: 15) { Self.writeV4(value, into: $0, at: 0) }
         case .v6(let high, let low):
             return Self.formatV6(high: high, low: low)
         }
+    }
+
+    /// Writes `value` in dotted form at `start` (room for 15 bytes needed); returns the end.
+    static func writeV4(_ value: UInt32, into buffer: UnsafeMutableBufferPointer<UInt8>, at start: Int) -> Int {
+        var index = start
+        var shift: UInt32 = 24
+        while true {
+            index = writeDecimal(UInt16(truncatingIfNeeded: value >> shift & 0xff), into: buffer, at: index)
+            if shift == 0 { return index }
+            buffer[index] = UInt8(ascii: ".")
+            index += 1
+            shift -= 8
+        }
+    }
+
+    /// Writes `value` in decimal at `start` (room for 5 bytes needed); returns the end.
+    static func writeDecimal(_ value: UInt16, into buffer: UnsafeMutableBufferPointer<UInt8>, at start: Int) -> Int {
+        var divisor: UInt16 = 10000
+        while divisor > 1 && value < divisor { divisor /= 10 }
+        var index = start
+        var rest = value
+        while divisor > 0 {
+            buffer[index] = UInt8(ascii: "0") + UInt8(truncatingIfNeeded: rest / divisor)
+            rest %= divisor
+            divisor /= 10
+            index += 1
+        }
+        return index
     }
 
     public static func < (lhs: IPAddress, rhs: IPAddress) -> Bool {
@@ -83,18 +111,31 @@ public enum IPAddress: Hashable, Sendable, Comparable, CustomStringConvertible {
         }
     }
 
+    /// Four decimal octets (0...255, no leading zero: some parsers read those as octal), over the
+    /// UTF-8 bytes: an HBONE `:authority` is parsed for every stream.
     static func parseV4(_ text: Substring) -> UInt32? {
         var result: UInt32 = 0
         var octets = 0
-        for part in text.split(separator: ".", omittingEmptySubsequences: false) {
-            guard octets < 4, !part.isEmpty, part.count <= 3, part.utf8.allSatisfy(isDigit) else { return nil }
-            // A leading zero would be read as octal by some parsers; refuse the ambiguity.
-            if part.count > 1 && part.first == "0" { return nil }
-            guard let octet = UInt32(part), octet <= 255 else { return nil }
-            result = result << 8 | octet
-            octets += 1
+        var value: UInt32 = 0
+        var digits = 0
+        for byte in text.utf8 {
+            if byte == UInt8(ascii: ".") {
+                guard digits > 0, octets < 3 else { return nil }
+                result = result << 8 | value
+                octets += 1
+                value = 0
+                digits = 0
+            } else if isDigit(byte) {
+                guard digits == 0 || value != 0 else { return nil }  // "0" may not lead
+                digits += 1
+                value = value * 10 + UInt32(byte - UInt8(ascii: "0"))
+                guard value <= 255 else { return nil }
+            } else {
+                return nil
+            }
         }
-        return octets == 4 ? result : nil
+        guard digits > 0, octets == 3 else { return nil }
+        return result << 8 | value
     }
 
     static func parseV6(_ text: Substring) -> (high: UInt64, low: UInt64)? {
