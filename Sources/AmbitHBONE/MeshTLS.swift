@@ -108,11 +108,8 @@ public enum MeshTLS {
                 promise.succeed(.failed)
                 return
             }
-            // On the connection's own event loop: no thread hop, and no dependence on the shared
-            // cooperative pool, which blocking work elsewhere in the process could hold up.
-            let executor = MultiThreadedEventLoopGroup.currentEventLoop.map(EventLoopTaskExecutor.init)
-            Task(executorPreference: executor) {
-                switch await verifier.verify(chain: chain, expected: expected, at: now()) {
+            let finish = { (outcome: CachingPeerVerifier.Outcome) in
+                switch outcome {
                 case .accepted(let identity, _):
                     onAccept?(identity)
                     promise.succeed(.certificateVerified(VerificationMetadata(ValidatedCertificateChain(certificates))))
@@ -120,6 +117,18 @@ public enum MeshTLS {
                     onReject?(reason)
                     promise.succeed(.failed)
                 }
+            }
+            let time = now()
+            // A chain accepted before is answered at once.
+            if let outcome = verifier.verifyFromMemory(chain: chain, expected: expected, at: time) {
+                finish(outcome)
+                return
+            }
+            // On the connection's own event loop: no thread hop, and no dependence on the shared
+            // cooperative pool, which blocking work elsewhere in the process could hold up.
+            let executor = MultiThreadedEventLoopGroup.currentEventLoop.map(EventLoopTaskExecutor.init)
+            Task(executorPreference: executor) {
+                finish(await verifier.verify(chain: chain, expected: expected, at: time))
             }
         }
     }

@@ -82,11 +82,7 @@ public final class CachingPeerVerifier: Sendable {
     public func verify(chain: [[UInt8]], expected: Set<SpiffeID>? = nil, at time: Date = Date()) async -> Outcome {
         guard !chain.isEmpty else { return .rejected("peer presented no certificate") }
         let key = Key(chain)
-        if let identity = remembered(key, at: time) {
-            counts.withLock { $0.cached += 1 }
-            if let reason = SpiffePeerPolicy.mismatch(identity, expected: expected) { return .rejected(reason) }
-            return .accepted(identity, cached: true)
-        }
+        if let outcome = fromMemory(key, expected: expected, at: time) { return outcome }
         counts.withLock { $0.verified += 1 }
         let parsed: [Certificate]
         do {
@@ -111,6 +107,22 @@ public final class CachingPeerVerifier: Sendable {
         case .rejected(let reason):
             return .rejected(reason)
         }
+    }
+
+    /// The outcome for a chain accepted before, without waiting (nil: it must be verified with
+    /// ``verify(chain:expected:at:)``). What a TLS handshake tries first, so that a chain it has
+    /// seen costs no task.
+    public func verifyFromMemory(chain: [[UInt8]], expected: Set<SpiffeID>? = nil, at time: Date = Date())
+        -> Outcome?
+    {
+        chain.isEmpty ? nil : fromMemory(Key(chain), expected: expected, at: time)
+    }
+
+    private func fromMemory(_ key: Key, expected: Set<SpiffeID>?, at time: Date) -> Outcome? {
+        guard let identity = remembered(key, at: time) else { return nil }
+        counts.withLock { $0.cached += 1 }
+        if let reason = SpiffePeerPolicy.mismatch(identity, expected: expected) { return .rejected(reason) }
+        return .accepted(identity, cached: true)
     }
 
     private func remembered(_ key: Key, at time: Date) -> SpiffeID? {

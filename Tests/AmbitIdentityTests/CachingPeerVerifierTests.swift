@@ -32,6 +32,28 @@ import X509
         #expect(verifier.count == 1)
     }
 
+    @Test func onlyARememberedChainIsAnsweredWithoutWaiting() async throws {
+        let pki = try TestPKI()
+        let verifier = CachingPeerVerifier(roots: [pki.authority.root], trustDomain: "cluster.local")
+        let chain = try Self.presented(try pki.issue(.test("demo", "server"), now: now))
+        #expect(verifier.verifyFromMemory(chain: chain, at: now + 60) == nil)
+        #expect(verifier.verifyFromMemory(chain: [], at: now + 60) == nil)
+        #expect(verifier.verifiedCount == 0)
+        _ = await verifier.verify(chain: chain, at: now + 60)
+        #expect(
+            verifier.verifyFromMemory(chain: chain, at: now + 61) == .accepted(.test("demo", "server"), cached: true)
+        )
+        #expect(
+            verifier.verifyFromMemory(chain: chain, expected: [.test("demo", "other")], at: now + 61)
+                == .rejected(
+                    "peer identity spiffe://cluster.local/ns/demo/sa/server is not one of the expected identities (spiffe://cluster.local/ns/demo/sa/other)"
+                )
+        )
+        #expect(verifier.verifyFromMemory(chain: chain, at: now + 25 * 3600) == nil)
+        #expect(verifier.verifiedCount == 1)
+        #expect(verifier.cachedCount == 2)
+    }
+
     @Test func aRememberedChainIsStillCheckedAgainstTheExpectedIdentities() async throws {
         let pki = try TestPKI()
         let verifier = CachingPeerVerifier(roots: [pki.authority.root], trustDomain: "cluster.local")
