@@ -136,9 +136,10 @@ public final class HBONEServer: Sendable {
             return
         }
         channel.closeFuture.whenComplete { _ in admission.release() }
+        let presented = try certificate()
         let context: NIOSSLContext
         do {
-            context = try contexts.serverContext(for: try certificate())
+            context = try contexts.serverContext(for: presented)
         } catch {
             logger.error(
                 "HBONE connection refused: no TLS context",
