@@ -108,7 +108,7 @@ public enum MeshTLS {
                 promise.succeed(.failed)
                 return
             }
-            let finish = { (outcome: CachingPeerVerifier.Outcome) in
+            let finish: @Sendable (CachingPeerVerifier.Outcome) -> Void = { outcome in
                 switch outcome {
                 case .accepted(let identity, _):
                     onAccept?(identity)
