@@ -111,8 +111,6 @@ public final class NodeAgent: Sendable {
             ),
             hbone: .init(
                 configuration: options.hboneConfiguration,
-                trustDomain: trustDomain,
-                roots: signer.trustAnchors,
                 peerVerifier: CachingPeerVerifier(roots: signer.trustAnchors, trustDomain: trustDomain),
                 limiter: HBONEConnectionLimiter(limits: options.hboneLimits),
                 onLimit: { [metrics] in metrics.limitHit($0.rawValue) }

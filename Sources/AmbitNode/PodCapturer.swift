@@ -10,7 +10,6 @@ import Logging
 import NIOCore
 import NIOPosix
 import Synchronization
-import X509
 
 /// Puts the node's enrolled pods under capture and takes them out again (ztunnel's in-pod workload
 /// manager): installs a pod's capture inside its network namespace, opens its three listeners there
@@ -29,9 +28,8 @@ final class PodCapturer: Sendable {
     /// The HBONE servers' settings and trust, and the connection budget all of them share.
     struct ServerSettings: Sendable {
         var configuration: HBONEConfiguration
-        var trustDomain: String
-        var roots: [Certificate]
-        /// Clients' chains, verified once per chain for all the pods' servers.
+        /// The trust (roots and trust domain) and clients' chains, verified once per chain for all
+        /// the pods' servers.
         var peerVerifier: CachingPeerVerifier
         var limiter: HBONEConnectionLimiter
         /// Told of every limit a server hits (`ambit_limit_hits_total`).
@@ -172,8 +170,8 @@ final class PodCapturer: Sendable {
         let uid = record.uid
         let server = HBONEServer(
             configuration: hbone.configuration,
-            trustDomain: hbone.trustDomain,
-            roots: hbone.roots,
+            trustDomain: hbone.peerVerifier.trustDomain,
+            roots: hbone.peerVerifier.roots,
             certificate: { [self] in try serverCertificate(forPod: uid) },
             inbound: PodInbound(proxy: inbound, podUID: uid),
             logger: inputs.logger,
