@@ -18,6 +18,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
         .package(url: "https://github.com/apple/swift-nio-http2.git", from: "1.46.0"),
         .package(url: "https://github.com/apple/swift-nio-ssl.git", from: "2.37.6"),
+        .package(url: "https://github.com/apple/swift-certificates.git", from: "1.21.1"),
     ],
     targets: [
         .executableTarget(
@@ -65,10 +66,21 @@ let package = Package(
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
-                // BoringSSL itself, for `HBONEBench tls-primitives`.
+                .product(name: "AmbitIdentity", package: ambit),
+                .product(name: "NIOHTTP2", package: "swift-nio-http2"),
+                .product(name: "NIOHPACK", package: "swift-nio-http2"),
+                // BoringSSL itself, for `HBONEBench tls-primitives` and `tls-backends`.
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "X509", package: "swift-certificates"),
+                "CSystemOpenSSL",
             ],
             path: "Benchmarks/HBONEBench"
+        ),
+        // The system's OpenSSL 3 (libssl-dev), for `HBONEBench tls-backends` only.
+        .target(
+            name: "CSystemOpenSSL",
+            path: "Benchmarks/CSystemOpenSSL",
+            linkerSettings: [.linkedLibrary("ssl"), .linkedLibrary("crypto")]
         ),
         // The mesh benchmark harness's HTTP server and constant-rate load generator (Benchmarks/mesh/run).
         .executableTarget(

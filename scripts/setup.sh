@@ -10,8 +10,9 @@ AMBIT_APT_PACKAGES=(
     curl tcpdump tshark
     # eBPF: bpftool for `bpf/build.sh check` and the tests (the agent itself loads through libbpf).
     bpftool
-    # Benchmarks (Benchmarks/node/run, Benchmarks/mesh/run): bulk TCP, the HAProxy reference sidecar, charts.
-    iperf3 haproxy python3-matplotlib
+    # Benchmarks (Benchmarks/node/run, Benchmarks/mesh/run): bulk TCP, the HAProxy reference sidecar, charts;
+    # the system's OpenSSL to compare with BoringSSL (HBONEBench tls-backends).
+    iperf3 haproxy python3-matplotlib libssl-dev
     # Independent peers for interoperability tests: HTTP/2 (h2), gRPC (grpcio), HTTP/2 load (h2load).
     python3 python3-h2 python3-grpcio nghttp2-client openssl
     # A real Prometheus text-format parser for the telemetry tests.

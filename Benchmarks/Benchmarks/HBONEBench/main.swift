@@ -15,13 +15,15 @@ import NIOPosix
 // Run in release mode:  swift run -c release HBONEBench [throughput|latency|memory|all]
 //                        swift run -c release HBONEBench tls-primitives   (BoringSSL's AEAD, ECDH, ECDSA;
 //                                                                          peer chain verification)
+//                        swift run -c release HBONEBench tls-backends     (the HBONE path with BoringSSL
+//                                                                          and with the system's OpenSSL)
 // Each component has its own event loop thread, as separate processes would; all share the
 // machine's cores, so ratios are what this measures, not absolute network capacity.
 
 let arguments = CommandLine.arguments.dropFirst()
 let modes: Set<String> = ["throughput", "latency", "memory"]
 let selected =
-    ["memory-path", "churn", "bulk", "tls-primitives"].contains(arguments.first)
+    ["memory-path", "churn", "bulk", "tls-primitives", "tls-backends"].contains(arguments.first)
     ? []
     : (arguments.contains { modes.contains($0) } ? modes.intersection(arguments) : modes)
 let quick = arguments.contains("--quick")
@@ -331,6 +333,11 @@ if selected.contains("memory") {
 if arguments.first == "tls-primitives" {
     boringSSLPrimitives(seconds: quick ? 0.5 : 3)
     try await peerVerification(seconds: quick ? 0.5 : 3)
+    exit(0)
+}
+
+if arguments.first == "tls-backends" {
+    try await tlsBackends(quick: quick)
     exit(0)
 }
 
