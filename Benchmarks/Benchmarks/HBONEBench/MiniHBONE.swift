@@ -112,20 +112,31 @@ enum MiniHBONE {
         return connection
     }
 
+    /// TLS and HTTP/2 on a new HBONE connection, as Ambit's HBONE client and server configure them.
+    static func configure(
+        _ channel: any Channel,
+        tls: any ChannelHandler,
+        mode: NIOHTTP2Handler.ParserMode,
+        inboundStream: @escaping NIOChannelInitializer
+    ) throws -> NIOHTTP2Handler.StreamMultiplexer {
+        try SocketTuning.tuneHBONEConnection(channel)
+        let sync = channel.pipeline.syncOperations
+        try sync.addHandler(tls)
+        return try sync.configureHTTP2Pipeline(
+            mode: mode,
+            connectionConfiguration: connectionConfiguration(server: mode == .server),
+            streamConfiguration: streamConfiguration,
+            inboundStreamInitializer: inboundStream
+        )
+    }
+
     /// The terminating end: TLS, HTTP/2, and per CONNECT stream a TCP connection to its authority.
     static func terminator(engine: TLSEngine, group: any EventLoopGroup) async throws -> any Channel {
         try await ServerBootstrap(group: group)
             .childChannelOption(.tcpOption(.tcp_nodelay), value: 1)
             .childChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
-                    try SocketTuning.tuneHBONEConnection(channel)
-                    let sync = channel.pipeline.syncOperations
-                    try sync.addHandler(try engine.server())
-                    _ = try sync.configureHTTP2Pipeline(
-                        mode: .server,
-                        connectionConfiguration: connectionConfiguration(server: true),
-                        streamConfiguration: streamConfiguration
-                    ) { stream in
+                    _ = try configure(channel, tls: try engine.server(), mode: .server) { stream in
                         stream.eventLoop.makeCompletedFuture {
                             try stream.pipeline.syncOperations.addHandler(StreamGlue(role: .server))
                         }
@@ -159,14 +170,9 @@ enum MiniHBONE {
                         .channelOption(.tcpOption(.tcp_nodelay), value: 1)
                         .channelInitializer { connection in
                             connection.eventLoop.makeCompletedFuture {
-                                try SocketTuning.tuneHBONEConnection(connection)
-                                let sync = connection.pipeline.syncOperations
-                                try sync.addHandler(try engine.client())
-                                multiplexer.value = try sync.configureHTTP2Pipeline(
-                                    mode: .client,
-                                    connectionConfiguration: connectionConfiguration(server: false),
-                                    streamConfiguration: streamConfiguration
-                                ) { stream in stream.close() }
+                                multiplexer.value = try configure(connection, tls: try engine.client(), mode: .client) {
+                                    $0.close()  // the terminator opens no streams
+                                }
                             }
                         }
                         .connect(to: terminator)
