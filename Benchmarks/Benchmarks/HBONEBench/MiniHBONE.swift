@@ -65,10 +65,12 @@ struct TLSEngine: Sendable {
             rootsPEM: rootsPEM,
             ciphersuites: ciphersuites
         )
+        // OpenSSL's default order puts AES-256-GCM first.
+        let expected = ciphersuites ?? "TLS_AES_256_GCM_SHA384"
         return TLSEngine(
             name: ciphersuites == nil ? "OpenSSL (default suites)" : "OpenSSL",
-            server: { OpenSSLHandler(context: serverContext) },
-            client: { OpenSSLHandler(context: clientContext) }
+            server: { OpenSSLHandler(context: serverContext, expectedCipher: expected) },
+            client: { OpenSSLHandler(context: clientContext, expectedCipher: expected) }
         )
     }
 }

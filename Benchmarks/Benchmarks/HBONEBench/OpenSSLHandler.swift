@@ -25,8 +25,9 @@ final class OpenSSLContext: @unchecked Sendable {
     static var version: String { String(cString: system_tls_version()) }
 }
 
-/// The smallest NIO TLS handler over OpenSSL: ciphertext passes through OpenSSL's memory BIOs.
-/// Reads decrypt all that came in into one buffer; writes are encrypted as they come and the ciphertext is
+/// The smallest NIO TLS handler over OpenSSL: OpenSSL reads ciphertext straight from the buffer the
+/// socket read (a BIO of our own, as swift-nio-ssl has), and writes it to a buffer copied out on
+/// flush. Reads decrypt all that came in into one buffer; writes are encrypted as they come and the ciphertext is
 /// written out on flush (or once 1 MiB is waiting). No close_notify, no renegotiation, no
 /// session resumption: enough to carry HTTP/2 for a throughput comparison.
 final class OpenSSLHandler: ChannelDuplexHandler {
@@ -45,9 +46,14 @@ final class OpenSSLHandler: ChannelDuplexHandler {
     /// Promises of writes encrypted but not yet handed to the socket.
     private var promises: [EventLoopPromise<Void>] = []
 
-    init(context: OpenSSLContext) {
+    /// The suite the handshake must have negotiated (checked, so the comparison is of what it says).
+    private let expectedCipher: String
+
+    init(context: OpenSSLContext, expectedCipher: String) {
         self.context = context
-        self.tls = system_tls_new(context.pointer)
+        self.expectedCipher = expectedCipher
+        guard let tls = system_tls_new(context.pointer) else { fatalError("OpenSSL: out of memory") }
+        self.tls = tls
     }
 
     deinit { system_tls_free(tls) }
@@ -66,19 +72,32 @@ final class OpenSSLHandler: ChannelDuplexHandler {
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let bytes = unwrapInboundIn(data)
+        // OpenSSL reads the ciphertext straight from this buffer, so all of it is consumed before the
+        // closure returns (a handshake or read that wants more input has taken everything).
         bytes.withUnsafeReadableBytes { raw in
-            guard let base = raw.baseAddress else { return }
-            system_tls_feed(tls, base.assumingMemoryBound(to: UInt8.self), raw.count)
+            system_tls_feed(tls, raw.baseAddress?.assumingMemoryBound(to: UInt8.self), raw.count)
+            if !handshaken { advanceHandshake(context) }
+            if handshaken { decrypt(context) }
+            system_tls_feed(tls, nil, 0)
         }
-        if !handshaken {
-            advanceHandshake(context)
-            guard handshaken else { return }
+        // What reading produced (a KeyUpdate answer, an alert) goes out at once.
+        if system_tls_pending(tls) > 0 {
+            sendCiphertext(context)
+            context.flush()
         }
-        decrypt(context)
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        failPending("the connection closed")
+        context.fireChannelInactive()
     }
 
     func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
         let bytes = unwrapOutboundIn(data)
+        guard !failed else {
+            promise?.fail(OpenSSLContext.Failure(description: "the TLS connection failed"))
+            return
+        }
         guard handshaken else {
             early.append((bytes, promise))
             return
@@ -144,6 +163,10 @@ final class OpenSSLHandler: ChannelDuplexHandler {
         context.flush()
         switch result {
         case 1:
+            guard cipher == expectedCipher else {
+                fail(context, "negotiated \(cipher), expected \(expectedCipher)")
+                return
+            }
             handshaken = true
             let waiting = early
             early = []
@@ -188,9 +211,16 @@ final class OpenSSLHandler: ChannelDuplexHandler {
     private func fail(_ context: ChannelHandlerContext, _ reason: String) {
         guard !failed else { return }
         failed = true
-        for (_, promise) in early { promise?.fail(OpenSSLContext.Failure(description: reason)) }
-        early = []
+        failPending(reason)
         context.fireErrorCaught(OpenSSLContext.Failure(description: reason))
         context.close(promise: nil)
+    }
+
+    private func failPending(_ reason: String) {
+        let error = OpenSSLContext.Failure(description: reason)
+        for (_, promise) in early { promise?.fail(error) }
+        for promise in promises { promise.fail(error) }
+        early = []
+        promises = []
     }
 }

@@ -26,7 +26,8 @@ func tlsBackends(quick: Bool) async throws {
     print("## TLS engines on the HBONE path (OpenSSL: \(OpenSSLContext.version))\n")
     print("Minimal HBONE path (TLS 1.3 + HTTP/2 CONNECT, Ambit's HTTP/2 settings, one connection per tunnel);")
     print("BoringSSL and OpenSSL negotiate TLS_AES_128_GCM_SHA256, \"default suites\" is OpenSSL's own order")
-    print("(TLS_AES_256_GCM_SHA384 first). `ambit hbone` is Ambit's full path (pool, policy hooks, guards).\n")
+    print("(TLS_AES_256_GCM_SHA384 first; OpenSSL's suite is checked at every handshake). `ambit hbone` is")
+    print("Ambit's full path (pool, policy hooks, guards).\n")
 
     for (mode, behaviour) in [("throughput", BenchSink.Mode.count), ("latency", .echo)] {
         let paths = try await Paths(sinkBehaviour: behaviour)

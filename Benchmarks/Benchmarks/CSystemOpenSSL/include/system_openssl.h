@@ -1,7 +1,7 @@
 // A minimal TLS engine over the system's OpenSSL 3 (libssl), for HBONEBench's comparison of
-// OpenSSL with swift-nio-ssl's BoringSSL on the HBONE path. Ciphertext goes in and out through
-// memory buffers; the Swift side (OpenSSLHandler) moves it to and from the socket. Not used by
-// Ambit itself.
+// OpenSSL with swift-nio-ssl's BoringSSL on the HBONE path. Ciphertext is read straight from the
+// caller's buffer and written to a buffer the caller takes; the Swift side (OpenSSLHandler) moves
+// it to and from the socket. Not used by Ambit itself.
 #pragma once
 #include <stddef.h>
 #include <stdint.h>
@@ -17,12 +17,15 @@ system_tls_context *system_tls_context_new(int server, const char *chain_pem, co
                                            char *error, size_t error_size);
 void system_tls_context_free(system_tls_context *context);
 
+/// NULL when out of memory.
 system_tls *system_tls_new(system_tls_context *context);
 void system_tls_free(system_tls *tls);
 
-/// Hands ciphertext read from the socket to the engine.
+/// Hands ciphertext read from the socket to the engine: `bytes` must stay valid until the
+/// handshake and reads that follow have consumed it all (`system_tls_pending_input` is 0, which
+/// a read returning 0 guarantees).
 void system_tls_feed(system_tls *tls, const uint8_t *bytes, size_t count);
-/// Ciphertext handed in and not yet decrypted.
+/// Ciphertext handed in and not yet consumed.
 size_t system_tls_pending_input(system_tls *tls);
 /// Advances the handshake: 1 done, 0 needs more input, -1 failed.
 int system_tls_handshake(system_tls *tls);
