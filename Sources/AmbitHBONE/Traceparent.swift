@@ -103,7 +103,7 @@ enum Traceparent {
 /// `getrandom(2)`), drawn 4 KiB at a time and shared by every thread, so a traceparent costs no
 /// system call (it used to cost one per connection and one per waypoint request). Trace ids are
 /// not secrets, they travel in headers; nothing else draws from here.
-struct TraceRandom: RandomNumberGenerator {
+fileprivate struct TraceRandom: RandomNumberGenerator {
     private struct Pool {
         var words = [UInt64](repeating: 0, count: 512)
         var next = 512
