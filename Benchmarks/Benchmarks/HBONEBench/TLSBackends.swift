@@ -32,7 +32,9 @@ func tlsBackends(quick: Bool) async throws {
     for (mode, behaviour) in [("throughput", BenchSink.Mode.count), ("latency", .echo)] {
         let paths = try await Paths(sinkBehaviour: behaviour)
         let sinkAuthority = "127.0.0.1:\(paths.port("direct"))"
-        var ports: [(String, Int)] = [("direct", paths.port("direct")), ("ambit hbone", paths.port("hbone"))]
+        var ports: [(name: String, port: Int)] = [
+            ("direct", paths.port("direct")), ("ambit hbone", paths.port("hbone")),
+        ]
         var listeners: [any Channel] = []
         for engine in engines {
             let terminator = try await MiniHBONE.terminator(engine: engine, group: paths.serverGroup)
@@ -46,7 +48,7 @@ func tlsBackends(quick: Bool) async throws {
             ports.append(("minimal, \(engine.name)", forwarder.localAddress!.port!))
         }
         // `--path OpenSSL` keeps direct and the paths whose name contains it (for `perf record`).
-        if let onlyPath { ports = ports.filter { $0.0 == "direct" || $0.0.contains(onlyPath) } }
+        if let onlyPath { ports = ports.filter { $0.name == "direct" || $0.name.contains(onlyPath) } }
         if mode == "throughput" {
             try await backendThroughput(paths: paths, ports: ports, quick: quick)
         } else {
@@ -56,21 +58,15 @@ func tlsBackends(quick: Bool) async throws {
     }
 }
 
-private func backendThroughput(paths: Paths, ports: [(String, Int)], quick: Bool) async throws {
+private func backendThroughput(paths: Paths, ports: [(name: String, port: Int)], quick: Bool) async throws {
     let size = quick ? 256 << 20 : 2 << 30
     let repetitions = quick ? 1 : 3
-    var results: [String: [Double]] = [:]
-    for _ in 0..<repetitions {
-        for (name, port) in ports {
-            let promise = paths.clientGroup.next().makePromise(of: String.self)
-            let start = DispatchTime.now().uptimeNanoseconds
-            _ = try await connect(port: port, group: paths.clientGroup) { BulkSender(total: size, done: promise) }
-            let reply = try await promise.futureResult.get()
-            let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
-            guard reply == "\(size)" else { fatalError("\(name): sink counted \(reply), expected \(size)") }
-            results[name, default: []].append(Double(size) * 8 / seconds / 1e9)
-        }
-    }
+    let results = try await bulkThroughput(
+        ports,
+        group: paths.clientGroup,
+        size: size,
+        repetitions: repetitions
+    )
     let direct = median(results["direct"]!)
     let boring = results["minimal, BoringSSL"].map(median) ?? .nan
     print("### Bulk throughput, one connection (\(size >> 20) MiB per run, \(repetitions) runs each, interleaved)\n")
@@ -84,21 +80,14 @@ private func backendThroughput(paths: Paths, ports: [(String, Int)], quick: Bool
     print("")
 }
 
-private func backendLatency(paths: Paths, ports: [(String, Int)], quick: Bool) async throws {
+private func backendLatency(paths: Paths, ports: [(name: String, port: Int)], quick: Bool) async throws {
     let rounds = quick ? 2_000 : 20_000
     print("### 1 KiB request/response latency (\(rounds) sequential round trips on one connection)\n")
     print("| path | p50 µs | p90 µs | p99 µs |")
     print("|---|---:|---:|---:|")
     for (name, port) in ports {
-        let warm = paths.clientGroup.next().makePromise(of: Histogram<UInt64>.self)
-        _ = try await connect(port: port, group: paths.clientGroup) { PingPong(rounds: 200, done: warm) }
-        _ = try await warm.futureResult.get()
-        let promise = paths.clientGroup.next().makePromise(of: Histogram<UInt64>.self)
-        _ = try await connect(port: port, group: paths.clientGroup) { PingPong(rounds: rounds, done: promise) }
-        let histogram = try await promise.futureResult.get()
-        func us(_ percentile: Double) -> String {
-            String(format: "%.1f", Double(histogram.valueAtPercentile(percentile)) / 1000)
-        }
+        let histogram = try await roundTrips(port: port, group: paths.clientGroup, rounds: rounds)
+        func us(_ percentile: Double) -> String { microseconds(histogram, percentile) }
         print("| \(name) | \(us(50)) | \(us(90)) | \(us(99)) |")
     }
     print("")

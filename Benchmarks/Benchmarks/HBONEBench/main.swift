@@ -247,21 +247,13 @@ if selected.contains("throughput") {
     let paths = try await Paths(sinkBehaviour: .count)
     let size = quick ? 256 << 20 : 2 << 30
     let repetitions = quick ? 1 : 3
-    var results: [String: [Double]] = [:]
     print("## Single-connection bulk throughput (\(size >> 20) MiB per run, \(repetitions) runs each, interleaved)\n")
-    for _ in 0..<repetitions {
-        for path in allPaths {
-            let promise = paths.clientGroup.next().makePromise(of: String.self)
-            let start = DispatchTime.now().uptimeNanoseconds
-            _ = try await connect(port: paths.port(path), group: paths.clientGroup) {
-                BulkSender(total: size, done: promise)
-            }
-            let reply = try await promise.futureResult.get()
-            let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
-            guard reply == "\(size)" else { fatalError("\(path): sink counted \(reply), expected \(size)") }
-            results[path, default: []].append(Double(size) * 8 / seconds / 1e9)
-        }
-    }
+    let results = try await bulkThroughput(
+        allPaths.map { ($0, paths.port($0)) },
+        group: paths.clientGroup,
+        size: size,
+        repetitions: repetitions
+    )
     let direct = median(results["direct"] ?? [1])
     print("| path | Gbit/s (median) | runs | × direct |")
     print("|---|---:|---|---:|")
@@ -282,18 +274,8 @@ if selected.contains("latency") {
     print("| path | p50 µs | p90 µs | p99 µs | p99.9 µs | max µs |")
     print("|---|---:|---:|---:|---:|---:|")
     for path in allPaths {
-        // Warm up (connection set-up, pool, TLS) before measuring.
-        let warm = paths.clientGroup.next().makePromise(of: Histogram<UInt64>.self)
-        _ = try await connect(port: paths.port(path), group: paths.clientGroup) { PingPong(rounds: 200, done: warm) }
-        _ = try await warm.futureResult.get()
-        let promise = paths.clientGroup.next().makePromise(of: Histogram<UInt64>.self)
-        _ = try await connect(port: paths.port(path), group: paths.clientGroup) {
-            PingPong(rounds: rounds, done: promise)
-        }
-        let histogram = try await promise.futureResult.get()
-        func us(_ percentile: Double) -> String {
-            String(format: "%.1f", Double(histogram.valueAtPercentile(percentile)) / 1000)
-        }
+        let histogram = try await roundTrips(port: paths.port(path), group: paths.clientGroup, rounds: rounds)
+        func us(_ percentile: Double) -> String { microseconds(histogram, percentile) }
         print(
             "| \(path) | \(us(50)) | \(us(90)) | \(us(99)) | \(us(99.9)) | \(String(format: "%.1f", Double(histogram.max) / 1000)) |"
         )
