@@ -5,6 +5,7 @@ import AmbitHBONE
 import AmbitIdentity
 import AmbitModel
 import AmbitProcess
+import AmbitRelay
 import AmbitTelemetry
 import Foundation
 public import Logging
@@ -284,7 +285,7 @@ public final class NodeAgent: Sendable {
     /// Returns what completes when every pod's HBONE connections have closed.
     private func stopAccepting() async -> [EventLoopFuture<Void>] {
         var closed: [EventLoopFuture<Void>] = []
-        for pod in inputs.registry.all { closed.append(await pod.stopAccepting(on: group.next())) }
+        for pod in inputs.registry.all { closed.append(await pod.stopAccepting(group: group)) }
         return closed
     }
 
@@ -306,10 +307,8 @@ public final class NodeAgent: Sendable {
         let allClosed = await Self.first([serversClosed, deadlinePassed])
         // A socket the kernel handed over just before its listener closed may still be on its way to
         // the proxy (registration and set-up are queued on the event loops): let every loop run what
-        // it has queued, twice (a step may queue the next), before counting what is in flight.
-        for _ in 0..<2 {
-            for loop in group.makeIterator() { try? await loop.submit {}.get() }
-        }
+        // it has queued before counting what is in flight.
+        try? await RelaySockets.runQueuedWork(of: group, on: group.next()).get()
         while allClosed, ContinuousClock.now < deadline, inputs.connections.inFlight > 0 {
             try? await Task.sleep(for: .milliseconds(50))
         }

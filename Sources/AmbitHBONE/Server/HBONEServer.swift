@@ -27,6 +27,8 @@ public final class HBONEServer: Sendable {
     private let contexts: TLSContextCache
     private let logger: Logger
     private let quiescing = Mutex<ServerQuiescingHelper?>(nil)
+    /// This server's listeners and their event loops, for ``shutdown(on:)`` to pause them first.
+    private let listening = Mutex<(group: (any EventLoopGroup)?, channels: [any Channel])>((nil, []))
     private let limiter: HBONEConnectionLimiter
     private let onLimit: @Sendable (HBONELimit) -> Void
 
@@ -91,11 +93,16 @@ public final class HBONEServer: Sendable {
             current = made
             return made
         }
+        listening.withLock { $0.group = group }
         return ServerBootstrap(group: group)
             .serverChannelOption(.backlog, value: 1024)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .serverChannelInitializer { channel in
-                channel.eventLoop.makeCompletedFuture {
+                self.listening.withLock { $0.channels.append(channel) }
+                channel.closeFuture.whenComplete { _ in
+                    self.listening.withLock { state in state.channels.removeAll { $0 === channel } }
+                }
+                return channel.eventLoop.makeCompletedFuture {
                     try channel.pipeline.syncOperations.addHandler(helper.makeServerChannelHandler(channel: channel))
                 }
             }
@@ -109,10 +116,18 @@ public final class HBONEServer: Sendable {
 
     /// Stops accepting, sends GOAWAY on every connection and lets open streams finish until
     /// the drain deadline. Completes when every connection has closed.
+    ///
+    /// The listeners stop reading before they close (``RelaySockets/pauseAccepting(_:group:on:)``): a
+    /// connection they accepted is served, and one still queued in the kernel moves to another listener
+    /// of the port (an upgraded agent's) instead of failing its TLS handshake.
     public func shutdown(on eventLoop: any EventLoop) -> EventLoopFuture<Void> {
         guard let helper = quiescing.withLock({ $0 }) else { return eventLoop.makeSucceededVoidFuture() }
+        let (group, listeners) = listening.withLock { ($0.group, $0.channels) }
+        let paused =
+            group.map { RelaySockets.pauseAccepting(listeners, group: $0, on: eventLoop) }
+            ?? eventLoop.makeSucceededVoidFuture()
         let promise = eventLoop.makePromise(of: Void.self)
-        helper.initiateShutdown(promise: promise)
+        paused.whenComplete { _ in helper.initiateShutdown(promise: promise) }
         // Drop the helper while its event loops still run: its deinit completes a promise on them.
         return promise.futureResult.always { _ in self.quiescing.withLock { $0 = nil } }
     }

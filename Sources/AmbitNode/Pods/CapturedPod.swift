@@ -1,6 +1,7 @@
 import AmbitCapture
 import AmbitHBONE
 import AmbitModel
+import AmbitRelay
 import NIOCore
 import Synchronization
 
@@ -29,9 +30,16 @@ final class CapturedPod: Sendable {
     /// Stops accepting: the relay listeners close, and the HBONE server's shutdown starts (its listener closes,
     /// every connection gets GOAWAY). Returns once no listener of the pod accepts, with what completes when
     /// every HBONE connection has closed.
-    func stopAccepting(on eventLoop: any EventLoop) async -> EventLoopFuture<Void> {
+    ///
+    /// Every listener stops reading first and the sockets it already accepted reach their proxies
+    /// (``RelaySockets/pauseAccepting(_:group:on:)``); closing then drops none of them, and what the
+    /// kernel still queues moves to a successor's listener.
+    func stopAccepting(group: any EventLoopGroup) async -> EventLoopFuture<Void> {
         let hbone = hboneListener.withLock { $0 }
-        for listener in listeners.withLock({ $0 }) where listener !== hbone { try? await listener.close() }
+        let all = listeners.withLock { $0 }
+        let eventLoop = group.next()
+        try? await RelaySockets.pauseAccepting(all, group: group, on: eventLoop).get()
+        for listener in all where listener !== hbone { try? await listener.close() }
         let closed = server.shutdown(on: eventLoop)
         try? await hbone?.closeFuture.get()
         return closed
