@@ -313,7 +313,24 @@ public final class NodeAgent: Sendable {
             try? await Task.sleep(for: .milliseconds(50))
         }
         deadlinePassed.cancel()
-        // What is still open at the deadline goes with the event loops.
+        // What is still open at the deadline is reset, both ways (the relay passes a reset on): closing it with
+        // the event loops would end it with a FIN, as if it were complete.
+        let remaining = inputs.connections.all
+        if !remaining.isEmpty {
+            logger.warning(
+                "drain deadline passed; resetting the connections still open",
+                metadata: ["connections": "\(remaining.count)", "deadline": "\(options.drainDeadline)"]
+            )
+            for connection in remaining {
+                connection.revoke(reason: "reset: the agent's drain deadline passed", flag: .connectFailure)
+            }
+            // Each reset passes to the relay's other side in a few event-loop steps: give them a moment to go
+            // out before the loops stop.
+            let resetBy = ContinuousClock.now + .seconds(1)
+            while inputs.connections.count > 0, ContinuousClock.now < resetBy {
+                try? await Task.sleep(for: .milliseconds(10))
+            }
+        }
         let clientClosed = Task {
             await self.inputs.client.shutdown()
             return true

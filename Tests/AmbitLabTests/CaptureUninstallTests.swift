@@ -42,8 +42,21 @@ extension LabRootTests {
         )
         #expect(try Self.exec(lab, "client", "curl -sS -m 5 http://\(serverIP):8080/").status == 0)
 
+        // A connection still open at the drain deadline (client → peer, outside the mesh, both on node1) is reset,
+        // not ended with a FIN as if it were complete.
+        let peerIP = try #require(try lab.pods()["peer"]?["ip"] as? String)
+        let live = try Background(
+            netns: "ambit-\(lab.name)-p-client",
+            ["python3", "-c", Self.connectionUntilItEnds, peerIP],
+            output: lab.directory.appendingPathComponent("live.txt")
+        )
+        defer { live.stop() }
+        #expect(Self.eventually { live.text.contains("echoed") }, "\(live.text)")
+
         // Stopped (SIGTERM, a clean drain) with pods captured: their capture stays and they fail closed.
         try Self.terminateAgent(lab, node: "node1")
+        #expect(live.waitForExit(seconds: 10))
+        #expect(live.text.contains("echoed\nreset"), "the drain deadline did not reset a live connection: \(live.text)")
         let closed = try Self.exec(lab, "client", "curl -sS -m 3 http://\(serverIP):8080/")
         #expect(closed.status == 7, "expected connection refused while the agent is down: \(closed.all)")
         #expect(FileManager.default.fileExists(atPath: Self.pins(lab, node: "node1")) == (capture == "ebpf"))
@@ -84,6 +97,25 @@ extension LabRootTests {
             #expect(log.contains("no pod was captured, so the eBPF programs are detached and unpinned"), "\(log)")
         }
     }
+
+    /// A client for one connection to the echo app: echoes a line, then waits for the connection to end and says
+    /// how it ended ("reset" or "closed").
+    static let connectionUntilItEnds = """
+        import socket, sys
+        connection = socket.create_connection((sys.argv[1], 8080), timeout=30)
+        connection.sendall(b"one\\n")
+        received = b""
+        while received != b"one\\n":
+            chunk = connection.recv(100)
+            if not chunk:
+                sys.exit("closed early after %r" % received)
+            received += chunk
+        print("echoed", flush=True)
+        try:
+            print("closed" if connection.recv(100) == b"" else "more data", flush=True)
+        except ConnectionResetError:
+            print("reset", flush=True)
+        """
 
     /// SIGTERM to a node's agent (the lab starts it with a clean signal state), then waits for it to exit.
     static func terminateAgent(_ lab: TestLab, node: String) throws {

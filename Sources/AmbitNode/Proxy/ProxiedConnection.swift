@@ -62,8 +62,8 @@ final class ProxiedConnection: Sendable {
         /// The socket whose reset ends the connection abortively: the application's socket the capture
         /// accepted, or, for an HBONE tunnel into a pod, the socket to the application.
         var resettable: (any Channel)?
-        /// Why a policy change ended the connection.
-        var revoked: String?
+        /// Why the agent ended the connection (a policy change, the drain deadline), and its flag.
+        var revoked: (reason: String, flag: ResponseFlag)?
         var finished = false
     }
 
@@ -142,11 +142,11 @@ final class ProxiedConnection: Sendable {
         finished.whenComplete { result in
             switch result {
             case .success(let summary):
-                // Revoked: DENY. Ended by an error (a reset, a peer gone without an end of stream): CONNECT,
-                // as ztunnel counts a copy that failed.
+                // Revoked: the revocation's flag. Ended by an error (a reset, a peer gone without an end of
+                // stream): CONNECT, as ztunnel counts a copy that failed.
                 let revoked = self.state.withLock { $0.revoked }
-                let flag: ResponseFlag = revoked != nil ? .denied : (summary.error != nil ? .connectFailure : .none)
-                self.finish(summary, flag: flag, error: revoked ?? summary.error)
+                let flag: ResponseFlag = revoked?.flag ?? (summary.error != nil ? .connectFailure : .none)
+                self.finish(summary, flag: flag, error: revoked?.reason ?? summary.error)
             case .failure(let error):
                 self.fail(error)
             }
@@ -165,12 +165,13 @@ final class ProxiedConnection: Sendable {
         )
     }
 
-    /// The connection may no longer go on (a policy change denies it, its pod left the mesh): it is
-    /// reset, and its relay's end records it with `DENY` and `reason` as the error.
-    func revoke(reason: String) {
+    /// The connection may no longer go on (a policy change denies it, its pod left the mesh, the agent's
+    /// drain deadline passed): it is reset, and its relay's end records it with `flag` and `reason` as the
+    /// error.
+    func revoke(reason: String, flag: ResponseFlag = .denied) {
         let channel = state.withLock { state -> (any Channel)? in
             guard !state.finished, state.revoked == nil else { return nil }
-            state.revoked = reason
+            state.revoked = (reason, flag)
             return state.resettable
         }
         if let channel { RelaySockets.reset(channel) }
