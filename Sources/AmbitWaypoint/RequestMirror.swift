@@ -1,3 +1,4 @@
+import AmbitModel
 import NIOCore
 import NIOHTTP1
 
@@ -58,7 +59,8 @@ enum RequestMirror {
 
     /// True with probability `percent` / 100.
     static func chance(_ percent: Double) -> Bool {
-        percent >= 100 || Double.random(in: 0..<100) < percent
+        var random = FastRandom()
+        return percent >= 100 || Double.random(in: 0..<100, using: &random) < percent
     }
 }
 

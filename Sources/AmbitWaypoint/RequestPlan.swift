@@ -69,7 +69,12 @@ extension ForwardPlan {
     }
 
     /// The route's rules for one request, with its fault's dice rolled (`roll` gives `0..<100`).
-    func exchangePolicy(roll: () -> Double = { Double.random(in: 0..<100) }) -> HTTPExchange.Policy {
+    func exchangePolicy(
+        roll: () -> Double = {
+            var random = FastRandom()
+            return Double.random(in: 0..<100, using: &random)
+        }
+    ) -> HTTPExchange.Policy {
         var policy = HTTPExchange.Policy(
             retry: retry,
             perTryTimeout: timeouts?.backendRequest,
@@ -91,7 +96,10 @@ public struct RequestPlanner: Sendable {
     public let snapshot: ConfigSnapshot
     public let routes: RouteTable
     /// Random numbers in `0..<1`, injectable so weighted choices are tested exactly.
-    public var random: @Sendable () -> Double = { Double.random(in: 0..<1) }
+    public var random: @Sendable () -> Double = {
+        var random = FastRandom()
+        return Double.random(in: 0..<1, using: &random)
+    }
 
     public init(snapshot: ConfigSnapshot, routes: RouteTable) {
         self.snapshot = snapshot

@@ -42,7 +42,9 @@ extension Waypoint {
             let name = "\(binding.service.name).\(binding.service.namespace).svc.\(snapshot.options.clusterDomain)"
             // A retry goes to an endpoint not tried yet when there is one (Istio's default `previous_hosts`).
             let untried = binding.healthyEndpoints.filter { !tried.contains($0.address) }
-            guard let endpoint = (untried.isEmpty ? binding.healthyEndpoints : untried).randomElement() else {
+            var random = FastRandom()
+            guard let endpoint = (untried.isEmpty ? binding.healthyEndpoints : untried).randomElement(using: &random)
+            else {
                 throw UpstreamError.noHealthyEndpoint(
                     "service \(binding.service.namespacedName) port \(binding.port.port)"
                 )

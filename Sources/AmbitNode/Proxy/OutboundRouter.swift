@@ -23,7 +23,10 @@ enum OutboundRouter {
     static func route(
         to destination: IPEndpoint,
         in snapshot: ConfigSnapshot,
-        pick: ([ServiceEndpoint]) -> ServiceEndpoint? = { $0.randomElement() }
+        pick: ([ServiceEndpoint]) -> ServiceEndpoint? = { endpoints in
+            var random = FastRandom()
+            return endpoints.randomElement(using: &random)
+        }
     ) -> OutboundRoute {
         if let binding = snapshot.service(at: destination) {
             let serviceName =
