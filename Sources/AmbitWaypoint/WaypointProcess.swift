@@ -182,7 +182,8 @@ public final class WaypointProcess: Sendable {
         await ProcessSignals.waitForTermination()
         ready.store(false, ordering: .relaxed)
         logger.info("draining", metadata: ["deadline": "\(options.drainDeadline)"])
-        try? await listener.close()
+        // The shutdown stops the listener reading, lets the sockets it accepted reach their pipelines, then
+        // closes it (closing it first would end those sockets with a bare FIN).
         try? await server.shutdown(on: group.next()).get()
         waypoint.closeIdleUpstreams()
         await waypoint.client.shutdown()
