@@ -313,21 +313,23 @@ public final class NodeAgent: Sendable {
             try? await Task.sleep(for: .milliseconds(50))
         }
         deadlinePassed.cancel()
-        // What is still open at the deadline is reset, both ways (the relay passes a reset on): closing it with
-        // the event loops would end it with a FIN, as if it were complete.
-        let remaining = inputs.connections.all
-        if !remaining.isEmpty {
+        // What is still open at the deadline is reset, both ways (the relay passes a reset on), and so is what is
+        // recorded from now on: closing it with the event loops would end it with a FIN, as if it were complete.
+        let reset = inputs.connections.resetAll(
+            reason: "reset: the agent's drain deadline passed",
+            flag: .connectFailure
+        )
+        if reset > 0 || inputs.connections.inFlight > 0 {
             logger.warning(
                 "drain deadline passed; resetting the connections still open",
-                metadata: ["connections": "\(remaining.count)", "deadline": "\(options.drainDeadline)"]
+                metadata: [
+                    "connections": "\(max(reset, inputs.connections.inFlight))", "deadline": "\(options.drainDeadline)",
+                ]
             )
-            for connection in remaining {
-                connection.revoke(reason: "reset: the agent's drain deadline passed", flag: .connectFailure)
-            }
-            // Each reset passes to the relay's other side in a few event-loop steps: give them a moment to go
-            // out before the loops stop.
+            // Each reset passes to the relay's other side in a few event-loop steps, and a socket still being set
+            // up is reset once recorded: give them a moment before the loops stop.
             let resetBy = ContinuousClock.now + .seconds(1)
-            while inputs.connections.count > 0, ContinuousClock.now < resetBy {
+            while inputs.connections.inFlight > 0, ContinuousClock.now < resetBy {
                 try? await Task.sleep(for: .milliseconds(10))
             }
         }

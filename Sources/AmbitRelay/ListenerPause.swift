@@ -7,9 +7,14 @@ extension RelaySockets {
     ///
     /// A listener hands each socket it accepts to an event loop of `group`; the socket's set-up runs there,
     /// then hops back to the listener's loop, and NIO closes the socket, with a clean FIN, if the listener
-    /// closed in between. So: reading stops on every listener (no further `accept(2)`), then every loop of
-    /// `group` runs what it has queued, twice (the set-up on the socket's loop queues the hop back to the
-    /// listener's), and only then does the returned future complete.
+    /// closed in between. So: reading stops on every listener (no further `accept(2)` once the loop's current
+    /// read is done), then every loop of `group` runs what it has queued, twice, and only then does the
+    /// returned future complete. Called on a listener's own loop in the middle of its read, the rest of that
+    /// read still accepts; the second round covers those sockets.
+    ///
+    /// Two assumptions: `group` is the group the listeners hand their sockets to, and their child channel
+    /// initializers complete synchronously (as ``acceptingBootstrap(group:accept:)``'s and HBONEServer's do),
+    /// so each set-up queues its hop back within the task that runs it.
     public static func pauseAccepting(
         _ listeners: [any Channel],
         group: any EventLoopGroup,

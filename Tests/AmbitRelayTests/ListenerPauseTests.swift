@@ -6,6 +6,10 @@ import Testing
 
 @testable import AmbitRelay
 
+#if canImport(Glibc)
+    import Glibc
+#endif
+
 /// Closing a listener while a socket it accepted is still being set up on another event loop: NIO closes that
 /// socket with a clean FIN, so a client that reached the listener gets an empty reply (what an agent upgrade
 /// did to one request in a few hundred). Pausing first (``RelaySockets/pauseAccepting(_:group:on:)``) serves it.
@@ -31,6 +35,21 @@ import Testing
         func channelActive(context: ChannelHandlerContext) {
             // A write to a fresh socket goes out at once: the close after it ends the stream behind it.
             context.writeAndFlush(Self.wrapOutboundOut(ByteBuffer(string: "served")), promise: nil)
+            context.close(promise: nil)
+        }
+    }
+
+    /// Says how a client connection ended: "reset", "closed" (a FIN), "data" or another error.
+    final class EndWatcher: ChannelInboundHandler, Sendable {
+        typealias InboundIn = ByteBuffer
+        let ended: EventLoopPromise<String>
+
+        init(_ ended: EventLoopPromise<String>) { self.ended = ended }
+
+        func channelRead(context: ChannelHandlerContext, data: NIOAny) { ended.succeed("data") }
+        func channelInactive(context: ChannelHandlerContext) { ended.succeed("closed") }
+        func errorCaught(context: ChannelHandlerContext, error: any Error) {
+            ended.succeed((error as? IOError)?.errnoCode == ECONNRESET ? "reset" : "\(error)")
             context.close(promise: nil)
         }
     }
@@ -94,7 +113,24 @@ import Testing
         try await listenerLoop.submit {}.get()
         gate.signal()
         try await pause?.get()
+        // Paused, the listener accepts nothing more: a client that connects now waits in the kernel's queue, and
+        // the close (no other listener of the port here) resets it.
+        var late: EventLoopFuture<String>?
+        if paused {
+            let ended = clients.next().makePromise(of: String.self)
+            _ = try await ClientBootstrap(group: clients)
+                .channelInitializer { channel in
+                    channel.eventLoop.makeCompletedFuture {
+                        try channel.pipeline.syncOperations.addHandler(EndWatcher(ended))
+                    }
+                }
+                .connect(host: "127.0.0.1", port: port).get()
+            late = ended.futureResult
+        }
         try? await listener.close()
+        acceptedContinuation.finish()
+        #expect(await iterator.next() == nil, "the listener accepted after the pause")
+        if let late { #expect(try await late.get() == "reset") }
 
         var served = 0
         var dropped = 0

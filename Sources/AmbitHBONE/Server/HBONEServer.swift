@@ -27,7 +27,8 @@ public final class HBONEServer: Sendable {
     private let contexts: TLSContextCache
     private let logger: Logger
     private let quiescing = Mutex<ServerQuiescingHelper?>(nil)
-    /// This server's listeners and their event loops, for ``shutdown(on:)`` to pause them first.
+    /// This server's listeners and their event loops (the last `listen`'s group: every caller uses one), for
+    /// ``shutdown(on:)`` to pause them first.
     private let listening = Mutex<(group: (any EventLoopGroup)?, channels: [any Channel])>((nil, []))
     private let limiter: HBONEConnectionLimiter
     private let onLimit: @Sendable (HBONELimit) -> Void

@@ -36,10 +36,11 @@ final class CapturedPod: Sendable {
     /// kernel still queues moves to a successor's listener.
     func stopAccepting(group: any EventLoopGroup) async -> EventLoopFuture<Void> {
         let hbone = hboneListener.withLock { $0 }
-        let all = listeners.withLock { $0 }
+        let relay = listeners.withLock { $0 }.filter { $0 !== hbone }
         let eventLoop = group.next()
-        try? await RelaySockets.pauseAccepting(all, group: group, on: eventLoop).get()
-        for listener in all where listener !== hbone { try? await listener.close() }
+        // The HBONE listener is paused the same way by its server's shutdown.
+        try? await RelaySockets.pauseAccepting(relay, group: group, on: eventLoop).get()
+        for listener in relay { try? await listener.close() }
         let closed = server.shutdown(on: eventLoop)
         try? await hbone?.closeFuture.get()
         return closed

@@ -206,8 +206,24 @@ final class ConnectionTracker: Sendable {
     private let connections = Mutex<[UInt64: ProxiedConnection]>([:])
     /// Sockets accepted whose connection is not recorded yet (its original destination is being read).
     private let accepting = Atomic<Int>(0)
+    /// Set at the drain deadline (``resetAll(reason:flag:)``): a connection recorded from then on is reset
+    /// as it is recorded.
+    private let resetting = Mutex<(reason: String, flag: ResponseFlag)?>(nil)
 
-    func insert(_ connection: ProxiedConnection) { connections.withLock { $0[connection.id] = connection } }
+    func insert(_ connection: ProxiedConnection) {
+        connections.withLock { $0[connection.id] = connection }
+        if let reset = resetting.withLock({ $0 }) { connection.revoke(reason: reset.reason, flag: reset.flag) }
+    }
+
+    /// Resets every connection, and every one recorded from now on (a socket that was still being set up,
+    /// a CONNECT that crossed its GOAWAY). Returns how many were open.
+    func resetAll(reason: String, flag: ResponseFlag) -> Int {
+        // First the flag, then the snapshot: a connection recorded in between is in the snapshot or sees the flag.
+        resetting.withLock { $0 = (reason, flag) }
+        let open = all
+        for connection in open { connection.revoke(reason: reason, flag: flag) }
+        return open.count
+    }
     func remove(_ connection: ProxiedConnection) { _ = connections.withLock { $0.removeValue(forKey: connection.id) } }
 
     /// Brackets the set-up of an accepted socket, up to its connection's ``insert(_:)`` (or its reset),
