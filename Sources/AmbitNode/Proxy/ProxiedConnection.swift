@@ -203,40 +203,51 @@ final class ProxiedConnection: Sendable {
 /// The connections the agent carries, per pod: for `/config_dump`, for draining, for re-checking
 /// policy, and for closing a released pod's connections.
 final class ConnectionTracker: Sendable {
-    private let connections = Mutex<[UInt64: ProxiedConnection]>([:])
+    private struct State {
+        var connections: [UInt64: ProxiedConnection] = [:]
+        /// Set at the drain deadline (``resetAll(reason:flag:)``): a connection recorded from then on is reset
+        /// as it is recorded.
+        var resetting: (reason: String, flag: ResponseFlag)?
+    }
+
+    private let state = Mutex(State())
     /// Sockets accepted whose connection is not recorded yet (its original destination is being read).
     private let accepting = Atomic<Int>(0)
-    /// Set at the drain deadline (``resetAll(reason:flag:)``): a connection recorded from then on is reset
-    /// as it is recorded.
-    private let resetting = Mutex<(reason: String, flag: ResponseFlag)?>(nil)
 
     func insert(_ connection: ProxiedConnection) {
-        connections.withLock { $0[connection.id] = connection }
-        if let reset = resetting.withLock({ $0 }) { connection.revoke(reason: reset.reason, flag: reset.flag) }
+        let reset = state.withLock { state in
+            state.connections[connection.id] = connection
+            return state.resetting
+        }
+        if let reset { connection.revoke(reason: reset.reason, flag: reset.flag) }
     }
 
     /// Resets every connection, and every one recorded from now on (a socket that was still being set up,
     /// a CONNECT that crossed its GOAWAY). Returns how many were open.
     func resetAll(reason: String, flag: ResponseFlag) -> Int {
-        // First the flag, then the snapshot: a connection recorded in between is in the snapshot or sees the flag.
-        resetting.withLock { $0 = (reason, flag) }
-        let open = all
+        let open = state.withLock { state in
+            state.resetting = (reason, flag)
+            return Array(state.connections.values)
+        }
         for connection in open { connection.revoke(reason: reason, flag: flag) }
         return open.count
     }
-    func remove(_ connection: ProxiedConnection) { _ = connections.withLock { $0.removeValue(forKey: connection.id) } }
+
+    func remove(_ connection: ProxiedConnection) {
+        _ = state.withLock { $0.connections.removeValue(forKey: connection.id) }
+    }
 
     /// Brackets the set-up of an accepted socket, up to its connection's ``insert(_:)`` (or its reset),
     /// so that a drain does not take an agent with a connection still being set up for an idle one.
     func beginAccept() { accepting.add(1, ordering: .relaxed) }
     func endAccept() { accepting.subtract(1, ordering: .relaxed) }
 
-    var all: [ProxiedConnection] { connections.withLock { Array($0.values) } }
-    var count: Int { connections.withLock { $0.count } }
+    var all: [ProxiedConnection] { state.withLock { Array($0.connections.values) } }
+    var count: Int { state.withLock { $0.connections.count } }
     /// Recorded connections and accepted sockets still being set up.
     var inFlight: Int { count + accepting.load(ordering: .relaxed) }
 
     func of(pod uid: String) -> [ProxiedConnection] {
-        connections.withLock { $0.values.filter { $0.pod.uid == uid } }
+        state.withLock { $0.connections.values.filter { $0.pod.uid == uid } }
     }
 }
