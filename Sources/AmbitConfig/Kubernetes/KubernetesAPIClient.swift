@@ -194,11 +194,20 @@ final class KubernetesAPIClient: Sendable {
         let head = HTTPRequestHead(version: .http1_1, method: method, uri: Self.uri(path, query), headers: headers)
         do {
             return try await channel.executeThenClose { inbound, outbound in
-                try await outbound.write(.head(head))
-                if let request { try await outbound.write(.body(.byteBuffer(request.bytes))) }
-                try await outbound.write(.end(nil))
+                // One write: the server may answer and close as soon as it has the whole request,
+                // so a second write could find the channel closed although the answer has arrived.
+                var parts: [HTTPClientRequestPart] = [.head(head)]
+                if let request { parts.append(.body(.byteBuffer(request.bytes))) }
+                parts.append(.end(nil))
+                var writeFailure: (any Error)?
+                do {
+                    try await outbound.write(contentsOf: parts)
+                } catch {
+                    writeFailure = error  // a server may also answer early and close: read what it sent
+                }
                 var iterator = inbound.makeAsyncIterator()
                 guard case .head(let response)? = try await iterator.next() else {
+                    if let writeFailure { throw writeFailure }
                     throw KubernetesAPIError.transport("the API server closed the connection without answering")
                 }
                 var body = Body(iterator: iterator)

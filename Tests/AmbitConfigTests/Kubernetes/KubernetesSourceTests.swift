@@ -92,7 +92,8 @@ import Testing
         #expect(
             lists.map { $0.query["continue"] ?? "-" } == [
                 "-", "2-\(world.server.resourceVersion)", "4-\(world.server.resourceVersion)",
-            ]
+            ],
+            "last error: \(world.collection(.pod)?.lastError ?? "none")"
         )
         #expect(world.collection(.pod)?.objects == 6)
         await world.close()
