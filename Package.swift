@@ -482,6 +482,7 @@ let package = Package(
                 "AmbitModel",
                 "AmbitTestSupport",
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
             ],
             swiftSettings: strictSettings
