@@ -27,7 +27,8 @@ public struct CAServerOptions: Sendable {
     public var port = 15012
     /// DNS names and IP addresses of the serving certificate (what clients dial and verify).
     public var serverNames: [String] = ["ambit-ca.ambit-system.svc", "ambit-ca.ambit-system.svc.cluster.local"]
-    /// Lifetime of the serving certificate, issued by the CA itself at every start.
+    /// Lifetime of the serving certificate, issued by the CA itself at start and anew (fresh key) at two-thirds of
+    /// its lifetime while the server runs (``ServingCertificate``); never past the CA certificate's own expiry.
     public var servingLifetime: Duration = .seconds(365 * 24 * 3600)
     public var service = CertificateService.Options()
     public var ports = OperationalEndpoints.Ports(metrics: 15014, readiness: 15021, admin: 15000)
@@ -123,18 +124,18 @@ public final class CAServer: Sendable {
             registry: metrics.registry,
             logger: logger
         )
-        let serving = try authority.servingCertificate(names: options.serverNames, lifetime: options.servingLifetime)
-        let chainPEM = try serving.chain.map { Array(try $0.serializeAsPEM().pemString.utf8) }
-        let keyPEM = Array(try serving.privateKey.serializeAsPEM().pemString.utf8)
+        let serving = try ServingCertificate(
+            authority: authority,
+            names: options.serverNames,
+            lifetime: options.servingLifetime,
+            registry: metrics.registry
+        )
         let address: GRPCNIOTransportCore.SocketAddress =
             options.listenHost.contains(":")
             ? .ipv6(host: options.listenHost, port: options.port) : .ipv4(host: options.listenHost, port: options.port)
         let transport = HTTP2ServerTransport.Posix(
             address: address,
-            transportSecurity: .tls(
-                certificateChain: chainPEM.map { .bytes($0, format: .pem) },
-                privateKey: .bytes(keyPEM, format: .pem)
-            ),
+            transportSecurity: try .tls(certificateReloader: serving),
             config: .defaults { config in
                 // The service refuses CSRs past CertificateService.maximumCSRLength (RESOURCE_EXHAUSTED, logged);
                 // a message past this bound is not even buffered: gRPC resets its stream (CANCEL).
@@ -144,6 +145,7 @@ public final class CAServer: Sendable {
         )
         let server = GRPCServer(transport: transport, services: [service])
         let serverTask = Task { try await server.serve() }
+        let renewalTask = Task { [logger] in await serving.renewPeriodically(logger: logger) }
         let listening = try await transport.listeningAddress
         let endpoints = try await OperationalEndpoints.start(
             "ambit-ca",
@@ -152,13 +154,17 @@ public final class CAServer: Sendable {
             metrics: metrics,
             logger: logger,
             readiness: { self.ready.load(ordering: .relaxed) ? nil : "starting or draining" },
-            configDump: { [options, authority, source] in
+            configDump: { [options, authority, source, serving] in
                 let dump: [String: Any] = [
                     "trustDomain": options.trustDomain,
                     "rootExpiry": "\(authority.root.notValidAfter)",
                     "authentication": "\(options.authentication)",
                     "nodeAccounts": options.nodeAccounts.sorted(),
                     "serverNames": options.serverNames,
+                    "servingCertificate": [
+                        "expiry": "\(serving.validity.notAfter)", "serial": serving.validity.serial,
+                        "renewal": "\(serving.renewalTime)",
+                    ],
                     "configSource": source.statusDump(),
                 ]
                 let data = (try? JSONSerialization.data(withJSONObject: dump, options: [.prettyPrinted, .sortedKeys]))
@@ -172,6 +178,7 @@ public final class CAServer: Sendable {
             metadata: [
                 "listen": "\(listening)", "trust_domain": "\(options.trustDomain)",
                 "authentication": "\(options.authentication)", "server_names": "\(options.serverNames)",
+                "serving_cert_expiry": "\(serving.validity.notAfter)",
             ]
         )
         // Until SIGTERM, or until the gRPC server fails (then the process exits with its error). Neither wait can be
@@ -204,6 +211,7 @@ public final class CAServer: Sendable {
         }
         _ = try? await serverTask.value
         drained.cancel()
+        renewalTask.cancel()
         sourceTask.cancel()
         store.finish()
         await endpoints.close()

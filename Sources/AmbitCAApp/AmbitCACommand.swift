@@ -21,7 +21,8 @@ struct AmbitCACommand: AsyncParsableCommand {
             PERMISSION_DENIED, INVALID_ARGUMENT or RESOURCE_EXHAUSTED and are logged with the caller. \
             The CA directory uses Istio's layouts (cacerts: ca-cert.pem, ca-key.pem, cert-chain.pem, \
             root-cert.pem; istio-ca-secret: ca-cert.pem, ca-key.pem), ECDSA P-256 or RSA keys. The serving \
-            certificate is issued by the CA itself at start for --server-name. Ports: 15014 metrics (/metrics), \
+            certificate is issued by the CA itself for --server-name, at start and anew at two-thirds of its \
+            lifetime (--serving-lifetime-seconds), without a restart. Ports: 15014 metrics (/metrics), \
             15021 readiness (/healthz/ready), 15000 admin on 127.0.0.1 (/config_dump, /logging).
             """
     )
@@ -53,6 +54,14 @@ struct AmbitCACommand: AsyncParsableCommand {
     @Option(help: "DNS name or IP address of the serving certificate (repeatable).")
     var serverName: [String] = []
 
+    @Option(
+        help: """
+            Lifetime of the TLS serving certificate, in seconds; a new one (fresh key) is issued at two-thirds of it \
+            while ambit-ca runs.
+            """
+    )
+    var servingLifetimeSeconds = 365 * 24 * 3600
+
     @Option(help: "Longest certificate lifetime a request may ask for, in hours.")
     var maxLifetimeHours = 90 * 24
 
@@ -75,6 +84,9 @@ struct AmbitCACommand: AsyncParsableCommand {
             throw ValidationError("--node-account must be namespace/name, not \"\(account)\"")
         }
         guard (1...65535).contains(port) else { throw ValidationError("--port must be between 1 and 65535") }
+        guard servingLifetimeSeconds >= 3 else {
+            throw ValidationError("--serving-lifetime-seconds must be at least 3")
+        }
         guard maxLifetimeHours > 0 else { throw ValidationError("--max-lifetime-hours must be positive") }
     }
 
@@ -95,6 +107,7 @@ struct AmbitCACommand: AsyncParsableCommand {
             if !serverName.isEmpty { options.serverNames = serverName }
             options.listenHost = listen
             options.port = port
+            options.servingLifetime = .seconds(servingLifetimeSeconds)
             options.service.maximumLifetime = .seconds(maxLifetimeHours * 3600)
             options.ports = .init(metrics: metricsPort, readiness: readinessPort, admin: adminPort)
             options.drainDeadline = .seconds(drainSeconds)

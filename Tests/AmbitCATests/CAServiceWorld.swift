@@ -36,7 +36,7 @@ final class CAServiceWorld: @unchecked Sendable {
         case istioCASecret
     }
 
-    private init(layout: Layout) throws {
+    private init(layout: Layout, arguments extra: [String]) throws {
         directory = try TemporaryDirectory(prefix: "ambit-ca-test")
         switch layout {
         case .cacerts:
@@ -68,16 +68,17 @@ final class CAServiceWorld: @unchecked Sendable {
         // Through python3, which clears the signal mask before exec: the test runner's threads block signals, and a
         // child would inherit that (SIGTERM must reach ambit-ca).
         process.executableURL = URL(fileURLWithPath: Self.python)
-        process.arguments = [
-            "-c",
-            "import os, signal, sys; signal.pthread_sigmask(signal.SIG_SETMASK, []); os.execv(sys.argv[1], sys.argv[1:])",
-            TestBinaries.path("ambit-ca"),
-            "--ca-dir", caDirectory, "--manifests", directory.path + "/m",
-            "--token-public-key", directory.path + "/token.pub",
-            "--listen", "127.0.0.1", "--port", "\(port)", "--server-name", "127.0.0.1",
-            "--metrics-port", "\(metricsPort)", "--readiness-port", "\(TestPorts.free())",
-            "--admin-port", "\(TestPorts.free())",
-        ]
+        process.arguments =
+            [
+                "-c",
+                "import os, signal, sys; signal.pthread_sigmask(signal.SIG_SETMASK, []); os.execv(sys.argv[1], sys.argv[1:])",
+                TestBinaries.path("ambit-ca"),
+                "--ca-dir", caDirectory, "--manifests", directory.path + "/m",
+                "--token-public-key", directory.path + "/token.pub",
+                "--listen", "127.0.0.1", "--port", "\(port)", "--server-name", "127.0.0.1",
+                "--metrics-port", "\(metricsPort)", "--readiness-port", "\(TestPorts.free())",
+                "--admin-port", "\(TestPorts.free())",
+            ] + extra
         FileManager.default.createFile(atPath: logFile, contents: nil)
         let log = try FileHandle(forWritingTo: URL(fileURLWithPath: logFile))
         process.standardOutput = log
@@ -85,9 +86,9 @@ final class CAServiceWorld: @unchecked Sendable {
         try process.run()
     }
 
-    /// Starts one and waits for its "started" log line.
-    static func start(_ layout: Layout = .cacerts) async throws -> CAServiceWorld {
-        let world = try CAServiceWorld(layout: layout)
+    /// Starts one (with `arguments` added to its command line) and waits for its "started" log line.
+    static func start(_ layout: Layout = .cacerts, arguments: [String] = []) async throws -> CAServiceWorld {
+        let world = try CAServiceWorld(layout: layout, arguments: arguments)
         _ = await eventually(timeout: .seconds(30)) {
             world.log.contains("ambit-ca started") || !world.process.isRunning
         }
@@ -165,6 +166,36 @@ final class CAServiceWorld: @unchecked Sendable {
             return object?["pem"] as? String
         }
         return Answer(status: result.status, chain: chain, error: result.standardError)
+    }
+
+    /// The serving certificate a TLS client is shown now, as openssl reads it: its serial number and expiry.
+    func servingCertificate() throws -> (serial: String, notAfter: Date) {
+        let shown = try ProcessRunner.run(
+            "/usr/bin/openssl",
+            ["s_client", "-connect", address, "-alpn", "h2", "-CAfile", rootsFile, "-verify_return_error"],
+            input: ""
+        )
+        guard shown.standardOutput.contains("Verify return code: 0 (ok)") else {
+            throw CAWorldError("openssl s_client did not verify the serving certificate: \(shown.standardError)")
+        }
+        let fields = try ProcessRunner.run(
+            "/usr/bin/openssl",
+            ["x509", "-noout", "-serial", "-enddate", "-dateopt", "iso_8601"],
+            input: shown.standardOutput
+        ).standardOutput
+        var values: [String: String] = [:]
+        for line in fields.split(separator: "\n") {
+            let parts = line.split(separator: "=", maxSplits: 1).map(String.init)
+            if parts.count == 2 { values[parts[0]] = parts[1] }
+        }
+        let formatter = DateFormatter()  // -dateopt iso_8601 prints "2026-12-08 15:44:35Z"
+        formatter.locale = Locale(identifier: "en_US_POSIX")
+        formatter.timeZone = TimeZone(identifier: "UTC")
+        formatter.dateFormat = "yyyy-MM-dd HH:mm:ss'Z'"
+        guard let serial = values["serial"], let notAfter = values["notAfter"].flatMap(formatter.date(from:)) else {
+            throw CAWorldError("openssl x509 printed no serial or expiry: \(fields)")
+        }
+        return (serial, notAfter)
     }
 
     /// The metrics page.
