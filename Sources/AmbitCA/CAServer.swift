@@ -145,7 +145,6 @@ public final class CAServer: Sendable {
         )
         let server = GRPCServer(transport: transport, services: [service])
         let serverTask = Task { try await server.serve() }
-        let renewalTask = Task { [logger] in await serving.renewPeriodically(logger: logger) }
         let listening = try await transport.listeningAddress
         let endpoints = try await OperationalEndpoints.start(
             "ambit-ca",
@@ -163,7 +162,7 @@ public final class CAServer: Sendable {
                     "serverNames": options.serverNames,
                     "servingCertificate": [
                         "expiry": "\(serving.validity.notAfter)", "serial": serving.validity.serial,
-                        "renewal": "\(serving.renewalTime)",
+                        "renewal": serving.renewalTime.map { "\($0)" } ?? "none: the CA certificate's expiry caps it",
                     ],
                     "configSource": source.statusDump(),
                 ]
@@ -172,6 +171,7 @@ public final class CAServer: Sendable {
             },
             configProblems: { [source] in source.problems }
         )
+        let renewalTask = Task { [logger] in await serving.renewPeriodically(logger: logger) }
         ready.store(true, ordering: .relaxed)
         logger.info(
             "ambit-ca started",

@@ -57,53 +57,73 @@ final class ServingCertificate: CertificateReloader, Sendable {
 
     var sslContextConfigurationOverride: NIOSSLContextConfigurationOverride { current.withLock { $0.override } }
 
-    /// When the certificate in use expires, and its serial number (hex), for logs and tests.
+    /// When the certificate in use expires, and its serial number (hex, as openssl prints it), for logs and dumps.
     var validity: (notAfter: Date, serial: String) { current.withLock { ($0.notAfter, $0.serial) } }
 
-    /// When the certificate in use is due for renewal: two-thirds into its validity.
-    var renewalTime: Date {
-        current.withLock { $0.issued + $0.notAfter.timeIntervalSince($0.issued) * 2 / 3 }
+    /// When the certificate in use is due for renewal, two-thirds into its validity; nil when the CA certificate's
+    /// own expiry caps it, as renewing would then not move its expiry.
+    var renewalTime: Date? {
+        current.withLock { current in
+            guard current.notAfter < authority.certificate.notValidAfter else { return nil }
+            return current.issued + current.notAfter.timeIntervalSince(current.issued) * 2 / 3
+        }
     }
 
     /// Renews the certificate whenever it is due, until the task is cancelled. A failed renewal (it should not
     /// fail: the key is local) is logged and retried; the certificate in use serves until it expires. Once the CA
-    /// certificate's own expiry is what limits the serving certificate, renewing again would not move its expiry:
-    /// that is logged and renewal stops (a new CA certificate needs a restart).
+    /// certificate's own expiry caps the serving certificate, that is logged and renewal stops (a new CA
+    /// certificate needs a restart). Waits are slept an hour at most at a time, so a corrected clock is seen.
     func renewPeriodically(logger: Logger) async {
-        var failures = 0
+        var retry: (failures: Int, at: Date)?
         while !Task.isCancelled {
-            let due = failures == 0 ? renewalTime : Date() + min(Double(failures) * 5, 60)
-            let wait = max(due.timeIntervalSinceNow, 0.1)
-            do {
-                try await Task.sleep(for: .milliseconds(Int64(wait * 1000)))
-            } catch {
+            guard let due = retry?.at ?? renewalTime else {
+                warnCappedByTheCA(logger: logger)
                 return
+            }
+            let wait = due.timeIntervalSinceNow
+            if wait > 0 {
+                do {
+                    try await Task.sleep(for: .milliseconds(Int64(min(wait, 3600) * 1000)))
+                } catch {
+                    return
+                }
+                continue
             }
             do {
                 let renewed = try Self.issue(authority: authority, names: names, lifetime: lifetime, now: Date())
                 current.withLock { $0 = renewed }
                 expiry.set(renewed.notAfter.timeIntervalSince1970)
                 renewals.increment()
-                failures = 0
-                let metadata: Logger.Metadata = ["expiry": "\(renewed.notAfter)", "serial": "\(renewed.serial)"]
-                guard renewed.notAfter < authority.certificate.notValidAfter else {
-                    logger.warning(
-                        """
-                        renewed the TLS serving certificate up to the CA certificate's own expiry; renew the CA \
-                        certificate and restart ambit-ca before then
-                        """,
-                        metadata: metadata
-                    )
-                    return
-                }
-                logger.info("renewed the TLS serving certificate", metadata: metadata)
+                retry = nil
+                logger.info(
+                    "renewed the TLS serving certificate",
+                    metadata: ["expiry": "\(renewed.notAfter)", "serial": "\(renewed.serial)"]
+                )
             } catch {
-                failures += 1
+                let failures = (retry?.failures ?? 0) + 1
+                retry = (failures, Date() + min(Double(failures) * 5, 60))
                 logger.error(
                     "cannot renew the TLS serving certificate; the current one serves until it expires",
                     metadata: ["error": "\(error)", "expiry": "\(validity.notAfter)"]
                 )
             }
+        }
+    }
+
+    private func warnCappedByTheCA(logger: Logger) {
+        let caExpiry = authority.certificate.notValidAfter
+        if caExpiry <= Date() {
+            logger.error(
+                "the CA certificate has expired: no client accepts the TLS serving certificate or what is signed",
+                metadata: ["ca_expiry": "\(caExpiry)", "hint": "renew the CA certificate and restart ambit-ca"]
+            )
+        } else {
+            logger.warning(
+                "the TLS serving certificate expires with the CA certificate and cannot be renewed past it",
+                metadata: [
+                    "ca_expiry": "\(caExpiry)", "hint": "renew the CA certificate and restart ambit-ca before then",
+                ]
+            )
         }
     }
 
@@ -128,7 +148,10 @@ final class ServingCertificate: CertificateReloader, Sendable {
             override: override,
             issued: now,
             notAfter: leaf.notValidAfter,
-            serial: leaf.serialNumber.description
+            // As openssl prints it: upper-case hex digits, two per byte, no separators.
+            serial: leaf.serialNumber.bytes.map { byte in
+                (byte < 16 ? "0" : "") + String(byte, radix: 16, uppercase: true)
+            }.joined()
         )
     }
 }

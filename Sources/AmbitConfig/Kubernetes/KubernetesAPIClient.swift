@@ -138,7 +138,7 @@ final class KubernetesAPIClient: Sendable {
         fileprivate var iterator: NIOAsyncChannelInboundStream<HTTPClientResponsePart>.AsyncIterator
 
         mutating func next() async throws -> ByteBuffer? {
-            while let part = try await iterator.next() {
+            while let part = try await nextPart() {
                 switch part {
                 case .head: throw KubernetesAPIError.malformed("a second response head")
                 case .body(let buffer): return buffer
@@ -146,6 +146,16 @@ final class KubernetesAPIClient: Sendable {
                 }
             }
             throw KubernetesAPIError.transport("the API server closed the connection mid-response")
+        }
+
+        /// The connection's own failures (a broken or malformed response) as transport errors, so that they
+        /// are not taken for errors of the code reading the body.
+        private mutating func nextPart() async throws -> HTTPClientResponsePart? {
+            do {
+                return try await iterator.next()
+            } catch {
+                throw KubernetesAPIError.transport("the response from the API server broke off: \(error)")
+            }
         }
     }
 
@@ -161,6 +171,7 @@ final class KubernetesAPIClient: Sendable {
         let serverName = config.serverName ?? (Self.isIPAddress(config.host) ? nil : config.host)
         let context = self.context
         let tlsFailure = TLSFailure()
+        let closeOnIdle = CloseOnIdle()
         let channel: NIOAsyncChannel<HTTPClientResponsePart, HTTPClientRequestPart>
         do {
             channel = try await ClientBootstrap(group: group)
@@ -172,7 +183,7 @@ final class KubernetesAPIClient: Sendable {
                         try sync.addHandler(NIOSSLClientHandler(context: context, serverHostname: serverName))
                         try sync.addHandler(tlsFailure)
                         try sync.addHandler(IdleStateHandler(readTimeout: idleTimeout))
-                        try sync.addHandler(CloseOnIdle())
+                        try sync.addHandler(closeOnIdle)
                         try sync.addHTTPClientHandlers()
                         return try NIOAsyncChannel<HTTPClientResponsePart, HTTPClientRequestPart>(
                             wrappingChannelSynchronously: channel
@@ -232,6 +243,10 @@ final class KubernetesAPIClient: Sendable {
             }
         } catch let error as HandlerError {
             throw error.underlying
+        } catch  where closeOnIdle.fired {
+            throw KubernetesAPIError.transport(
+                "the API server \(config) sent nothing for \(idleTimeout); the connection was closed"
+            )
         } catch let error as KubernetesAPIError {
             throw error
         } catch let error as NIOSSLError {
@@ -280,11 +295,17 @@ final class KubernetesAPIClient: Sendable {
         return inet_pton(AF_INET, host, &v4) == 1 || inet_pton(AF_INET6, host, &v6) == 1
     }
 
-    /// Closes the connection when `IdleStateHandler` reports that nothing was read for too long.
+    /// Closes the connection when `IdleStateHandler` reports that nothing was read for too long, and
+    /// remembers it, so the request's error says so rather than what the close made of it.
     private final class CloseOnIdle: ChannelInboundHandler, Sendable {
         typealias InboundIn = NIOAny
+        private let closed = Atomic<Bool>(false)
+
+        var fired: Bool { closed.load(ordering: .relaxed) }
+
         func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
             if let idle = event as? IdleStateHandler.IdleStateEvent, idle == .read {
+                closed.store(true, ordering: .relaxed)
                 context.close(promise: nil)
                 return
             }
