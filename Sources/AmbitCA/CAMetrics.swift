@@ -1,4 +1,3 @@
-import AmbitIdentity
 import Prometheus
 
 /// The CA service's metrics: istiod's names for requests, issuances and failures (so existing dashboards
@@ -18,7 +17,7 @@ struct CAMetrics: Sendable {
         )
     }
 
-    init(registry: PrometheusCollectorRegistry, authority: CertificateAuthority) {
+    init(registry: PrometheusCollectorRegistry) {
         self.registry = registry
         requests = registry.makeCounter(
             descriptor: MetricNameDescriptor(metricName: "citadel_server_csr_count", helpText: "CSRs received")
@@ -41,12 +40,6 @@ struct CAMetrics: Sendable {
                 helpText: "Requests whose CSR could not be used"
             )
         )
-        registry.makeGauge(
-            descriptor: MetricNameDescriptor(
-                metricName: "citadel_server_root_cert_expiry_timestamp",
-                helpText: "Unix time at which the root certificate expires"
-            )
-        ).set(authority.root.notValidAfter.timeIntervalSince1970)
         for code in [
             CARefusal.Code.unauthenticated, .permissionDenied, .invalidArgument, .resourceExhausted, .unavailable,
             .internal,

@@ -30,6 +30,8 @@ public struct CAServerOptions: Sendable {
     /// Lifetime of the serving certificate, issued by the CA itself at start and anew (fresh key) at two-thirds of
     /// its lifetime while the server runs (``ServingCertificate``); never past the CA certificate's own expiry.
     public var servingLifetime: Duration = .seconds(365 * 24 * 3600)
+    /// How often the CA directory is looked at for changed files (``CAMaterial``).
+    public var caReloadInterval: Duration = .seconds(10)
     public var service = CertificateService.Options()
     public var ports = OperationalEndpoints.Ports(metrics: 15014, readiness: 15021, admin: 15000)
     public var drainDeadline: Duration = .seconds(5)
@@ -63,8 +65,8 @@ public final class CAServer: Sendable {
     public static let maximumMessageSize = 1 << 20
     public let options: CAServerOptions
     private let logger: Logger
-    private let authority: CertificateAuthority
-    private let metrics = MeshMetrics()
+    private let material: CAMaterial
+    private let metrics: MeshMetrics
     private let store: ConfigStore
     private let group: MultiThreadedEventLoopGroup
     private let source: any ConfigSource
@@ -73,7 +75,13 @@ public final class CAServer: Sendable {
     public init(options: CAServerOptions, logger: Logger) throws {
         self.options = options
         self.logger = logger
-        authority = try CertificateAuthority.load(directory: options.caDirectory, trustDomain: options.trustDomain)
+        let metrics = MeshMetrics()
+        self.metrics = metrics
+        material = try CAMaterial(
+            directory: options.caDirectory,
+            trustDomain: options.trustDomain,
+            registry: metrics.registry
+        )
         store = ConfigStore(options: ConfigOptions(trustDomain: options.trustDomain, clusterID: options.clusterID))
         group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         source = try options.config.makeSource(store: store, group: group, userAgent: "ambit-ca", logger: logger)
@@ -110,8 +118,9 @@ public final class CAServer: Sendable {
             catchUp = {}
             settle = .seconds(2)
         }
+        let material = self.material
         let service = CertificateService(
-            authority: authority,
+            authority: { material.authority },
             authenticator: authenticator,
             authorizer: CertificateRequestAuthorizer(
                 trustDomain: options.trustDomain,
@@ -125,7 +134,7 @@ public final class CAServer: Sendable {
             logger: logger
         )
         let serving = try ServingCertificate(
-            authority: authority,
+            authority: { material.authority },
             names: options.serverNames,
             lifetime: options.servingLifetime,
             registry: metrics.registry
@@ -153,10 +162,11 @@ public final class CAServer: Sendable {
             metrics: metrics,
             logger: logger,
             readiness: { self.ready.load(ordering: .relaxed) ? nil : "starting or draining" },
-            configDump: { [options, authority, source, serving] in
+            configDump: { [options, material, source, serving] in
                 let dump: [String: Any] = [
                     "trustDomain": options.trustDomain,
-                    "rootExpiry": "\(authority.root.notValidAfter)",
+                    "rootExpiry": "\(material.authority.root.notValidAfter)",
+                    "caExpiry": "\(material.authority.certificate.notValidAfter)",
                     "authentication": "\(options.authentication)",
                     "nodeAccounts": options.nodeAccounts.sorted(),
                     "serverNames": options.serverNames,
@@ -172,6 +182,18 @@ public final class CAServer: Sendable {
             configProblems: { [source] in source.problems }
         )
         let renewalTask = Task { [logger] in await serving.renewPeriodically(logger: logger) }
+        let reloadTask = Task { [logger, options] in
+            await material.watch(every: options.caReloadInterval, logger: logger) {
+                do {
+                    try serving.renew(logger: logger, reason: "issued a TLS serving certificate from the reloaded CA")
+                } catch {
+                    logger.error(
+                        "cannot issue a TLS serving certificate from the reloaded CA; the current one serves on",
+                        metadata: ["error": "\(error)"]
+                    )
+                }
+            }
+        }
         ready.store(true, ordering: .relaxed)
         logger.info(
             "ambit-ca started",
@@ -212,6 +234,7 @@ public final class CAServer: Sendable {
         _ = try? await serverTask.value
         drained.cancel()
         renewalTask.cancel()
+        reloadTask.cancel()
         sourceTask.cancel()
         store.finish()
         await endpoints.close()

@@ -25,7 +25,8 @@ public struct CertificateService: Istio_V1_Auth_IstioCertificateService.ServiceP
         public init() {}
     }
 
-    private let authority: CertificateAuthority
+    /// The CA in force (``CAMaterial`` reads its directory again when it changes).
+    private let authority: @Sendable () -> CertificateAuthority
     private let authenticator: any CallerAuthenticator
     private let authorizer: CertificateRequestAuthorizer
     private let options: Options
@@ -33,7 +34,7 @@ public struct CertificateService: Istio_V1_Auth_IstioCertificateService.ServiceP
     private let logger: Logger
 
     public init(
-        authority: CertificateAuthority,
+        authority: @escaping @Sendable () -> CertificateAuthority,
         authenticator: any CallerAuthenticator,
         authorizer: CertificateRequestAuthorizer,
         options: Options = Options(),
@@ -44,7 +45,7 @@ public struct CertificateService: Istio_V1_Auth_IstioCertificateService.ServiceP
         self.authenticator = authenticator
         self.authorizer = authorizer
         self.options = options
-        self.metrics = CAMetrics(registry: registry, authority: authority)
+        self.metrics = CAMetrics(registry: registry)
         self.logger = logger
     }
 
@@ -119,7 +120,7 @@ public struct CertificateService: Istio_V1_Auth_IstioCertificateService.ServiceP
             lifetime = min(.seconds(request.validityDuration), options.maximumLifetime)
         }
         do {
-            return try authority.sign(csr, lifetime: lifetime, allowed: { $0 == requested })
+            return try authority().sign(csr, lifetime: lifetime, allowed: { $0 == requested })
         } catch {
             throw CARefusal(.internal, "signing failed: \(Self.message(of: error))")
         }

@@ -19,7 +19,8 @@ final class ServingCertificate: CertificateReloader, Sendable {
         var serial: String
     }
 
-    private let authority: CertificateAuthority
+    /// The CA in force (it may be replaced while the server runs: ``CAMaterial``).
+    private let authority: @Sendable () -> CertificateAuthority
     private let names: [String]
     private let lifetime: Duration
     private let current: Mutex<Current>
@@ -28,7 +29,7 @@ final class ServingCertificate: CertificateReloader, Sendable {
 
     /// Issues the first certificate (an error here stops the server from starting).
     init(
-        authority: CertificateAuthority,
+        authority: @escaping @Sendable () -> CertificateAuthority,
         names: [String],
         lifetime: Duration,
         registry: PrometheusCollectorRegistry,
@@ -37,7 +38,7 @@ final class ServingCertificate: CertificateReloader, Sendable {
         self.authority = authority
         self.names = names
         self.lifetime = lifetime
-        current = Mutex(try Self.issue(authority: authority, names: names, lifetime: lifetime, now: now))
+        current = Mutex(try Self.issue(authority: authority(), names: names, lifetime: lifetime, now: now))
         expiry = registry.makeGauge(
             descriptor: MetricNameDescriptor(
                 metricName: "ambit_ca_serving_cert_expiry_timestamp",
@@ -63,22 +64,32 @@ final class ServingCertificate: CertificateReloader, Sendable {
     /// When the certificate in use is due for renewal, two-thirds into its validity; nil when the CA certificate's
     /// own expiry caps it, as renewing would then not move its expiry.
     var renewalTime: Date? {
-        current.withLock { current in
-            guard current.notAfter < authority.certificate.notValidAfter else { return nil }
+        let caExpiry = authority().certificate.notValidAfter
+        return current.withLock { current in
+            guard current.notAfter < caExpiry else { return nil }
             return current.issued + current.notAfter.timeIntervalSince(current.issued) * 2 / 3
         }
     }
 
     /// Renews the certificate whenever it is due, until the task is cancelled. A failed renewal (it should not
-    /// fail: the key is local) is logged and retried; the certificate in use serves until it expires. Once the CA
-    /// certificate's own expiry caps the serving certificate, that is logged and renewal stops (a new CA
-    /// certificate needs a restart). Waits are slept an hour at most at a time, so a corrected clock is seen.
+    /// fail: the key is local) is logged and retried; the certificate in use serves until it expires. While the CA
+    /// certificate's own expiry caps the serving certificate there is nothing to renew into: that is logged once,
+    /// and renewal resumes if a reloaded CA lifts the cap. Waits are slept an hour at most at a time, so a
+    /// corrected clock and a reloaded CA are seen.
     func renewPeriodically(logger: Logger) async {
         var retry: (failures: Int, at: Date)?
+        var warned = false
         while !Task.isCancelled {
-            guard let due = retry?.at ?? renewalTime else {
-                warnCappedByTheCA(logger: logger)
-                return
+            let due: Date
+            if let retry {
+                due = retry.at
+            } else if let renewal = renewalTime {
+                due = renewal
+                warned = false
+            } else {
+                if !warned { warnCappedByTheCA(logger: logger) }
+                warned = true
+                due = Date() + 3600
             }
             let wait = due.timeIntervalSinceNow
             if wait > 0 {
@@ -90,15 +101,8 @@ final class ServingCertificate: CertificateReloader, Sendable {
                 continue
             }
             do {
-                let renewed = try Self.issue(authority: authority, names: names, lifetime: lifetime, now: Date())
-                current.withLock { $0 = renewed }
-                expiry.set(renewed.notAfter.timeIntervalSince1970)
-                renewals.increment()
+                try renew(logger: logger, reason: "renewed the TLS serving certificate")
                 retry = nil
-                logger.info(
-                    "renewed the TLS serving certificate",
-                    metadata: ["expiry": "\(renewed.notAfter)", "serial": "\(renewed.serial)"]
-                )
             } catch {
                 let failures = (retry?.failures ?? 0) + 1
                 retry = (failures, Date() + min(Double(failures) * 5, 60))
@@ -110,18 +114,31 @@ final class ServingCertificate: CertificateReloader, Sendable {
         }
     }
 
+    /// Issues a certificate now, from the CA in force (after a CA reload: the one in use may chain to a CA that
+    /// is gone). New handshakes get it at once.
+    func renew(logger: Logger, reason: Logger.Message) throws {
+        let renewed = try Self.issue(authority: authority(), names: names, lifetime: lifetime, now: Date())
+        current.withLock { $0 = renewed }
+        expiry.set(renewed.notAfter.timeIntervalSince1970)
+        renewals.increment()
+        logger.info(reason, metadata: ["expiry": "\(renewed.notAfter)", "serial": "\(renewed.serial)"])
+    }
+
     private func warnCappedByTheCA(logger: Logger) {
-        let caExpiry = authority.certificate.notValidAfter
+        let caExpiry = authority().certificate.notValidAfter
         if caExpiry <= Date() {
             logger.error(
                 "the CA certificate has expired: no client accepts the TLS serving certificate or what is signed",
-                metadata: ["ca_expiry": "\(caExpiry)", "hint": "renew the CA certificate and restart ambit-ca"]
+                metadata: [
+                    "ca_expiry": "\(caExpiry)", "hint": "renew the CA certificate (ambit-ca reloads its directory)",
+                ]
             )
         } else {
             logger.warning(
                 "the TLS serving certificate expires with the CA certificate and cannot be renewed past it",
                 metadata: [
-                    "ca_expiry": "\(caExpiry)", "hint": "renew the CA certificate and restart ambit-ca before then",
+                    "ca_expiry": "\(caExpiry)",
+                    "hint": "renew the CA certificate before then (ambit-ca reloads its directory)",
                 ]
             )
         }

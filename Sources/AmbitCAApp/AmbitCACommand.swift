@@ -20,7 +20,8 @@ struct AmbitCACommand: AsyncParsableCommand {
             caller may obtain its own identity; nothing else is signed. Refusals answer UNAUTHENTICATED, \
             PERMISSION_DENIED, INVALID_ARGUMENT or RESOURCE_EXHAUSTED and are logged with the caller. \
             The CA directory uses Istio's layouts (cacerts: ca-cert.pem, ca-key.pem, cert-chain.pem, \
-            root-cert.pem; istio-ca-secret: ca-cert.pem, ca-key.pem), ECDSA P-256 or RSA keys. The serving \
+            root-cert.pem; istio-ca-secret: ca-cert.pem, ca-key.pem), ECDSA P-256 or RSA keys, read again when \
+            they change (--ca-reload-seconds). The serving \
             certificate is issued by the CA itself for --server-name, at start and anew at two-thirds of its \
             lifetime (--serving-lifetime-seconds), without a restart. Ports: 15014 metrics (/metrics), \
             15021 readiness (/healthz/ready), 15000 admin on 127.0.0.1 (/config_dump, /logging).
@@ -62,6 +63,14 @@ struct AmbitCACommand: AsyncParsableCommand {
     )
     var servingLifetimeSeconds = 365 * 24 * 3600
 
+    @Option(
+        help: """
+            Seconds between looks at --ca-dir: changed files are loaded and signed with from then on (a CA that \
+            does not load is logged and the previous one kept).
+            """
+    )
+    var caReloadSeconds = 10
+
     @Option(help: "Longest certificate lifetime a request may ask for, in hours.")
     var maxLifetimeHours = 90 * 24
 
@@ -87,6 +96,7 @@ struct AmbitCACommand: AsyncParsableCommand {
         guard servingLifetimeSeconds >= 3 else {
             throw ValidationError("--serving-lifetime-seconds must be at least 3")
         }
+        guard caReloadSeconds > 0 else { throw ValidationError("--ca-reload-seconds must be positive") }
         guard maxLifetimeHours > 0 else { throw ValidationError("--max-lifetime-hours must be positive") }
     }
 
@@ -108,6 +118,7 @@ struct AmbitCACommand: AsyncParsableCommand {
             options.listenHost = listen
             options.port = port
             options.servingLifetime = .seconds(servingLifetimeSeconds)
+            options.caReloadInterval = .seconds(caReloadSeconds)
             options.service.maximumLifetime = .seconds(maxLifetimeHours * 3600)
             options.ports = .init(metrics: metricsPort, readiness: readinessPort, admin: adminPort)
             options.drainDeadline = .seconds(drainSeconds)

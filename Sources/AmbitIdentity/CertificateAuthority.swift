@@ -23,9 +23,11 @@ public struct CertificateAuthority: Sendable {
     public static let rootFile = "root-cert.pem"
     public static let chainFile = "cert-chain.pem"
 
-    /// Creates a self-signed ECDSA P-256 root for `trustDomain`.
+    /// Creates a self-signed ECDSA P-256 root for `trustDomain`, named `commonName` (two roots that clients trust
+    /// side by side must differ in subject).
     public static func generate(
         trustDomain: String = SpiffeID.defaultTrustDomain,
+        commonName: String = "Ambit root CA",
         lifetime: Duration = CertificateProfiles.defaultRootLifetime,
         now: Date = Date()
     ) throws -> CertificateAuthority {
@@ -34,7 +36,7 @@ public struct CertificateAuthority: Sendable {
         let key = Certificate.PrivateKey(P256.Signing.PrivateKey())
         let name = try DistinguishedName {
             OrganizationName(trustDomain)
-            CommonName("Ambit root CA")
+            CommonName(commonName)
         }
         let certificate = try Certificate(
             version: .v3,

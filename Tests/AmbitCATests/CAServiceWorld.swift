@@ -168,11 +168,12 @@ final class CAServiceWorld: @unchecked Sendable {
         return Answer(status: result.status, chain: chain, error: result.standardError)
     }
 
-    /// The serving certificate a TLS client is shown now, as openssl reads it: its serial number and expiry.
-    func servingCertificate() throws -> (serial: String, notAfter: Date) {
+    /// The serving certificate a TLS client is shown now, verified by openssl against `roots` (a PEM file; the
+    /// CA's roots by default): its serial number and expiry.
+    func servingCertificate(roots: String? = nil) throws -> (serial: String, notAfter: Date) {
         let shown = try ProcessRunner.run(
             "/usr/bin/openssl",
-            ["s_client", "-connect", address, "-alpn", "h2", "-CAfile", rootsFile, "-verify_return_error"],
+            ["s_client", "-connect", address, "-alpn", "h2", "-CAfile", roots ?? rootsFile, "-verify_return_error"],
             input: ""
         )
         guard shown.standardOutput.contains("Verify return code: 0 (ok)") else {

@@ -3,6 +3,7 @@ import AmbitTestSupport
 import Foundation
 import Logging
 import Prometheus
+import Synchronization
 import Testing
 
 @testable import AmbitCA
@@ -43,12 +44,11 @@ import Testing
 
 /// The renewal schedule itself, without a process.
 @Suite struct ServingCertificateScheduleTests {
-    static let logger = Logger(label: "test", factory: { _ in SwiftLogNoOpLogHandler() })
-
     @Test func renewalIsDueTwoThirdsIntoTheLifetime() throws {
         let now = Date()
+        let authority = try CertificateAuthority.generate()
         let serving = try ServingCertificate(
-            authority: try CertificateAuthority.generate(),
+            authority: { authority },
             names: ["ambit-ca.test"],
             lifetime: .seconds(3000),
             registry: PrometheusCollectorRegistry(),
@@ -61,21 +61,50 @@ import Testing
     }
 
     /// A CA certificate that expires before a whole serving lifetime caps the serving certificate: there is
-    /// nothing to renew into, so the loop warns and ends at once instead of issuing over and over.
-    @Test func aCACertificateExpiringFirstStopsTheRenewals() async throws {
+    /// nothing to renew into, so the loop warns once and issues nothing (rather than over and over).
+    @Test func aCACertificateExpiringFirstIsWarnedAboutAndNotRenewedInto() async throws {
         let authority = try CertificateAuthority.generate(lifetime: .seconds(600))
         let registry = PrometheusCollectorRegistry()
         let serving = try ServingCertificate(
-            authority: authority,
+            authority: { authority },
             names: ["ambit-ca.test"],
             lifetime: .seconds(365 * 24 * 3600),
             registry: registry
         )
         #expect(serving.validity.notAfter == authority.certificate.notValidAfter)
         #expect(serving.renewalTime == nil)
-        await serving.renewPeriodically(logger: Self.logger)  // returns: nothing is due, ever
+        let log = LogRecorder()
+        let loop = Task { await serving.renewPeriodically(logger: log.logger) }
+        #expect(await eventually { log.messages.contains { $0.contains("expires with the CA certificate") } })
+        loop.cancel()
+        await loop.value
+        #expect(log.messages.count == 1, "\(log.messages)")
         var page = [UInt8]()
         registry.emit(into: &page)
         #expect(String(decoding: page, as: UTF8.self).contains("ambit_ca_serving_cert_renewals_total 0"))
+    }
+}
+
+/// Log messages, kept.
+final class LogRecorder: Sendable {
+    private let recorded = Mutex<[String]>([])
+
+    var messages: [String] { recorded.withLock { $0 } }
+
+    var logger: Logger { Logger(label: "test") { _ in Handler(recorder: self) } }
+
+    private struct Handler: LogHandler {
+        let recorder: LogRecorder
+        var logLevel: Logger.Level = .trace
+        var metadata: Logger.Metadata = [:]
+
+        subscript(metadataKey key: String) -> Logger.Metadata.Value? {
+            get { metadata[key] }
+            set { metadata[key] = newValue }
+        }
+
+        func log(event: LogEvent) {
+            recorder.recorded.withLock { $0.append("\(event.level) \(event.message)") }
+        }
     }
 }
