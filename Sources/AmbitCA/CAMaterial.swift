@@ -8,9 +8,10 @@ import X509
 
 /// The CA that `ambit-ca` signs with, read from its directory at start and read again whenever the directory's
 /// files change, as istiod does with a plugged-in `cacerts` Secret: an intermediate, its key or the whole CA can
-/// be replaced without a restart. A directory that does not load (a file half-written, a key that does not match
-/// its certificate) changes nothing: the previous CA keeps signing, the error is logged once per content, and the
-/// next change is tried again.
+/// be replaced without a restart. A directory that does not load or does not hold together (a key that does not
+/// match its certificate, a chain mixed from two CAs in the middle of an update, an expired CA certificate)
+/// changes nothing: the previous CA keeps signing, the error is logged once per content, and the next change is
+/// tried again.
 final class CAMaterial: Sendable {
     enum Outcome: Equatable {
         case unchanged
@@ -62,7 +63,9 @@ final class CAMaterial: Sendable {
         let loaded: CertificateAuthority
         do {
             loaded = try CertificateAuthority.load(directory: directory, trustDomain: trustDomain)
+            try Self.check(loaded, now: Date())
         } catch {
+            lookAgainIfChangedSince(fingerprint)
             reloads("failure").increment()
             logger.error(
                 "cannot reload the CA; still signing with the previous one",
@@ -71,6 +74,7 @@ final class CAMaterial: Sendable {
             return .failed("\(error)")
         }
         state.withLock { $0.authority = loaded }
+        lookAgainIfChangedSince(fingerprint)
         rootExpiry.set(loaded.root.notValidAfter.timeIntervalSince1970)
         reloads("success").increment()
         logger.info(
@@ -87,6 +91,34 @@ final class CAMaterial: Sendable {
             )
         }
         return .reloaded
+    }
+
+    /// The files changed again while they were being read: the next look reads them again, whatever this read
+    /// made of them (the fingerprint and the files loaded must be of the same content).
+    private func lookAgainIfChangedSince(_ fingerprint: [UInt8]) {
+        guard Self.fingerprint(of: directory) != fingerprint else { return }
+        state.withLock { $0.fingerprint = [] }
+    }
+
+    /// What a CA read while the service runs must be before it replaces the one in force, beyond loading: each
+    /// certificate of its chain signed by the next one (files of two CAs, caught in the middle of an update, are
+    /// not), and its certificate valid now.
+    static func check(_ authority: CertificateAuthority, now: Date) throws {
+        for (certificate, issuer) in zip(authority.chain, authority.chain.dropFirst())
+        where !issuer.publicKey.isValidSignature(certificate.signature, for: certificate) {
+            throw IdentityError(
+                .caInvalid,
+                "\(certificate.subject) is not signed by the next certificate of its chain, \(issuer.subject) "
+                    + "(files of two different CAs?)"
+            )
+        }
+        let certificate = authority.certificate
+        guard certificate.notValidAfter > now else {
+            throw IdentityError(.caInvalid, "the CA certificate expired at \(certificate.notValidAfter)")
+        }
+        guard certificate.notValidBefore <= now + CertificateProfiles.clockSkewAllowance else {
+            throw IdentityError(.caInvalid, "the CA certificate is not valid before \(certificate.notValidBefore)")
+        }
     }
 
     /// Looks at the directory every `interval` until cancelled; `reloaded` runs after each CA that took effect.

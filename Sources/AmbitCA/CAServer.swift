@@ -183,7 +183,7 @@ public final class CAServer: Sendable {
         )
         let renewalTask = Task { [logger] in await serving.renewPeriodically(logger: logger) }
         let reloadTask = Task { [logger, options] in
-            await material.watch(every: options.caReloadInterval, logger: logger) {
+            await material.watch(every: max(options.caReloadInterval, .seconds(1)), logger: logger) {
                 do {
                     try serving.renew(logger: logger, reason: "issued a TLS serving certificate from the reloaded CA")
                 } catch {

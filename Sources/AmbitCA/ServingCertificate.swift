@@ -16,6 +16,8 @@ final class ServingCertificate: CertificateReloader, Sendable {
         var override: NIOSSLContextConfigurationOverride
         var issued: Date
         var notAfter: Date
+        /// The CA certificate it was issued from.
+        var issuer: Certificate
         var serial: String
     }
 
@@ -64,9 +66,11 @@ final class ServingCertificate: CertificateReloader, Sendable {
     /// When the certificate in use is due for renewal, two-thirds into its validity; nil when the CA certificate's
     /// own expiry caps it, as renewing would then not move its expiry.
     var renewalTime: Date? {
-        let caExpiry = authority().certificate.notValidAfter
+        let ca = authority().certificate
         return current.withLock { current in
-            guard current.notAfter < caExpiry else { return nil }
+            // Issued by a CA that is no longer in force (a reload whose reissue failed or was overtaken): now.
+            guard current.issuer == ca else { return Date() }
+            guard current.notAfter < ca.notValidAfter else { return nil }
             return current.issued + current.notAfter.timeIntervalSince(current.issued) * 2 / 3
         }
     }
@@ -117,8 +121,15 @@ final class ServingCertificate: CertificateReloader, Sendable {
     /// Issues a certificate now, from the CA in force (after a CA reload: the one in use may chain to a CA that
     /// is gone). New handshakes get it at once.
     func renew(logger: Logger, reason: Logger.Message) throws {
-        let renewed = try Self.issue(authority: authority(), names: names, lifetime: lifetime, now: Date())
-        current.withLock { $0 = renewed }
+        let ca = authority()
+        let renewed = try Self.issue(authority: ca, names: names, lifetime: lifetime, now: Date())
+        let stored = current.withLock { current in
+            // A CA reloaded while this one was issued: not stored (``renewalTime`` is due at once).
+            guard authority().certificate == ca.certificate else { return false }
+            current = renewed
+            return true
+        }
+        guard stored else { return }
         expiry.set(renewed.notAfter.timeIntervalSince1970)
         renewals.increment()
         logger.info(reason, metadata: ["expiry": "\(renewed.notAfter)", "serial": "\(renewed.serial)"])
@@ -165,6 +176,7 @@ final class ServingCertificate: CertificateReloader, Sendable {
             override: override,
             issued: now,
             notAfter: leaf.notValidAfter,
+            issuer: authority.certificate,
             // As openssl prints it: upper-case hex digits, two per byte, no separators.
             serial: leaf.serialNumber.bytes.map { byte in
                 (byte < 16 ? "0" : "") + String(byte, radix: 16, uppercase: true)

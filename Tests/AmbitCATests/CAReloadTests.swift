@@ -54,11 +54,12 @@ import Testing
         #expect(world.process.isRunning && world.process.processIdentifier == pid)
 
         let metrics = try world.metrics()
-        #expect(metrics.contains(#"ambit_ca_reloads_total{result="failure"}"#), "\(metrics)")
-        let successes = metrics.split(separator: "\n").first {
-            $0.hasPrefix(#"ambit_ca_reloads_total{result="success"} "#)
+        for result in ["success", "failure"] {
+            let line = metrics.split(separator: "\n").first {
+                $0.hasPrefix("ambit_ca_reloads_total{result=\"\(result)\"} ")
+            }
+            #expect(line.flatMap { Int($0.split(separator: " ").last!) }.map { $0 >= 1 } == true, "\(metrics)")
         }
-        #expect(successes.flatMap { Int($0.split(separator: " ").last!) }.map { $0 >= 1 } == true, "\(metrics)")
         let rootExpiry = metrics.split(separator: "\n").first {
             $0.hasPrefix("citadel_server_root_cert_expiry_timestamp ")
         }
