@@ -163,15 +163,17 @@ public final class CAServer: Sendable {
             logger: logger,
             readiness: { self.ready.load(ordering: .relaxed) ? nil : "starting or draining" },
             configDump: { [options, material, source, serving] in
+                let authority = material.authority  // once: a reload between two reads would mix two CAs
+                let validity = serving.validity
                 let dump: [String: Any] = [
                     "trustDomain": options.trustDomain,
-                    "rootExpiry": "\(material.authority.root.notValidAfter)",
-                    "caExpiry": "\(material.authority.certificate.notValidAfter)",
+                    "rootExpiry": "\(authority.root.notValidAfter)",
+                    "caExpiry": "\(authority.certificate.notValidAfter)",
                     "authentication": "\(options.authentication)",
                     "nodeAccounts": options.nodeAccounts.sorted(),
                     "serverNames": options.serverNames,
                     "servingCertificate": [
-                        "expiry": "\(serving.validity.notAfter)", "serial": serving.validity.serial,
+                        "expiry": "\(validity.notAfter)", "serial": validity.serial,
                         "renewal": serving.renewalTime.map { "\($0)" } ?? "none: the CA certificate's expiry caps it",
                     ],
                     "configSource": source.statusDump(),
