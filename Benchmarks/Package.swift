@@ -52,6 +52,7 @@ let package = Package(
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP2", package: "swift-nio-http2"),
+                .product(name: "AmbitTelemetry", package: ambit),
             ],
             path: "Benchmarks/DataPath",
             plugins: [.plugin(name: "BenchmarkPlugin", package: "benchmark")]

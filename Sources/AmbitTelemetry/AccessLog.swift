@@ -100,13 +100,21 @@ public struct AccessLogEntry: Sendable {
     /// The line's message: ztunnel's for connections, its HTTP counterpart for requests.
     public var message: Logger.Message { request == nil ? "connection complete" : "request complete" }
 
-    /// The fields of the line. `bytes_sent` and `bytes_recv` are what the reporting proxy sent and
-    /// received towards its client: the request bytes are received at the destination's side
-    /// and sent at the source's (as ztunnel logs them).
-    public var metadata: Logger.Metadata {
-        var fields: Logger.Metadata = [:]
+    /// A field's value: text, or a JSON number (`bytes_sent`, `status`), or whole milliseconds written
+    /// with their unit (`duration`, `"12ms"`).
+    enum FieldValue {
+        case text(String)
+        case integer(Int)
+        case milliseconds(Int64)
+    }
+
+    /// The fields of the line, in ztunnel's order. `bytes_sent` and `bytes_recv` are what the reporting
+    /// proxy sent and received towards its client: the request bytes are received at the destination's
+    /// side and sent at the source's (as ztunnel logs them). One enumeration serves both renderings
+    /// (``metadata`` and the JSON line), so they cannot disagree.
+    func forEachField(_ body: (String, FieldValue) -> Void) {
         func put(_ key: String, _ value: String?) {
-            if let value, !value.isEmpty, value != TrafficLabels.unknown { fields[key] = .string(value) }
+            if let value, !value.isEmpty, value != TrafficLabels.unknown { body(key, .text(value)) }
         }
         put("src.addr", source.address)
         put("src.workload", source.workload)
@@ -119,25 +127,61 @@ public struct AccessLogEntry: Sendable {
         put("dst.namespace", destination.namespace)
         put("dst.identity", destination.identity?.uri)
         let outbound = direction == .source
-        fields["direction"] = .string(outbound ? "outbound" : "inbound")
-        fields["bytes_sent"] = .stringConvertible(outbound ? requestBytes : responseBytes)
-        fields["bytes_recv"] = .stringConvertible(outbound ? responseBytes : requestBytes)
-        fields["duration"] = .string("\(duration.wholeMilliseconds)ms")
-        fields["response_flags"] = .string(responseFlags.rawValue)
+        body("direction", .text(outbound ? "outbound" : "inbound"))
+        body("bytes_sent", .integer(outbound ? requestBytes : responseBytes))
+        body("bytes_recv", .integer(outbound ? responseBytes : requestBytes))
+        body("duration", .milliseconds(duration.wholeMilliseconds))
+        body("response_flags", .text(responseFlags.rawValue))
         put("error", error)
         if let request {
-            fields["method"] = .string(request.method)
-            fields["path"] = .string(request.path)
-            fields["protocol"] = .string(request.protocolName)
-            fields["status"] = .stringConvertible(request.status)
-            fields["route"] = .string(request.route)
+            body("method", .text(request.method))
+            body("path", .text(request.path))
+            body("protocol", .text(request.protocolName))
+            body("status", .integer(request.status))
+            body("route", .text(request.route))
             put("traceparent", request.traceparent)
         }
+    }
+
+    /// The fields of the line, as `Logger` metadata (for handlers other than the JSON one).
+    public var metadata: Logger.Metadata {
+        var fields: Logger.Metadata = [:]
+        forEachField { key, value in
+            switch value {
+            case .text(let text): fields[key] = .string(text)
+            case .integer(let number): fields[key] = .stringConvertible(number)
+            case .milliseconds(let milliseconds): fields[key] = .string("\(milliseconds)ms")
+            }
+        }
         return fields
+    }
+
+    /// The fields as JSON members, each preceded by a comma: `,"src.addr":"10.0.0.1:4000",…`.
+    func appendJSONFields(to line: inout [UInt8]) {
+        forEachField { key, value in
+            line.append(UInt8(ascii: ","))
+            JSONValue.appendQuoted(key, to: &line)
+            line.append(UInt8(ascii: ":"))
+            switch value {
+            case .text(let text):
+                JSONValue.appendQuoted(text, to: &line)
+            case .integer(let number):
+                line.append(contentsOf: String(number).utf8)
+            case .milliseconds(let milliseconds):
+                line.append(UInt8(ascii: "\""))
+                line.append(contentsOf: String(milliseconds).utf8)
+                line.append(contentsOf: #"ms""#.utf8)
+            }
+        }
     }
 }
 
 /// Writes access-log lines (at `info`, or `error` when the entry carries one, as ztunnel does).
+///
+/// With the JSON log format the line is written straight into the log's buffer, its fields in
+/// ztunnel's order: no `Logger.Metadata` dictionary, no sorting, no intermediate strings (a waypoint
+/// writes a line per request). Any other handler, or a JSON handler carrying metadata of its own,
+/// gets the same fields through `Logger`.
 public struct AccessLog: Sendable {
     public let logger: Logger
 
@@ -146,7 +190,14 @@ public struct AccessLog: Sendable {
     }
 
     public func record(_ entry: AccessLogEntry) {
-        logger.log(level: entry.error == nil ? .info : .error, entry.message, metadata: entry.metadata)
+        let level: Logger.Level = entry.error == nil ? .info : .error
+        guard logger.logLevel <= level else { return }
+        if let writer = logger.handler as? any JSONLineWriting,
+            writer.writeJSONLine(level: level, message: entry.message.description, fields: entry.appendJSONFields)
+        {
+            return
+        }
+        logger.log(level: level, entry.message, metadata: entry.metadata)
     }
 }
 

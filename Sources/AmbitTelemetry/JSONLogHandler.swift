@@ -29,16 +29,7 @@ public struct JSONLogHandler: LogHandler {
     public func log(event: LogEvent) {
         // Built as UTF-8 bytes in one buffer: a node agent writes a line per connection (the access log),
         // so no intermediate strings, no Foundation date formatter.
-        var line: [UInt8] = []
-        line.reserveCapacity(512)
-        line.append(contentsOf: #"{"level":"#.utf8)
-        JSONValue.appendQuoted(event.level.rawValue, to: &line)
-        line.append(contentsOf: #","time":""#.utf8)
-        Self.appendTimestamp(to: &line)
-        line.append(contentsOf: #"","scope":"#.utf8)
-        JSONValue.appendQuoted(label, to: &line)
-        line.append(contentsOf: #","message":"#.utf8)
-        JSONValue.appendQuoted(event.message.description, to: &line)
+        var line = Self.head(level: event.level, label: label, message: event.message.description)
         let merged: Logger.Metadata
         if metadata.isEmpty {
             merged = event.metadata ?? [:]
@@ -53,6 +44,21 @@ public struct JSONLogHandler: LogHandler {
         }
         line.append(contentsOf: "}\n".utf8)
         sink.write(line)
+    }
+
+    /// A line's first members, `{"level":…,"time":…,"scope":…,"message":…` (no closing brace).
+    static func head(level: Logger.Level, label: String, message: String) -> [UInt8] {
+        var line: [UInt8] = []
+        line.reserveCapacity(1024)  // a waypoint's access-log line is ~650 bytes
+        line.append(contentsOf: #"{"level":"#.utf8)
+        JSONValue.appendQuoted(level.rawValue, to: &line)
+        line.append(contentsOf: #","time":""#.utf8)
+        appendTimestamp(to: &line)
+        line.append(contentsOf: #"","scope":"#.utf8)
+        JSONValue.appendQuoted(label, to: &line)
+        line.append(contentsOf: #","message":"#.utf8)
+        JSONValue.appendQuoted(message, to: &line)
+        return line
     }
 
     /// The current time in UTC, `2026-12-06T21:16:14.874Z` (ISO 8601, milliseconds).
@@ -113,6 +119,26 @@ public struct JSONLogHandler: LogHandler {
     }
 }
 
+/// A handler that writes a line whose fields the caller renders as JSON itself, in its own order (the
+/// access log, ``AccessLog``). The caller has checked the level.
+public protocol JSONLineWriting {
+    /// Writes the line and returns true, or returns false (writing nothing) when this handler cannot:
+    /// it does not write JSON, or it carries metadata of its own that belongs in every line. `fields`
+    /// appends the members, each preceded by a comma.
+    func writeJSONLine(level: Logger.Level, message: String, fields: (inout [UInt8]) -> Void) -> Bool
+}
+
+extension JSONLogHandler: JSONLineWriting {
+    public func writeJSONLine(level: Logger.Level, message: String, fields: (inout [UInt8]) -> Void) -> Bool {
+        guard metadata.isEmpty else { return false }
+        var line = Self.head(level: level, label: label, message: message)
+        fields(&line)
+        line.append(contentsOf: "}\n".utf8)
+        sink.write(line)
+        return true
+    }
+}
+
 /// Where log lines go: standard error (or another descriptor), or a buffer in tests.
 public final class LogSink: Sendable {
     private let target: Mutex<Target>
@@ -135,8 +161,8 @@ public final class LogSink: Sendable {
         (waitBeforeDropping, waitWithinLine) = (100, 1_000)
     }
 
-    /// Lines go to `fileDescriptor` (tests: a pipe).
-    init(fileDescriptor: Int32, waitBeforeDropping: Int32 = 100, waitWithinLine: Int32 = 1_000) {
+    /// Lines go to `fileDescriptor` (tests: a pipe; benchmarks: `/dev/null`).
+    public init(fileDescriptor: Int32, waitBeforeDropping: Int32 = 100, waitWithinLine: Int32 = 1_000) {
         target = Mutex(.descriptor(fileDescriptor))
         (self.waitBeforeDropping, self.waitWithinLine) = (waitBeforeDropping, waitWithinLine)
     }
@@ -248,6 +274,13 @@ public struct ControlledLogHandler: LogHandler {
 
     public func log(event: LogEvent) {
         inner.log(event: event)
+    }
+}
+
+extension ControlledLogHandler: JSONLineWriting {
+    public func writeJSONLine(level: Logger.Level, message: String, fields: (inout [UInt8]) -> Void) -> Bool {
+        guard let writer = inner as? any JSONLineWriting else { return false }
+        return writer.writeJSONLine(level: level, message: message, fields: fields)
     }
 }
 

@@ -49,17 +49,17 @@ extension HTTPProxyHandler {
             requestBytes: outcome.requestBytes,
             responseBytes: outcome.responseBytes
         )
-        AccessLog(logger: waypoint.logger).record(
+        waypoint.accessLog.record(
             AccessLogEntry(
                 direction: tunnel.reporter,
                 source: .init(
-                    address: "\(tunnel.peerAddress)",
+                    address: tunnel.peerAddress.description,
                     workload: source?.name,
                     namespace: source?.namespace,
                     identity: tunnel.peerIdentity
                 ),
                 destination: .init(
-                    address: outcome.endpoint.map { "\($0.address)" },
+                    address: outcome.endpoint?.address.description,
                     workload: destination?.name,
                     namespace: destination?.namespace,
                     identity: destination?.identity

@@ -159,12 +159,12 @@ enum TCPForwarding {
         waypoint.openUpstream(to: endpoint, tunnel: tunnel, traceparent: nil, on: channel.eventLoop)
             .flatMapThrowing { upstream in
                 try StreamRelay.join(channel, upstream).whenSuccess { summary in
-                    AccessLog(logger: waypoint.logger).record(
+                    waypoint.accessLog.record(
                         AccessLogEntry(
                             direction: tunnel.reporter,
-                            source: .init(address: "\(tunnel.peerAddress)", identity: tunnel.peerIdentity),
+                            source: .init(address: tunnel.peerAddress.description, identity: tunnel.peerIdentity),
                             destination: .init(
-                                address: "\(endpoint.address)",
+                                address: endpoint.address.description,
                                 workload: endpoint.workload?.name,
                                 namespace: endpoint.workload?.namespace,
                                 identity: endpoint.workload?.identity

@@ -168,6 +168,7 @@ public final class Waypoint: Sendable {
     let client: HBONEClient
     let metrics: MeshMetrics
     let logger: Logger
+    let accessLog: AccessLog
     let certificate: @Sendable () async throws -> WorkloadCertificate
     /// Connects a sidecar to its own application (in the same network namespace).
     let localDialer: any Dialer = DirectDialer(connectTimeout: .seconds(5))
@@ -199,6 +200,7 @@ public final class Waypoint: Sendable {
         self.metrics = metrics
         self.certificate = certificate
         self.logger = logger
+        self.accessLog = AccessLog(logger: logger)
     }
 
     /// The pool of idle upstream connections of `eventLoop` (call on that loop).

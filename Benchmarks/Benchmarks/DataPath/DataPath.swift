@@ -178,6 +178,8 @@ let benchmarks: @Sendable () -> Void = {
         }
     }
 
+    accessLogBenchmarks()
+
     for size in [1024, 64 * 1024] {
         Benchmark("Relay loop, \(size / 1024) KiB echoed through TCPPassthrough") { benchmark in
             let handler = RoundTrip()

@@ -108,6 +108,17 @@ public enum JSONValue: Sendable, Hashable {
             value < 10 ? UInt8(ascii: "0") + value : UInt8(ascii: "a") + value - 10
         }
         out.append(UInt8(ascii: "\""))
+        // Most text needs no escape: copied whole when it is stored contiguously (native strings are).
+        let copied = text.utf8.withContiguousStorageIfAvailable { bytes -> Bool in
+            guard !bytes.contains(where: { $0 < 0x20 || $0 == UInt8(ascii: "\"") || $0 == UInt8(ascii: "\\") })
+            else { return false }
+            out.append(contentsOf: bytes)
+            return true
+        }
+        if copied == true {
+            out.append(UInt8(ascii: "\""))
+            return
+        }
         for byte in text.utf8 {
             switch byte {
             case UInt8(ascii: "\""): out.append(contentsOf: #"\""#.utf8)
