@@ -2,7 +2,7 @@
 """Turns `perf script` output into a flame graph (SVG): one box per function, as wide as the share of
 samples whose stack passed through it, callers below callees.
 
-    perf script -F comm,pid,tid,time,event,ip,sym,dso -i perf.data | swift demangle --simplified |
+    perf script --max-stack 1024 -F comm,pid,tid,time,event,ip,sym,dso -i perf.data | swift demangle --simplified |
         flamegraph.py [--roles PID=LABEL,...] --title "..." > out.svg
 
 Each stack's root is its process: the label `--roles` gives its pid, else the thread's name (`comm`;

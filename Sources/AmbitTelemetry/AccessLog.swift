@@ -184,15 +184,18 @@ public struct AccessLogEntry: Sendable {
 /// gets the same fields through `Logger`.
 public struct AccessLog: Sendable {
     public let logger: Logger
+    /// The logger's handler, when it writes JSON lines (cast once, not per line).
+    private let writer: (any JSONLineWriting)?
 
     public init(logger: Logger) {
         self.logger = logger
+        self.writer = logger.handler as? any JSONLineWriting
     }
 
     public func record(_ entry: AccessLogEntry) {
         let level: Logger.Level = entry.error == nil ? .info : .error
         guard logger.logLevel <= level else { return }
-        if let writer = logger.handler as? any JSONLineWriting,
+        if let writer,
             writer.writeJSONLine(level: level, message: entry.message.description, fields: entry.appendJSONFields)
         {
             return

@@ -121,7 +121,7 @@ public struct JSONLogHandler: LogHandler {
 
 /// A handler that writes a line whose fields the caller renders as JSON itself, in its own order (the
 /// access log, ``AccessLog``). The caller has checked the level.
-public protocol JSONLineWriting {
+public protocol JSONLineWriting: Sendable {
     /// Writes the line and returns true, or returns false (writing nothing) when this handler cannot:
     /// it does not write JSON, or it carries metadata of its own that belongs in every line. `fields`
     /// appends the members, each preceded by a comma.
@@ -247,13 +247,18 @@ public final class LogLevelControl: Sendable {
 
 /// Wraps a handler so its level is the shared ``LogLevelControl``'s.
 public struct ControlledLogHandler: LogHandler {
-    private var inner: any LogHandler
+    private var inner: any LogHandler {
+        didSet { writer = inner as? any JSONLineWriting }
+    }
+    /// `inner` as a JSON line writer, cast once rather than per access-log line.
+    private var writer: (any JSONLineWriting)?
     private let control: LogLevelControl
 
     public init(_ inner: any LogHandler, control: LogLevelControl) {
         var inner = inner
         inner.logLevel = .trace
         self.inner = inner
+        self.writer = inner as? any JSONLineWriting
         self.control = control
     }
 
@@ -279,8 +284,7 @@ public struct ControlledLogHandler: LogHandler {
 
 extension ControlledLogHandler: JSONLineWriting {
     public func writeJSONLine(level: Logger.Level, message: String, fields: (inout [UInt8]) -> Void) -> Bool {
-        guard let writer = inner as? any JSONLineWriting else { return false }
-        return writer.writeJSONLine(level: level, message: message, fields: fields)
+        writer?.writeJSONLine(level: level, message: message, fields: fields) ?? false
     }
 }
 

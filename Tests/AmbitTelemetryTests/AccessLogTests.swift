@@ -118,9 +118,14 @@ import Testing
         #expect(sink.lines.count == 2)
     }
 
-    @Test func aHandlerWithMetadataOfItsOwnKeepsIt() throws {
+    @Test(arguments: [false, true])
+    func aHandlerWithMetadataOfItsOwnKeepsIt(controlled: Bool) throws {
         let sink = LogSink()
-        var logger = Logger(label: "a") { JSONLogHandler(label: $0, sink: sink) }
+        var logger = Logger(label: "a") { label -> any LogHandler in
+            let handler = JSONLogHandler(label: label, sink: sink)
+            return controlled ? ControlledLogHandler(handler, control: LogLevelControl()) : handler
+        }
+        // Set after the handler was made (a wrapper that cached its inner handler must see it).
         logger[metadataKey: "node"] = "node1"
         AccessLog(logger: logger).record(Self.request)
         let line = try #require(sink.lines.first)
