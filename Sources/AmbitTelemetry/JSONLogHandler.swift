@@ -43,7 +43,7 @@ public struct JSONLogHandler: LogHandler {
             Self.appendJSON(value, to: &line)
         }
         line.append(contentsOf: "}\n".utf8)
-        sink.write(line)
+        sink.write(line, urgent: event.level >= .warning)
     }
 
     /// A line's first members, `{"level":…,"time":…,"scope":…,"message":…` (no closing brace).
@@ -134,21 +134,39 @@ extension JSONLogHandler: JSONLineWriting {
         var line = Self.head(level: level, label: label, message: message)
         fields(&line)
         line.append(contentsOf: "}\n".utf8)
-        sink.write(line)
+        sink.write(line, urgent: level >= .warning)
         return true
     }
 }
 
-/// Where log lines go: standard error (or another descriptor), or a buffer in tests.
+/// Where log lines go: standard error (or another descriptor), written by a background thread or by
+/// the logging thread itself, or a buffer in tests.
 public final class LogSink: Sendable {
-    private let target: Mutex<Target>
-
-    private enum Target {
+    private enum Target: Sendable {
         case descriptor(Int32)
-        case buffer([String])
+        case background(BackgroundLogWriter)
+        case buffer
     }
+    private let target: Target
+    /// Serializes the writes of a synchronous descriptor (lines are never interleaved); holds the lines
+    /// of a buffer sink.
+    private let lock = Mutex<[String]>([])
 
-    public static let standardError = LogSink(buffered: false)
+    /// Standard error, written by a background thread (``BackgroundLogWriter``: a line waits up to
+    /// 50 ms, a warning or error none) and flushed when the process exits.
+    public static let standardError: LogSink = {
+        let sink = LogSink(backgroundFileDescriptor: 2)
+        atexit { LogSink.standardError.flush() }
+        standardErrorStarted.store(true, ordering: .releasing)
+        return sink
+    }()
+    private static let standardErrorStarted = Atomic<Bool>(false)
+
+    /// Lines ``standardError`` dropped so far (0 until something logged through it: reading this does
+    /// not start its thread).
+    public static var standardErrorDroppedLines: Int {
+        standardErrorStarted.load(ordering: .acquiring) ? standardError.droppedLines : 0
+    }
 
     /// How long a line waits, in milliseconds, for a full non-blocking descriptor: before its first
     /// byte (then the line is dropped, whole), and between the parts of a line once it has begun (a
@@ -156,57 +174,88 @@ public final class LogSink: Sendable {
     private let waitBeforeDropping: Int32
     private let waitWithinLine: Int32
 
+    /// A sink that keeps its lines in memory (`buffered`, for tests) or writes each to standard error
+    /// as it is logged.
     public init(buffered: Bool = true) {
-        target = Mutex(buffered ? .buffer([]) : .descriptor(2))
+        target = buffered ? .buffer : .descriptor(2)
         (waitBeforeDropping, waitWithinLine) = (100, 1_000)
     }
 
-    /// Lines go to `fileDescriptor` (tests: a pipe; benchmarks: `/dev/null`).
+    /// Lines go to `fileDescriptor` as they are logged, each with its own `write(2)` (tests: a pipe).
     public init(fileDescriptor: Int32, waitBeforeDropping: Int32 = 100, waitWithinLine: Int32 = 1_000) {
-        target = Mutex(.descriptor(fileDescriptor))
+        target = .descriptor(fileDescriptor)
         (self.waitBeforeDropping, self.waitWithinLine) = (waitBeforeDropping, waitWithinLine)
     }
 
-    /// One line, written whole: with `write(2)` (retried until all of it is out), or kept. A
-    /// descriptor someone made non-blocking is waited on as a blocking one would be, within bounds.
-    func write(_ line: [UInt8]) {
-        target.withLock { target in
-            switch target {
-            case .descriptor(let fd):
-                line.withUnsafeBytes { bytes in
-                    var offset = 0
-                    while offset < bytes.count {
-                        let written = Glibc.write(fd, bytes.baseAddress! + offset, bytes.count - offset)
-                        if written >= 0 {
-                            offset += written
-                            continue
-                        }
-                        switch errno {
-                        case EINTR: continue
-                        case EAGAIN, EWOULDBLOCK:
-                            var ready = pollfd(fd: fd, events: Int16(POLLOUT), revents: 0)
-                            let wait = offset == 0 ? waitBeforeDropping : waitWithinLine
-                            let polled = poll(&ready, 1, wait)
-                            if polled > 0 || (polled < 0 && errno == EINTR) { continue }
-                            return  // the reader is stuck: drop the rest rather than stall the event loop
-                        default:
-                            return  // the descriptor is gone: nothing left to report it to
-                        }
-                    }
-                }
-            case .buffer(var lines):
-                lines.append(String(decoding: line, as: UTF8.self))
-                target = .buffer(lines)
+    /// Lines go to `fileDescriptor` in batches, from a thread of the sink's own: a line waits up to
+    /// `flushInterval` (a warning or above none), at most `capacity` bytes wait (beyond that lines are
+    /// dropped, counted in ``droppedLines`` and reported in the log).
+    public init(
+        backgroundFileDescriptor fileDescriptor: Int32,
+        flushInterval: Duration = .milliseconds(50),
+        capacity: Int = 1 << 20
+    ) {
+        target = .background(
+            BackgroundLogWriter(descriptor: fileDescriptor, flushInterval: flushInterval, capacity: capacity)
+        )
+        (waitBeforeDropping, waitWithinLine) = (-1, -1)
+    }
+
+    /// One line, written whole: queued for the background writer, written with `write(2)` (retried
+    /// until all of it is out; a descriptor someone made non-blocking is waited on as a blocking one
+    /// would be, within bounds), or kept. `urgent` (warning and above): not held back to join a batch.
+    func write(_ line: [UInt8], urgent: Bool = false) {
+        switch target {
+        case .background(let writer):
+            writer.append(line, urgent: urgent)
+        case .descriptor(let fd):
+            lock.withLock { _ in
+                BackgroundLogWriter.writeWhole(
+                    line,
+                    to: fd,
+                    waitBeforeDropping: waitBeforeDropping,
+                    waitWithinLine: waitWithinLine
+                )
             }
+        case .buffer:
+            lock.withLock { $0.append(String(decoding: line, as: UTF8.self)) }
         }
+    }
+
+    /// Waits until the lines logged so far are written (a background sink; at most `timeout`). True
+    /// when they are.
+    @discardableResult
+    public func flush(timeout: Duration = .seconds(1)) -> Bool {
+        guard case .background(let writer) = target else { return true }
+        return writer.flush(timeout: timeout)
+    }
+
+    /// Writes what is pending and ends a background sink's thread (at most `timeout`); later lines are
+    /// dropped. For a sink whose descriptor is about to be closed.
+    public func close(timeout: Duration = .seconds(5)) {
+        guard case .background(let writer) = target else { return }
+        writer.stop(timeout: timeout)
+    }
+
+    deinit {
+        close()
+    }
+
+    /// Lines a background sink dropped because its reader did not keep up.
+    public var droppedLines: Int {
+        guard case .background(let writer) = target else { return 0 }
+        return writer.droppedLines
+    }
+
+    /// The background writer's `write(2)` batches so far.
+    var batchesWritten: Int {
+        guard case .background(let writer) = target else { return 0 }
+        return writer.batchesWritten
     }
 
     /// Lines written so far (buffered sinks only).
     public var lines: [String] {
-        target.withLock { target in
-            if case .buffer(let lines) = target { return lines }
-            return []
-        }
+        lock.withLock { $0 }
     }
 }
 

@@ -75,8 +75,15 @@ extension LabRootTests {
                 ),
             "\(other.output)"
         )
-        let caLog = try String(contentsOfFile: "\(root)/logs/ambit-ca.log", encoding: .utf8)
-        #expect(caLog.contains(#""caller":"system:serviceaccount:ambit-system:ambit-node on node node1""#))
+        // (The log is written in batches, up to 50 ms after the line was logged.)
+        var caLog = ""
+        #expect(
+            Self.eventually {
+                caLog = (try? String(contentsOfFile: "\(root)/logs/ambit-ca.log", encoding: .utf8)) ?? ""
+                return caLog.contains(#""caller":"system:serviceaccount:ambit-system:ambit-node on node node1""#)
+            },
+            "\(caLog.suffix(2000))"
+        )
 
         // The CA goes away: traffic keeps flowing on the certificates the agents hold.
         let serverIP = try #require(try lab.pods()["server"]?["ip"] as? String)

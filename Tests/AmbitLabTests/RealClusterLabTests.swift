@@ -167,13 +167,15 @@ extension LabRootTests {
             "source: \(source) before \(before.source), want \(requestBytes)/\(responseBytes)"
         )
         // The access log: ztunnel's keys, the pod names, bytes from each proxy's side.
-        let log = try String(
-            contentsOfFile: "\(lab.stateDirectory)/\(lab.name)/logs/node2.log",
-            encoding: .utf8
-        )
-        let inbound = log.split(separator: "\n").compactMap {
-            try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any]
-        }.last { $0["message"] as? String == "connection complete" && $0["direction"] as? String == "inbound" }
+        // (The log is written in batches, up to 50 ms after the line was logged.)
+        var inbound: [String: Any]?
+        _ = Self.eventually {
+            let log = (try? String(contentsOfFile: "\(lab.stateDirectory)/\(lab.name)/logs/node2.log")) ?? ""
+            inbound = log.split(separator: "\n").compactMap {
+                try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any]
+            }.last { $0["message"] as? String == "connection complete" && $0["direction"] as? String == "inbound" }
+            return inbound?["bytes_recv"] as? Double == requestBytes
+        }
         let entry = try #require(inbound, "no inbound access log line")
         #expect(entry["src.workload"] as? String == "client" && entry["dst.workload"] as? String == "server")
         #expect(entry["src.identity"] as? String == "spiffe://cluster.local/ns/demo/sa/client")

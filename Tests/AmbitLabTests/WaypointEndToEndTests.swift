@@ -225,12 +225,14 @@ extension LabRootTests {
         #expect(metrics.contains("istio_request_duration_milliseconds_bucket{"), "\(metrics.prefix(2000))")
         #expect(metrics.contains("istio_response_bytes_bucket{"))
         // One access-log line per request, with the route that decided.
-        let log = try String(
-            contentsOfFile: "\(lab.stateDirectory)/\(lab.name)/logs/pod-waypoint.log",
-            encoding: .utf8
-        )
+        // (The log is written in batches, up to 50 ms after the line was logged.)
+        var log = ""
         #expect(
-            log.contains(#""message":"request complete""#) && log.contains(#""route":"demo/server""#),
+            Self.eventually {
+                log = (try? String(contentsOfFile: "\(lab.stateDirectory)/\(lab.name)/logs/pod-waypoint.log")) ?? ""
+                return log.contains(#""message":"request complete""#) && log.contains(#""route":"demo/server""#)
+                    && log.contains("AUDIT policy matched")
+            },
             "\(log.suffix(2000))"
         )
         let audits = log.split(separator: "\n").filter { $0.contains("AUDIT policy matched") }

@@ -70,6 +70,45 @@ import Testing
         #expect(PrometheusSamples(after).sum("ambit_limit_hits_total", ["limit": "hbone_handshake_timeout"]) == 1)
     }
 
+    /// A JSON log is written by a background thread, in batches: the lines a daemon logs as it stops
+    /// (info lines, held back to join a batch) still reach its standard error before it exits.
+    @Test func aStoppingDaemonWritesItsLastLogLines() throws {
+        let directory = try TemporaryDirectory(prefix: "ambit-log")
+        defer { directory.remove() }
+        let ca = directory.path + "/ca"
+        #expect(try ProcessRunner.run(TestBinaries.path("ambitctl"), ["ca", "init", "--dir", ca]).status == 0)
+        let manifests = directory.path + "/manifests"
+        try FileManager.default.createDirectory(atPath: manifests, withIntermediateDirectories: true)
+        let log = directory.path + "/stderr"
+        _ = FileManager.default.createFile(atPath: log, contents: nil)
+        let readiness = TestPorts.free()
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: TestBinaries.path("ambit-waypoint"))
+        process.arguments = [
+            "--gateway", "demo/waypoint", "--manifests", manifests, "--ca-dir", ca, "--listen", "127.0.0.1",
+            "--hbone-port", "\(TestPorts.free())", "--metrics-port", "\(TestPorts.free())",
+            "--readiness-port", "\(readiness)", "--admin-port", "\(TestPorts.free())", "--drain-seconds", "0",
+            "--log-format", "json",
+        ]
+        process.standardOutput = FileHandle.nullDevice
+        process.standardError = try FileHandle(forWritingTo: URL(fileURLWithPath: log))
+        try process.run()
+        let ready = KubernetesModeTests.eventually {
+            KubernetesModeTests.get("http://127.0.0.1:\(readiness)/healthz/ready")?.status == 200
+        }
+        kill(process.processIdentifier, ready ? SIGTERM : SIGKILL)
+        process.waitUntilExit()
+        #expect(ready)
+        #expect(process.terminationStatus == 0)
+        let lines = try String(contentsOfFile: log, encoding: .utf8).split(separator: "\n")
+        let messages = lines.map { line in
+            let object = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any]
+            return object?["message"] as? String ?? "not JSON: \(line)"
+        }
+        #expect(messages.first == "open files limit", "\(messages)")
+        #expect(messages.suffix(2) == ["draining", "ambit-waypoint stopped"], "\(messages)")
+    }
+
     /// Connects to 127.0.0.1:`port`, sends nothing, and says whether the server closed the connection
     /// (end of stream) before a 10 s receive timeout.
     static func silentClientIsLetGo(port: Int) -> Bool {
