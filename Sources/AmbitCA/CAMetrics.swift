@@ -48,6 +48,20 @@ struct CAMetrics: Sendable {
         }
     }
 
+    /// `ambit_ca_token_authentications_total{answered_by}`: tokens the API server's TokenReview confirmed or
+    /// refused (`api_server`), and those a recent review answered (`cache`).
+    static func tokenReviews(registry: PrometheusCollectorRegistry) -> (apiServer: Counter, cache: Counter) {
+        let descriptor = MetricNameDescriptor(
+            metricName: "ambit_ca_token_authentications",
+            unitName: "total",
+            helpText: "Bearer tokens authenticated with TokenReview, by what answered: the API server or the cache"
+        )
+        return (
+            registry.makeCounter(descriptor: descriptor, labels: [("answered_by", "api_server")]),
+            registry.makeCounter(descriptor: descriptor, labels: [("answered_by", "cache")])
+        )
+    }
+
     func received() { requests.increment() }
 
     func issued() { issuances.increment() }

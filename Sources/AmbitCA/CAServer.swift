@@ -32,6 +32,9 @@ public struct CAServerOptions: Sendable {
     public var servingLifetime: Duration = .seconds(365 * 24 * 3600)
     /// How often the CA directory is looked at for changed files (``CAMaterial``).
     public var caReloadInterval: Duration = .seconds(10)
+    /// How long a token TokenReview confirmed is trusted without asking again (``CachingCallerAuthenticator``);
+    /// zero asks for every request.
+    public var tokenReviewCacheLifetime: Duration = .seconds(60)
     public var service = CertificateService.Options()
     public var ports = OperationalEndpoints.Ports(metrics: 15014, readiness: 15021, admin: 15000)
     public var drainDeadline: Duration = .seconds(5)
@@ -97,10 +100,20 @@ public final class CAServer: Sendable {
                 audiences: options.audiences
             )
         case .tokenReview(let cluster):
-            authenticator = TokenReviewAuthenticator(
+            let reviews = TokenReviewAuthenticator(
                 reviewer: try KubernetesTokenReviewer(cluster: cluster, group: group, userAgent: "ambit-ca"),
                 audiences: options.audiences
             )
+            if options.tokenReviewCacheLifetime > .zero {
+                let counted = CAMetrics.tokenReviews(registry: metrics.registry)
+                authenticator = CachingCallerAuthenticator(
+                    reviews,
+                    lifetime: options.tokenReviewCacheLifetime,
+                    onReview: { cached in (cached ? counted.cache : counted.apiServer).increment() }
+                )
+            } else {
+                authenticator = reviews
+            }
         }
         logger.info("loading configuration", metadata: ["source": "\(options.config)"])
         try await source.start()

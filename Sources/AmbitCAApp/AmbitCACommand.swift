@@ -43,6 +43,15 @@ struct AmbitCACommand: AsyncParsableCommand {
     @Flag(help: "Authenticate tokens with the API server's TokenReview (needs --kubernetes or --kubeconfig).")
     var tokenReview = false
 
+    @Option(
+        help: """
+            With --token-review: seconds a token the API server confirmed is trusted without asking again (never \
+            past the token's exp; 0: ask for every request). A token revoked meanwhile is accepted until then. \
+            (default: 60)
+            """
+    )
+    var tokenReviewCacheSeconds: Int?
+
     @Option(help: "Token audience accepted (repeatable; default: ambit-ca and istio-ca).")
     var audience: [String] = []
 
@@ -97,6 +106,12 @@ struct AmbitCACommand: AsyncParsableCommand {
             throw ValidationError("--serving-lifetime-seconds must be at least 3")
         }
         guard caReloadSeconds > 0 else { throw ValidationError("--ca-reload-seconds must be positive") }
+        if let tokenReviewCacheSeconds {
+            guard tokenReview else { throw ValidationError("--token-review-cache-seconds goes with --token-review") }
+            guard tokenReviewCacheSeconds >= 0 else {
+                throw ValidationError("--token-review-cache-seconds must not be negative")
+            }
+        }
         guard maxLifetimeHours > 0 else { throw ValidationError("--max-lifetime-hours must be positive") }
     }
 
@@ -119,6 +134,7 @@ struct AmbitCACommand: AsyncParsableCommand {
             options.port = port
             options.servingLifetime = .seconds(servingLifetimeSeconds)
             options.caReloadInterval = .seconds(caReloadSeconds)
+            if let tokenReviewCacheSeconds { options.tokenReviewCacheLifetime = .seconds(tokenReviewCacheSeconds) }
             options.service.maximumLifetime = .seconds(maxLifetimeHours * 3600)
             options.ports = .init(metrics: metricsPort, readiness: readinessPort, admin: adminPort)
             options.drainDeadline = .seconds(drainSeconds)

@@ -80,4 +80,48 @@ import Testing
         #expect(error?.code == .unavailable, "an unreachable API server is not a bad token")
         try await group.shutdownGracefully()
     }
+
+    /// As ambit-ca runs it: a node agent's token, sent with each of its pods' requests, is reviewed once;
+    /// a token the API server refuses is asked about every time.
+    @Test func aCachedReviewSparesTheAPIServer() async throws {
+        let authority = try TestTLSAuthority()
+        let serving = try authority.server()
+        let server = try await FakeKubernetesAPIServer.start(
+            certificatePEM: serving.certificatePEM,
+            privateKeyPEM: serving.privateKeyPEM,
+            group: group
+        )
+        server.acceptTokens(["ca-own-token"])
+        server.reviewTokens([
+            "node1-token": .init(
+                username: "system:serviceaccount:ambit-system:ambit-node",
+                audiences: ["ambit-ca"],
+                nodeName: "node1"
+            )
+        ])
+        let cluster = KubernetesClusterConfig(
+            host: "127.0.0.1",
+            port: server.port,
+            certificateAuthorityPEM: Array(authority.certificatePEM.utf8),
+            credentials: .token("ca-own-token"),
+            origin: "test"
+        )
+        let authenticator = CachingCallerAuthenticator(
+            TokenReviewAuthenticator(
+                reviewer: try KubernetesTokenReviewer(cluster: cluster, group: group, userAgent: "ambit-ca-test"),
+                audiences: ["ambit-ca"]
+            )
+        )
+        func reviews() -> Int { server.requests.filter { $0.path.hasSuffix("/tokenreviews") }.count }
+        for _ in 0..<3 { #expect(try await authenticator.authenticate(token: "node1-token").nodeName == "node1") }
+        #expect(reviews() == 1)
+        for _ in 0..<2 {
+            let error = await #expect(throws: CARefusal.self) { try await authenticator.authenticate(token: "forged") }
+            #expect(error?.code == .unauthenticated)
+        }
+        #expect(reviews() == 3)
+        await server.close()
+        #expect(try await authenticator.authenticate(token: "node1-token").nodeName == "node1")
+        try await group.shutdownGracefully()
+    }
 }

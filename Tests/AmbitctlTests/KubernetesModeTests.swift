@@ -3,8 +3,8 @@ import Foundation
 import NIOPosix
 import Testing
 
-/// `ambit-node` and `ambit-waypoint` as processes, reading their configuration from a Kubernetes API
-/// server (the fake one: HTTPS, token auth, the real list/watch wire format) through a kubeconfig.
+/// `ambit-node`, `ambit-waypoint` and `ambit-ca` as processes, reading their configuration from a Kubernetes API
+/// server (the fake one: HTTPS, token auth, the real list/watch and TokenReview wire format) through a kubeconfig.
 @Suite struct KubernetesModeTests {
     final class Cluster {
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
@@ -170,6 +170,62 @@ import Testing
         // The recorded Gateway serves service account demo/server's pods: the client pod is not one of them.
         #expect(dump["workloads"] as? [String] == [], "\(dump)")
         await cluster.close()
+    }
+
+    /// `ambit-ca --token-review` asks the API server about a caller's token once: the same token on later
+    /// requests is answered from its cache (a node agent sends its own token with each pod's request).
+    @Test func theCAReviewsEachTokenOnceWithTheAPIServer() async throws {
+        let cluster = try await Cluster()
+        cluster.server.reviewTokens([
+            "client-token": .init(username: "system:serviceaccount:demo:client", audiences: ["ambit-ca"])
+        ])
+        let (port, metrics, readiness) = (TestPorts.free(), TestPorts.free(), TestPorts.free())
+        try cluster.start(
+            "ambit-ca",
+            [
+                "--ca-dir", cluster.ca, "--kubeconfig", cluster.kubeconfig, "--token-review", "--listen", "127.0.0.1",
+                "--port", "\(port)", "--server-name", "127.0.0.1", "--metrics-port", "\(metrics)",
+                "--readiness-port", "\(readiness)", "--admin-port", "\(TestPorts.free())",
+            ]
+        )
+        let ready = Self.eventually { Self.get("http://127.0.0.1:\(readiness)/healthz/ready")?.status == 200 }
+        #expect(ready, "\(cluster.log("ambit-ca"))")
+        let python = ProcessInfo.processInfo.environment["AMBIT_PYTHON"] ?? "/usr/bin/python3"
+        let client = TestBinaries.packageRoot.appendingPathComponent("Tests/Interop/istio_ca_client.py").path
+        func request(_ token: String) throws -> ProcessRunner.Result {
+            try ProcessRunner.run(
+                python,
+                [
+                    client, "--address", "127.0.0.1:\(port)", "--ca", cluster.ca + "/root-cert.pem", "--spiffe",
+                    "spiffe://cluster.local/ns/demo/sa/client", "--token", token, "--timeout", "60",
+                ]
+            )
+        }
+        for _ in 0..<3 {
+            let answer = try request("client-token")
+            #expect(answer.status == 0, "\(answer.standardError)")
+        }
+        let refused = try request("forged")
+        #expect(refused.status == 1 && refused.standardError.contains("UNAUTHENTICATED"), "\(refused.standardError)")
+        let reviews = cluster.server.requests.filter { $0.path.hasSuffix("/tokenreviews") }
+        #expect(reviews.count == 2, "one per token: \(reviews.map(\.body))")
+        let scrape = Self.get("http://127.0.0.1:\(metrics)/metrics")?.body ?? ""
+        let samples = PrometheusSamples(scrape)
+        #expect(samples.sum("ambit_ca_token_authentications_total", ["answered_by": "api_server"]) == 2, "\(scrape)")
+        #expect(samples.sum("ambit_ca_token_authentications_total", ["answered_by": "cache"]) == 2, "\(scrape)")
+        #expect(samples.sum("citadel_server_success_cert_issuance_count") == 3, "\(scrape)")
+        await cluster.close()
+
+        // The cache's lifetime belongs to TokenReview: given with the other authentication it is refused.
+        let misplaced = try ProcessRunner.run(
+            TestBinaries.path("ambit-ca"),
+            [
+                "--ca-dir", cluster.ca, "--manifests", "/nonexistent", "--token-public-key", "k.pem",
+                "--token-review-cache-seconds", "5",
+            ]
+        )
+        #expect(misplaced.status != 0)
+        #expect(misplaced.standardError.contains("--token-review-cache-seconds goes with --token-review"))
     }
 
     @Test func aBadKubeconfigStopsTheAgentWithTheReason() throws {
