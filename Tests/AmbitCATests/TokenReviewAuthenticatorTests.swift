@@ -8,7 +8,12 @@ import Testing
 @Suite(.timeLimit(.minutes(1))) struct TokenReviewAuthenticatorTests {
     let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
 
-    @Test func tokensAreReviewedWithTheCAsAudiencesAndTheCallersNode() async throws {
+    /// An API server reviewing `tokens` (it takes ambit-ca's own token, `ca-own-token`), and a TokenReview
+    /// authenticator for `audiences` that asks it.
+    func apiServer(
+        reviewing tokens: [String: FakeKubernetesAPIServer.ReviewedToken],
+        audiences: [String]
+    ) async throws -> (FakeKubernetesAPIServer, TokenReviewAuthenticator) {
         let authority = try TestTLSAuthority()
         let serving = try authority.server()
         let server = try await FakeKubernetesAPIServer.start(
@@ -17,28 +22,7 @@ import Testing
             group: group
         )
         server.acceptTokens(["ca-own-token"])
-        server.reviewTokens([
-            "node1-token": .init(
-                username: "system:serviceaccount:ambit-system:ambit-node",
-                audiences: ["ambit-ca"],
-                nodeName: "node1",
-                podName: "ambit-node-x7k2p"
-            ),
-            "kubelet-audience": .init(username: "system:serviceaccount:demo:client", audiences: ["https://kubernetes"]),
-            "a-user": .init(username: "alice", audiences: ["ambit-ca"]),
-            // A webhook authenticator passing a user off as the node agent: not in the service-account group.
-            "webhook": .init(
-                username: "system:serviceaccount:ambit-system:ambit-node",
-                audiences: ["ambit-ca"],
-                nodeName: "node2",
-                groups: ["system:authenticated"]
-            ),
-            "any-audience": .init(
-                username: "system:serviceaccount:demo:client",
-                audiences: ["somewhere-else"],
-                ignoresAudiences: true
-            ),
-        ])
+        server.reviewTokens(tokens)
         let cluster = KubernetesClusterConfig(
             host: "127.0.0.1",
             port: server.port,
@@ -46,8 +30,37 @@ import Testing
             credentials: .token("ca-own-token"),
             origin: "test"
         )
-        let authenticator = TokenReviewAuthenticator(
-            reviewer: try KubernetesTokenReviewer(cluster: cluster, group: group, userAgent: "ambit-ca-test"),
+        let reviewer = try KubernetesTokenReviewer(cluster: cluster, group: group, userAgent: "ambit-ca-test")
+        return (server, TokenReviewAuthenticator(reviewer: reviewer, audiences: audiences))
+    }
+
+    @Test func tokensAreReviewedWithTheCAsAudiencesAndTheCallersNode() async throws {
+        let (server, authenticator) = try await apiServer(
+            reviewing: [
+                "node1-token": .init(
+                    username: "system:serviceaccount:ambit-system:ambit-node",
+                    audiences: ["ambit-ca"],
+                    nodeName: "node1",
+                    podName: "ambit-node-x7k2p"
+                ),
+                "kubelet-audience": .init(
+                    username: "system:serviceaccount:demo:client",
+                    audiences: ["https://kubernetes"]
+                ),
+                "a-user": .init(username: "alice", audiences: ["ambit-ca"]),
+                // A webhook authenticator passing a user off as the node agent: not in the service-account group.
+                "webhook": .init(
+                    username: "system:serviceaccount:ambit-system:ambit-node",
+                    audiences: ["ambit-ca"],
+                    nodeName: "node2",
+                    groups: ["system:authenticated"]
+                ),
+                "any-audience": .init(
+                    username: "system:serviceaccount:demo:client",
+                    audiences: ["somewhere-else"],
+                    ignoresAudiences: true
+                ),
+            ],
             audiences: ["ambit-ca", "istio-ca"]
         )
         let caller = try await authenticator.authenticate(token: "node1-token")
@@ -84,42 +97,25 @@ import Testing
     /// As ambit-ca runs it: a node agent's token, sent with each of its pods' requests, is reviewed once;
     /// a token the API server refuses is asked about every time.
     @Test func aCachedReviewSparesTheAPIServer() async throws {
-        let authority = try TestTLSAuthority()
-        let serving = try authority.server()
-        let server = try await FakeKubernetesAPIServer.start(
-            certificatePEM: serving.certificatePEM,
-            privateKeyPEM: serving.privateKeyPEM,
-            group: group
+        let (server, reviews) = try await apiServer(
+            reviewing: [
+                "node1-token": .init(
+                    username: "system:serviceaccount:ambit-system:ambit-node",
+                    audiences: ["ambit-ca"],
+                    nodeName: "node1"
+                )
+            ],
+            audiences: ["ambit-ca"]
         )
-        server.acceptTokens(["ca-own-token"])
-        server.reviewTokens([
-            "node1-token": .init(
-                username: "system:serviceaccount:ambit-system:ambit-node",
-                audiences: ["ambit-ca"],
-                nodeName: "node1"
-            )
-        ])
-        let cluster = KubernetesClusterConfig(
-            host: "127.0.0.1",
-            port: server.port,
-            certificateAuthorityPEM: Array(authority.certificatePEM.utf8),
-            credentials: .token("ca-own-token"),
-            origin: "test"
-        )
-        let authenticator = CachingCallerAuthenticator(
-            TokenReviewAuthenticator(
-                reviewer: try KubernetesTokenReviewer(cluster: cluster, group: group, userAgent: "ambit-ca-test"),
-                audiences: ["ambit-ca"]
-            )
-        )
-        func reviews() -> Int { server.requests.filter { $0.path.hasSuffix("/tokenreviews") }.count }
+        let authenticator = CachingCallerAuthenticator(reviews)
+        func reviewed() -> Int { server.requests.filter { $0.path.hasSuffix("/tokenreviews") }.count }
         for _ in 0..<3 { #expect(try await authenticator.authenticate(token: "node1-token").nodeName == "node1") }
-        #expect(reviews() == 1)
+        #expect(reviewed() == 1)
         for _ in 0..<2 {
             let error = await #expect(throws: CARefusal.self) { try await authenticator.authenticate(token: "forged") }
             #expect(error?.code == .unauthenticated)
         }
-        #expect(reviews() == 3)
+        #expect(reviewed() == 3)
         await server.close()
         #expect(try await authenticator.authenticate(token: "node1-token").nodeName == "node1")
         try await group.shutdownGracefully()
