@@ -209,6 +209,8 @@ public final class CAServer: Sendable {
                 }
             }
         }
+        // SIGTERM drains from before the CA says it is ready (a signal right after would end it otherwise).
+        let termination = ProcessSignals.termination()
         ready.store(true, ordering: .relaxed)
         logger.info(
             "ambit-ca started",
@@ -222,7 +224,7 @@ public final class CAServer: Sendable {
         // cancelled, so they race in unstructured tasks and the first to report wins.
         let (stops, stop) = AsyncStream.makeStream(of: (any Error)?.self)
         let signalTask = Task {
-            await ProcessSignals.waitForTermination()
+            await termination.wait()
             stop.yield(nil)
         }
         let failureTask = Task {

@@ -172,7 +172,8 @@ public final class NodeAgent: Sendable {
         }
         if capturer.isActive { capturer.publishEnrollment(inputs.store.snapshot) }
         // From here on SIGTERM/SIGINT start a drain (before, while the configuration loads, they end the process).
-        let termination = Task { await ProcessSignals.waitForTermination() }
+        let signals = ProcessSignals.termination()
+        let termination = Task { await signals.wait() }
 
         let certificateTask = Task { await inputs.certificates.run() }
         let trimTask = Task { [logger] in await HeapTrimmer.run(logger: logger) }

@@ -170,6 +170,8 @@ public final class WaypointProcess: Sendable {
             readinessNotes: { [certificates] in await certificates.problems() }
         )
         channels.withLock { $0.insert(listener, at: 0) }
+        // SIGTERM drains from before the waypoint says it is ready (a signal right after would end it otherwise).
+        let termination = ProcessSignals.termination()
         ready.store(true, ordering: .relaxed)
         logger.info(
             options.sidecar == nil ? "ambit-waypoint started" : "ambit-sidecar started",
@@ -179,7 +181,7 @@ public final class WaypointProcess: Sendable {
                 "identity": "\(identity)", "hbone": "\(options.listenHost):\(options.hbonePort)",
             ]
         )
-        await ProcessSignals.waitForTermination()
+        await termination.wait()
         ready.store(false, ordering: .relaxed)
         logger.info("draining", metadata: ["deadline": "\(options.drainDeadline)"])
         // The shutdown stops the listener reading, lets the sockets it accepted reach their pipelines, then
