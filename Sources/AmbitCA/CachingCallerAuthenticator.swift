@@ -11,7 +11,8 @@ import Synchronization
 /// - Concurrent requests with the same token share one review.
 /// - A refusal (the token is bad, or the API server cannot be reached) is never remembered: the next request
 ///   asks again.
-/// - At most `capacity` tokens are remembered; when full, the expired ones go, and if none has, all of them.
+/// - At most `capacity` tokens are remembered; when full, the expired ones go, and if that is not enough, the
+///   half that expires first (never a review in progress).
 ///
 /// The price: a token revoked on the API server (its pod deleted) is still accepted for up to `lifetime`.
 public final class CachingCallerAuthenticator: CallerAuthenticator {
@@ -28,7 +29,8 @@ public final class CachingCallerAuthenticator: CallerAuthenticator {
     }
     private let entries = Mutex<[SHA256Digest: Entry]>([:])
 
-    /// `onReview`: called per request, `cached` when no review was needed (the metric).
+    /// `onReview`: called per request, `cached` when it started no review (answered from the cache, or waiting
+    /// for a review another request started), for the metric.
     public init(
         _ inner: any CallerAuthenticator,
         lifetime: Duration = .seconds(60),
@@ -60,13 +62,7 @@ public final class CachingCallerAuthenticator: CallerAuthenticator {
             case .reviewing(let review):
                 return .review(review, started: false)
             case .confirmed, nil:
-                if entries.count >= capacity {
-                    entries = entries.filter { _, entry in
-                        if case .confirmed(_, let until) = entry { return time < until }
-                        return true
-                    }
-                    if entries.count >= capacity { entries.removeAll() }
-                }
+                if entries.count >= capacity { Self.makeRoom(in: &entries, at: time, capacity: capacity) }
                 let review = Review { [inner] () async -> Result<CACaller, CARefusal> in
                     do throws(CARefusal) {
                         return .success(try await inner.authenticate(token: token))
@@ -90,7 +86,9 @@ public final class CachingCallerAuthenticator: CallerAuthenticator {
         let result = await review.value
         let confirmedAt = now()
         let until = min(
-            confirmedAt.addingTimeInterval(Double(lifetime.components.seconds)),
+            confirmedAt.addingTimeInterval(
+                Double(lifetime.components.seconds) + Double(lifetime.components.attoseconds) / 1e18
+            ),
             Self.expiry(of: token) ?? .distantFuture
         )
         entries.withLock { entries in
@@ -101,6 +99,23 @@ public final class CachingCallerAuthenticator: CallerAuthenticator {
             }
         }
         return try result.get()
+    }
+
+    /// Removes the expired entries, and if that is not enough, the half of the confirmed ones that expire
+    /// first. Reviews in progress stay: their requests are waiting for them.
+    private static func makeRoom(in entries: inout [SHA256Digest: Entry], at time: Date, capacity: Int) {
+        entries = entries.filter { _, entry in
+            if case .confirmed(_, let until) = entry { return time < until }
+            return true
+        }
+        guard entries.count >= capacity else { return }
+        let confirmed = entries.compactMap { key, entry -> (SHA256Digest, Date)? in
+            if case .confirmed(_, let until) = entry { return (key, until) }
+            return nil
+        }
+        for (key, _) in confirmed.sorted(by: { $0.1 < $1.1 }).prefix(max(1, confirmed.count / 2)) {
+            entries[key] = nil
+        }
     }
 
     /// The `exp` claim of a JWT, read without verifying it (the API server just did), or nil.

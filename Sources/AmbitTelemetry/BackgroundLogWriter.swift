@@ -7,18 +7,20 @@
 /// into memory: no `write(2)` per line, and a slow or stuck reader of the log never stalls it.
 ///
 /// - A line waits at most ``flushInterval`` (lines logged meanwhile join the same write); a line at
-///   warning or above, or a batch past ``batchBytes``, is written at once.
+///   warning or above, or a batch past ``batchBytes`` (or half the ``capacity``), is written at once.
 /// - At most ``capacity`` bytes wait. Beyond that a line is dropped whole and counted
-///   (``droppedLines``), and the next batch begins with a warning line that says how many were dropped.
+///   (``droppedLines``), and a warning line that says how many were dropped is written where they were.
 /// - ``flush(timeout:)`` waits until every line logged before it is written; ``LogSink/standardError``
 ///   flushes at `exit(3)`. A crash loses the lines of the last ``flushInterval`` at most.
-/// - ``stop(timeout:)`` writes what is pending and ends the thread (a sink about to close its descriptor).
+/// - ``stop(timeout:)`` writes what is pending and ends the thread; later lines are not written. The
+///   writer writes to a duplicate of the descriptor, closed when its thread ends.
 ///
 /// `@unchecked Sendable`: every stored property but the descriptor and settings is read and written
 /// with `mutex` held, and only the writer thread writes to the descriptor; the mutex and conditions are
 /// allocated once and freed in deinit, which runs only once the writer thread has let go of the writer.
 final class BackgroundLogWriter: @unchecked Sendable {
     let descriptor: Int32
+    private let ownsDescriptor: Bool
     let flushInterval: Duration
     let batchBytes: Int
     let capacity: Int
@@ -50,7 +52,10 @@ final class BackgroundLogWriter: @unchecked Sendable {
         capacity: Int = 1 << 20,
         label: String = "ambit.log"
     ) {
-        self.descriptor = descriptor
+        // A descriptor of its own, closed when the thread ends: whoever owns `descriptor` may close it (and
+        // the number be reused) while the last batch is still being written.
+        let own = dup(descriptor)
+        (self.descriptor, ownsDescriptor) = own >= 0 ? (own, true) : (descriptor, false)
         self.flushInterval = flushInterval
         self.batchBytes = batchBytes
         self.capacity = capacity
@@ -93,7 +98,8 @@ final class BackgroundLogWriter: @unchecked Sendable {
     /// Queues one whole line; never blocks on the descriptor.
     func append(_ line: [UInt8], urgent lineIsUrgent: Bool) {
         let wake: Bool = locked {
-            guard !stopping && pending.count + line.count <= capacity else {
+            if stopping { return false }  // after close: the sink writes nothing more
+            guard pending.count + line.count <= capacity else {
                 dropped += 1
                 droppedTotal += 1
                 return dropped == 1  // the first drop ends the wait for more lines
@@ -118,10 +124,10 @@ final class BackgroundLogWriter: @unchecked Sendable {
             pthread_cond_signal(work)
             // Lines queued later may be written in the same batches: waiting for those too is harmless.
             let target = batches + (writing ? 1 : 0) + (pending.isEmpty && dropped == 0 ? 0 : 1)
-            while batches < target {
+            while batches < target && !stopped {
                 if pthread_cond_timedwait(written, mutex, &deadline) == ETIMEDOUT { return batches >= target }
             }
-            return true
+            return batches >= target
         }
     }
 
@@ -174,6 +180,7 @@ final class BackgroundLogWriter: @unchecked Sendable {
         while true {
             while pending.isEmpty && dropped == 0 && !stopping { pthread_cond_wait(work, mutex) }
             if pending.isEmpty && dropped == 0 {  // stopping, and everything is written
+                if ownsDescriptor { close(descriptor) }
                 stopped = true
                 pthread_cond_broadcast(written)
                 pthread_mutex_unlock(mutex)

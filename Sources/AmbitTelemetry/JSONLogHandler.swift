@@ -230,8 +230,8 @@ public final class LogSink: Sendable {
         return writer.flush(timeout: timeout)
     }
 
-    /// Writes what is pending and ends a background sink's thread (at most `timeout`); later lines are
-    /// dropped. For a sink whose descriptor is about to be closed.
+    /// Writes what is pending and ends a background sink's thread (waiting at most `timeout`); later lines
+    /// are not written. For a sink whose descriptor is about to be closed.
     public func close(timeout: Duration = .seconds(5)) {
         guard case .background(let writer) = target else { return }
         writer.stop(timeout: timeout)

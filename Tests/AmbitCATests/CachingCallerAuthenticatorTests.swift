@@ -143,12 +143,17 @@ import Testing
         _ = try await authenticator.authenticate(token: "a")
         clock.advance(61)
         _ = try await authenticator.authenticate(token: "b")
+        clock.advance(1)
         _ = try await authenticator.authenticate(token: "c")  // full: a, expired, goes
         #expect(authenticator.count == 2)
         _ = try await authenticator.authenticate(token: "b")
         _ = try await authenticator.authenticate(token: "c")
         #expect(reviews.count == 3, "b and c are still remembered")
-        _ = try await authenticator.authenticate(token: "d")  // full of live ones: all go
-        #expect(authenticator.count == 1)
+        _ = try await authenticator.authenticate(token: "d")  // full of live ones: b, which expires first, goes
+        #expect(authenticator.count == 2)
+        _ = try await authenticator.authenticate(token: "c")
+        #expect(reviews.count == 4, "c is still remembered")
+        _ = try await authenticator.authenticate(token: "b")
+        #expect(reviews.count == 5, "b was not")
     }
 }
