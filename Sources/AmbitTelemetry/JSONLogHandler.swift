@@ -143,7 +143,10 @@ extension JSONLogHandler: JSONLineWriting {
 /// the logging thread itself, or a buffer in tests.
 public final class LogSink: Sendable {
     private enum Target: Sendable {
-        case descriptor(Int32)
+        /// Each line written as it is logged; the waits for a full non-blocking descriptor, in milliseconds:
+        /// before a line's first byte (then it is dropped, whole), and between the parts of a line once it
+        /// has begun (a log collector must never see half a line followed by the next one).
+        case descriptor(Int32, waitBeforeDropping: Int32, waitWithinLine: Int32)
         case background(BackgroundLogWriter)
         case buffer
     }
@@ -168,23 +171,15 @@ public final class LogSink: Sendable {
         standardErrorStarted.load(ordering: .acquiring) ? standardError.droppedLines : 0
     }
 
-    /// How long a line waits, in milliseconds, for a full non-blocking descriptor: before its first
-    /// byte (then the line is dropped, whole), and between the parts of a line once it has begun (a
-    /// log collector must never see half a line followed by the next one).
-    private let waitBeforeDropping: Int32
-    private let waitWithinLine: Int32
-
     /// A sink that keeps its lines in memory (`buffered`, for tests) or writes each to standard error
     /// as it is logged.
     public init(buffered: Bool = true) {
-        target = buffered ? .buffer : .descriptor(2)
-        (waitBeforeDropping, waitWithinLine) = (100, 1_000)
+        target = buffered ? .buffer : .descriptor(2, waitBeforeDropping: 100, waitWithinLine: 1_000)
     }
 
     /// Lines go to `fileDescriptor` as they are logged, each with its own `write(2)` (tests: a pipe).
     public init(fileDescriptor: Int32, waitBeforeDropping: Int32 = 100, waitWithinLine: Int32 = 1_000) {
-        target = .descriptor(fileDescriptor)
-        (self.waitBeforeDropping, self.waitWithinLine) = (waitBeforeDropping, waitWithinLine)
+        target = .descriptor(fileDescriptor, waitBeforeDropping: waitBeforeDropping, waitWithinLine: waitWithinLine)
     }
 
     /// Lines go to `fileDescriptor` in batches, from a thread of the sink's own: a line waits up to
@@ -198,7 +193,6 @@ public final class LogSink: Sendable {
         target = .background(
             BackgroundLogWriter(descriptor: fileDescriptor, flushInterval: flushInterval, capacity: capacity)
         )
-        (waitBeforeDropping, waitWithinLine) = (-1, -1)
     }
 
     /// One line, written whole: queued for the background writer, written with `write(2)` (retried
@@ -208,7 +202,7 @@ public final class LogSink: Sendable {
         switch target {
         case .background(let writer):
             writer.append(line, urgent: urgent)
-        case .descriptor(let fd):
+        case .descriptor(let fd, let waitBeforeDropping, let waitWithinLine):
             lock.withLock { _ in
                 BackgroundLogWriter.writeWhole(
                     line,
