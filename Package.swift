@@ -45,8 +45,8 @@ let package = Package(
         .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
-        .package(url: "https://github.com/jpsim/Yams.git", from: "6.2.2"),
-        .package(url: "https://github.com/apple/swift-protobuf.git", from: "1.39.0"),
+        // No default traits: `BinaryDelimitedStreams` imports full Foundation (and so ICU) into every program.
+        .package(url: "https://github.com/apple/swift-protobuf.git", from: "1.39.0", traits: []),
         .package(url: "https://github.com/grpc/grpc-swift-2.git", from: "2.4.3"),
         .package(url: "https://github.com/grpc/grpc-swift-protobuf.git", from: "2.4.1"),
         .package(url: "https://github.com/grpc/grpc-swift-nio-transport.git", from: "2.9.2"),
@@ -62,6 +62,19 @@ let package = Package(
             name: "CLibNFTNL",
             pkgConfig: "libnftnl",
             providers: [.apt(["libnftnl-dev", "libmnl-dev"])]
+        ),
+        // libyaml, the YAML parser AmbitYAML builds document trees with.
+        .systemLibrary(
+            name: "CLibYAML",
+            pkgConfig: "yaml-0.1",
+            providers: [.apt(["libyaml-dev"])]
+        ),
+        // YAML documents as trees of nodes with line numbers and YAML 1.1 types, over libyaml: no
+        // Foundation (whose regular expressions and ICU data a YAML library would pull in).
+        .target(
+            name: "AmbitYAML",
+            dependencies: ["CLibYAML"],
+            swiftSettings: strictSettings
         ),
         // What Swift cannot import: setns, SCM_RIGHTS (CMSG_*), SO_PEERCRED, accept4, gettid.
         .target(name: "CAmbitShim"),
@@ -129,7 +142,7 @@ let package = Package(
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
-                .product(name: "Yams", package: "Yams"),
+                "AmbitYAML",
             ],
             swiftSettings: strictSettings
         ),
@@ -281,6 +294,7 @@ let package = Package(
                 "AmbitCA",
                 "AmbitConfig",
                 "AmbitHBONE",
+                "AmbitModel",
                 "AmbitProcess",
                 "AmbitTelemetry",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -377,8 +391,8 @@ let package = Package(
             name: "AmbitLab",
             dependencies: [
                 "AmbitModel",
+                "AmbitYAML",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
-                .product(name: "Yams", package: "Yams"),
             ],
             swiftSettings: strictSettings
         ),
@@ -441,6 +455,11 @@ let package = Package(
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "X509", package: "swift-certificates"),
             ],
+            swiftSettings: strictSettings
+        ),
+        .testTarget(
+            name: "AmbitYAMLTests",
+            dependencies: ["AmbitYAML"],
             swiftSettings: strictSettings
         ),
         .testTarget(
@@ -574,7 +593,7 @@ let package = Package(
         ),
         .testTarget(
             name: "AmbitLabTests",
-            dependencies: ["AmbitModel", "AmbitLab", "AmbitTestSupport"],
+            dependencies: ["AmbitModel", "AmbitLab", "AmbitTestSupport", "AmbitYAML"],
             swiftSettings: strictSettings
         ),
         .testTarget(

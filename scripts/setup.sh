@@ -3,7 +3,7 @@
 
 AMBIT_APT_PACKAGES=(
     # Build: C libraries the capture library links, and pkg-config to find them.
-    pkg-config libbpf-dev libnftnl-dev libmnl-dev
+    pkg-config libbpf-dev libnftnl-dev libmnl-dev libyaml-dev
     # Kernel tooling the capture backends and the lab use.
     nftables iproute2 containernetworking-plugins util-linux
     # The lab and its end-to-end tests: clients, packet capture.

@@ -1,6 +1,7 @@
 import AmbitIdentity
 import Crypto
-import Foundation
+import FoundationEssentials
+import Glibc
 import Logging
 import Prometheus
 import Synchronization

@@ -3,9 +3,10 @@ public import AmbitIdentity
 public import AmbitModel
 public import AmbitProcess
 import AmbitTelemetry
-import Foundation
+import FoundationEssentials
 import GRPCCore
 import GRPCNIOTransportHTTP2Posix
+import Glibc
 public import Logging
 import NIOPosix
 import Synchronization
@@ -191,8 +192,7 @@ public final class CAServer: Sendable {
                     ],
                     "configSource": source.statusDump(),
                 ]
-                let data = (try? JSONSerialization.data(withJSONObject: dump, options: [.prettyPrinted, .sortedKeys]))
-                return data.map { String(decoding: $0, as: UTF8.self) } ?? "{}"
+                return JSONValue(dump).serialized(indented: true)
             },
             configProblems: { [source] in source.problems }
         )

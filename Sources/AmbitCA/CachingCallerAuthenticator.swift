@@ -1,5 +1,7 @@
+import AmbitModel
 import Crypto
-public import Foundation
+public import FoundationEssentials
+import Glibc
 import Synchronization
 
 /// Remembers, for a while, the callers another authenticator confirmed: ambit-ca's TokenReview costs a request
@@ -122,9 +124,8 @@ public final class CachingCallerAuthenticator: CallerAuthenticator {
     static func expiry(of token: String) -> Date? {
         let parts = token.split(separator: ".", omittingEmptySubsequences: false)
         guard parts.count == 3, let claims = ServiceAccountToken.data(base64URL: parts[1]),
-            let object = try? JSONSerialization.jsonObject(with: claims) as? [String: Any],
-            let exp = object["exp"] as? NSNumber
+            let exp = (try? JSONValue.parse(claims))?["exp"]?.doubleValue
         else { return nil }
-        return Date(timeIntervalSince1970: exp.doubleValue)
+        return Date(timeIntervalSince1970: exp)
     }
 }

@@ -1,6 +1,8 @@
 public import AmbitConfig
+import AmbitModel
 public import Crypto
-public import Foundation
+public import FoundationEssentials
+import Glibc
 import SwiftASN1
 
 /// Who asks the CA for a certificate, as its bearer token proves.
@@ -66,7 +68,7 @@ public struct LocalTokenAuthenticator: CallerAuthenticator {
         do {
             text = try String(contentsOfFile: path, encoding: .utf8)
         } catch {
-            throw CARefusal(.internal, "cannot read the token key file \(path): \(error.localizedDescription)")
+            throw CARefusal(.internal, "cannot read the token key file \(path): \(error.readableDescription)")
         }
         let documents: [PEMDocument]
         do {

@@ -1,8 +1,9 @@
 public import AmbitIdentity
 public import AmbitModel
 public import AmbitProto
-import Foundation
+import FoundationEssentials
 public import GRPCCore
+import Glibc
 public import Logging
 public import Prometheus
 import SwiftProtobuf
@@ -132,7 +133,7 @@ public struct CertificateService: Istio_V1_Auth_IstioCertificateService.ServiceP
         }
         let prefix = "Bearer "
         let token =
-            value.hasPrefix(prefix) ? String(value.dropFirst(prefix.count)).trimmingCharacters(in: .whitespaces) : ""
+            value.hasPrefix(prefix) ? String(value.dropFirst(prefix.count)).trimmingWhitespace(newlines: false) : ""
         guard !token.isEmpty else {
             throw CARefusal(.unauthenticated, "the authorization header is not \"Bearer <token>\"")
         }

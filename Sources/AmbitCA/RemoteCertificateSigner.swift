@@ -1,9 +1,10 @@
 public import AmbitIdentity
 import AmbitModel
 import AmbitProto
-import Foundation
+import FoundationEssentials
 import GRPCCore
 import GRPCNIOTransportHTTP2Posix
+import Glibc
 public import NIOCore
 import SwiftASN1
 import SwiftProtobuf
@@ -111,9 +112,7 @@ public final class RemoteCertificateSigner: CertificateSigner {
         }
         var metadata: Metadata = [:]
         if let tokenFile = options.tokenFile {
-            let token = try PEMFiles.read(tokenFile, code: .caUnreadable).trimmingCharacters(
-                in: .whitespacesAndNewlines
-            )
+            let token = try PEMFiles.read(tokenFile, code: .caUnreadable).trimmingWhitespace()
             guard !token.isEmpty else { throw IdentityError(.caUnreadable, "the token file \(tokenFile) is empty") }
             metadata.addString("Bearer \(token)", forKey: "authorization")
         }

@@ -1,5 +1,7 @@
+import AmbitModel
 public import Crypto
-public import Foundation
+public import FoundationEssentials
+import Glibc
 
 /// A Kubernetes-shaped service-account token (a JWT) that Ambit's CA can verify without an API server:
 /// ES256-signed with a P-256 key whose public half the CA holds (`--token-public-key`). The claims are
@@ -43,17 +45,21 @@ public struct ServiceAccountToken: Sendable, Hashable {
 
     /// The compact JWS: base64url(header).base64url(claims).base64url(r || s).
     public func signed(with key: P256.Signing.PrivateKey) throws -> String {
-        var kubernetes: [String: Any] = ["namespace": namespace, "serviceaccount": ["name": serviceAccount]]
-        if let podName { kubernetes["pod"] = ["name": podName] }
-        if let nodeName { kubernetes["node"] = ["name": nodeName] }
-        let claims: [String: Any] = [
-            "iss": issuer, "sub": subject, "aud": audiences,
-            "iat": Int(issuedAt.timeIntervalSince1970), "nbf": Int(issuedAt.timeIntervalSince1970),
-            "exp": Int(expiry.timeIntervalSince1970), "kubernetes.io": kubernetes,
+        func named(_ name: String) -> JSONValue { .object(["name": .string(name)]) }
+        func seconds(_ date: Date) -> JSONValue { .number(String(Int(date.timeIntervalSince1970))) }
+        var kubernetes: [String: JSONValue] = [
+            "namespace": .string(namespace), "serviceaccount": named(serviceAccount),
         ]
-        let header = try JSONSerialization.data(withJSONObject: ["alg": "ES256", "typ": "JWT"], options: .sortedKeys)
-        let body = try JSONSerialization.data(withJSONObject: claims, options: .sortedKeys)
-        let input = Self.base64URL(header) + "." + Self.base64URL(body)
+        if let podName { kubernetes["pod"] = named(podName) }
+        if let nodeName { kubernetes["node"] = named(nodeName) }
+        let claims = JSONValue.object([
+            "iss": .string(issuer), "sub": .string(subject), "aud": .array(audiences.map(JSONValue.string)),
+            "iat": seconds(issuedAt), "nbf": seconds(issuedAt), "exp": seconds(expiry),
+            "kubernetes.io": .object(kubernetes),
+        ])
+        let header = JSONValue.object(["alg": .string("ES256"), "typ": .string("JWT")])
+        let input =
+            Self.base64URL(Data(header.serialized().utf8)) + "." + Self.base64URL(Data(claims.serialized().utf8))
         let signature = try key.signature(for: Data(input.utf8))
         return input + "." + Self.base64URL(signature.rawRepresentation)
     }
@@ -76,9 +82,7 @@ public struct ServiceAccountToken: Sendable, Hashable {
         else {
             throw CARefusal(.unauthenticated, "the token is not a JWT (three base64url parts)")
         }
-        guard let header = try? JSONSerialization.jsonObject(with: headerBytes) as? [String: Any],
-            header["alg"] as? String == "ES256"
-        else {
+        guard let header = try? JSONValue.parse(headerBytes), header["alg"]?.stringValue == "ES256" else {
             throw CARefusal(.unauthenticated, "the token's header is not JSON with alg ES256")
         }
         let input = Data(parts[0].utf8) + Data(".".utf8) + Data(parts[1].utf8)
@@ -87,7 +91,7 @@ public struct ServiceAccountToken: Sendable, Hashable {
         else {
             throw CARefusal(.unauthenticated, "the token's signature does not verify with any trusted token key")
         }
-        guard let claims = try? JSONSerialization.jsonObject(with: claimBytes) as? [String: Any] else {
+        guard let claims = try? JSONValue.parse(claimBytes).objectValue else {
             throw CARefusal(.unauthenticated, "the token's claims are not a JSON object")
         }
         let parsed = try parse(claims)
@@ -106,30 +110,30 @@ public struct ServiceAccountToken: Sendable, Hashable {
         return parsed
     }
 
-    private static func parse(_ claims: [String: Any]) throws(CARefusal) -> ServiceAccountToken {
+    private static func parse(_ claims: [String: JSONValue]) throws(CARefusal) -> ServiceAccountToken {
         func number(_ name: String) throws(CARefusal) -> Date {
-            guard let value = claims[name] as? NSNumber else {
+            guard let value = claims[name]?.doubleValue else {
                 throw CARefusal(.unauthenticated, "the token has no numeric \(name) claim")
             }
-            return Date(timeIntervalSince1970: value.doubleValue)
+            return Date(timeIntervalSince1970: value)
         }
-        guard let subject = claims["sub"] as? String else {
+        guard let subject = claims["sub"]?.stringValue else {
             throw CARefusal(.unauthenticated, "the token has no sub claim")
         }
         guard let account = CACaller.serviceAccount(inUsername: subject) else {
             throw CARefusal(.unauthenticated, "the token's subject \"\(subject)\" is not a service account")
         }
         let audiences: [String]
-        if let list = claims["aud"] as? [String] {
-            audiences = list
-        } else if let single = claims["aud"] as? String {
+        if let list = claims["aud"]?.arrayValue, list.allSatisfy({ $0.stringValue != nil }) {
+            audiences = list.compactMap(\.stringValue)
+        } else if let single = claims["aud"]?.stringValue {
             audiences = [single]
         } else {
             throw CARefusal(.unauthenticated, "the token has no aud claim")
         }
-        let kubernetes = claims["kubernetes.io"] as? [String: Any]
-        guard kubernetes?["namespace"] as? String == account.namespace,
-            (kubernetes?["serviceaccount"] as? [String: Any])?["name"] as? String == account.name
+        let kubernetes = claims["kubernetes.io"]
+        guard kubernetes?["namespace"]?.stringValue == account.namespace,
+            kubernetes?["serviceaccount"]?["name"]?.stringValue == account.name
         else {
             throw CARefusal(
                 .unauthenticated,
@@ -137,12 +141,12 @@ public struct ServiceAccountToken: Sendable, Hashable {
             )
         }
         return ServiceAccountToken(
-            issuer: claims["iss"] as? String ?? "",
+            issuer: claims["iss"]?.stringValue ?? "",
             audiences: audiences,
             namespace: account.namespace,
             serviceAccount: account.name,
-            podName: (kubernetes?["pod"] as? [String: Any])?["name"] as? String,
-            nodeName: (kubernetes?["node"] as? [String: Any])?["name"] as? String,
+            podName: kubernetes?["pod"]?["name"]?.stringValue,
+            nodeName: kubernetes?["node"]?["name"]?.stringValue,
             issuedAt: try number("nbf"),
             expiry: try number("exp")
         )
@@ -150,13 +154,13 @@ public struct ServiceAccountToken: Sendable, Hashable {
 
     static func base64URL(_ data: some DataProtocol) -> String {
         Data(data).base64EncodedString()
-            .replacingOccurrences(of: "+", with: "-")
-            .replacingOccurrences(of: "/", with: "_")
-            .replacingOccurrences(of: "=", with: "")
+            .replacing("+", with: "-")
+            .replacing("/", with: "_")
+            .replacing("=", with: "")
     }
 
     static func data(base64URL text: Substring) -> Data? {
-        var base64 = text.replacingOccurrences(of: "-", with: "+").replacingOccurrences(of: "_", with: "/")
+        var base64 = String(text.replacing("-", with: "+").replacing("_", with: "/"))
         guard !base64.contains("=") else { return nil }
         base64 += String(repeating: "=", count: (4 - base64.count % 4) % 4)
         return Data(base64Encoded: base64)

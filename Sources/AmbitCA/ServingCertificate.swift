@@ -1,5 +1,6 @@
 import AmbitIdentity
-import Foundation
+import FoundationEssentials
+import Glibc
 import Logging
 import NIOCertificateReloading
 import NIOSSL

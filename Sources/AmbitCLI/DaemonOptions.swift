@@ -1,4 +1,5 @@
 public import AmbitConfig
+import AmbitModel
 public import AmbitProcess
 public import ArgumentParser
 public import Logging
@@ -59,7 +60,7 @@ public func runDaemon(
     source: ConfigSourceOptions,
     _ body: (Logger, ConfigSourceSelection) async throws -> Void
 ) async throws {
-    let logger = logging.bootstrap(label: "ambit.\(name.replacingOccurrences(of: "ambit-", with: ""))")
+    let logger = logging.bootstrap(label: "ambit.\(name.replacing("ambit-", with: ""))")
     let config: ConfigSourceSelection
     do {
         config = try source.selection()

@@ -1,7 +1,9 @@
 public import AmbitConfig
+import AmbitModel
 public import AmbitTelemetry
 public import ArgumentParser
-import Foundation
+import FoundationEssentials
+import Glibc
 public import Logging
 
 /// `--log-format` and `--log-level`, as every Ambit process takes them.
@@ -82,7 +84,7 @@ public struct MeshConfigOptions: ParsableArguments {
         do {
             text = try String(contentsOfFile: meshConfig, encoding: .utf8)
         } catch {
-            throw ValidationError("--mesh-config \(meshConfig): cannot read it (\(error.localizedDescription))")
+            throw ValidationError("--mesh-config \(meshConfig): cannot read it (\(error.readableDescription))")
         }
         return try MeshConfigDecoder.decode(text, file: meshConfig)
     }

@@ -1,3 +1,4 @@
+import AmbitModel
 import CAmbitShim
 public import NIOCore
 
@@ -194,23 +195,7 @@ final class JobQueue: @unchecked Sendable {
             return closed
         }
         guard !isClosed else { return }
-        let context = Unmanaged.passRetained(self).toOpaque()
-        var thread = pthread_t()
-        let result = pthread_create(
-            &thread,
-            nil,
-            { raw in
-                guard let raw else { return nil }
-                let queue = Unmanaged<JobQueue>.fromOpaque(raw).takeRetainedValue()
-                queue.workerLoop()
-                return nil
-            },
-            context
-        )
-        if result == 0 {
-            pthread_detach(thread)
-        } else {
-            Unmanaged<JobQueue>.fromOpaque(context).release()
+        if !DetachedThread.start({ self.workerLoop() }) {
             locked { started -= 1 }
         }
     }

@@ -1,5 +1,6 @@
 public import AmbitModel
-import Foundation
+import FoundationEssentials
+import Glibc
 public import Logging
 public import ServiceLifecycle
 import Synchronization
@@ -194,18 +195,18 @@ public final class ManifestDirectorySource: Sendable, ServiceLifecycle.Service {
 
     /// Every manifest file under `directory`, sorted, following symlinks and skipping hidden entries.
     static func manifestFiles(in directory: String) throws(ManifestError) -> [String] {
-        var isDirectory: ObjCBool = false
+        var isDirectory = false
         guard FileManager.default.fileExists(atPath: directory, isDirectory: &isDirectory) else {
             throw ManifestError(file: directory, message: "manifest directory does not exist")
         }
-        guard isDirectory.boolValue else {
+        guard isDirectory else {
             throw ManifestError(file: directory, message: "not a directory")
         }
         var result: [String] = []
         var pending = [directory]
         var visited: Set<String> = []
         while let current = pending.popLast() {
-            let resolved = (current as NSString).resolvingSymlinksInPath
+            let resolved = URL(fileURLWithPath: current).resolvingSymlinksInPath().path
             guard visited.insert(resolved).inserted else { continue }  // symlink loops
             let entries: [String]
             do {
@@ -215,9 +216,9 @@ public final class ManifestDirectorySource: Sendable, ServiceLifecycle.Service {
             }
             for entry in entries where !entry.hasPrefix(".") {
                 let path = current.hasSuffix("/") ? current + entry : current + "/" + entry
-                var entryIsDirectory: ObjCBool = false
+                var entryIsDirectory = false
                 guard FileManager.default.fileExists(atPath: path, isDirectory: &entryIsDirectory) else { continue }
-                if entryIsDirectory.boolValue {
+                if entryIsDirectory {
                     pending.append(path)
                 } else if entry.hasSuffix(".yaml") || entry.hasSuffix(".yml") || entry.hasSuffix(".json") {
                     result.append(path)

@@ -1,7 +1,8 @@
 public import AmbitIdentity
 public import AmbitModel
 import CAmbitShim
-public import Foundation
+public import FoundationEssentials
+import Glibc
 public import NIOCore
 import NIOPosix
 public import NIOSSL

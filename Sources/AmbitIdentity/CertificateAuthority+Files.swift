@@ -1,4 +1,6 @@
-import Foundation
+import AmbitModel
+import FoundationEssentials
+import Glibc
 import SwiftASN1
 import X509
 
@@ -9,17 +11,17 @@ extension CertificateAuthority {
     /// `trustDomain` or, when `nil`, from the organisation (O) of the root's subject, where `ambitctl ca init` and
     /// Istio's self-signed CA both put it.
     public static func load(directory: String, trustDomain: String? = nil) throws -> CertificateAuthority {
-        var isDirectory: ObjCBool = false
+        var isDirectory = false
         guard FileManager.default.fileExists(atPath: directory, isDirectory: &isDirectory) else {
             throw IdentityError(
                 .caMissing,
                 "CA directory \(directory) does not exist (create one with `ambitctl ca init --dir \(directory)`)"
             )
         }
-        guard isDirectory.boolValue else {
+        guard isDirectory else {
             throw IdentityError(.caMissing, "\(directory) is not a directory")
         }
-        let path = { (file: String) in (directory as NSString).appendingPathComponent(file) }
+        let path = { (file: String) in FilePaths.join(directory, file) }
         let certificates = try PEMFiles.certificates(in: path(certificateFile))
         let keyText = try PEMFiles.read(path(keyFile))
         let key: Certificate.PrivateKey
@@ -71,9 +73,9 @@ extension CertificateAuthority {
                 attributes: [.posixPermissions: 0o700]
             )
         } catch {
-            throw IdentityError(.fileWriteFailed, "cannot create \(directory): \(error.localizedDescription)")
+            throw IdentityError(.fileWriteFailed, "cannot create \(directory): \(error.readableDescription)")
         }
-        let path = { (file: String) in (directory as NSString).appendingPathComponent(file) }
+        let path = { (file: String) in FilePaths.join(directory, file) }
         if !overwrite, FileManager.default.fileExists(atPath: path(Self.keyFile)) {
             throw IdentityError(
                 .caExists,

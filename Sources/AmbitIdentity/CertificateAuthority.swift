@@ -1,6 +1,7 @@
 public import AmbitModel
 import Crypto
-public import Foundation
+public import FoundationEssentials
+import Glibc
 import SwiftASN1
 public import X509
 

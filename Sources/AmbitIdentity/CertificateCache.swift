@@ -1,5 +1,6 @@
 public import AmbitModel
-import Foundation
+import FoundationEssentials
+import Glibc
 import Synchronization
 
 /// Certificates by identity, readable synchronously (a TLS handshake asks for one per

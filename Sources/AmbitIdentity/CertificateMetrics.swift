@@ -1,5 +1,6 @@
 import AmbitModel
-import Foundation
+import FoundationEssentials
+import Glibc
 public import Prometheus
 
 /// Certificate expiry and renewal outcomes, per identity.

@@ -1,6 +1,7 @@
 public import AmbitModel
 import Crypto
-public import Foundation
+public import FoundationEssentials
+import Glibc
 public import X509
 
 /// The certificates Ambit issues, following docs/protocols.md and Istio's profiles:

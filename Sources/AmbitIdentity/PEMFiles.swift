@@ -1,4 +1,5 @@
-public import Foundation
+public import FoundationEssentials
+public import Glibc
 import SwiftASN1
 public import X509
 

@@ -1,5 +1,6 @@
 public import AmbitModel
-public import Foundation
+public import FoundationEssentials
+import Glibc
 public import SwiftASN1
 @_spi(FixedExpiryValidationTime) public import X509
 

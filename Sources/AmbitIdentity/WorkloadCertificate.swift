@@ -1,5 +1,6 @@
 public import AmbitModel
-public import Foundation
+public import FoundationEssentials
+import Glibc
 public import X509
 
 /// A workload's certificate chain and the private key that never left this process.

@@ -1,4 +1,6 @@
-import Foundation
+import AmbitModel
+import FoundationEssentials
+import Glibc
 
 /// Talks to a node's `ambit-node` over its loopback-only ports from inside the node's netns
 /// (`nsenter --net=<node netns> curl`): readiness on 15021, the admin API on 15000.
@@ -37,11 +39,9 @@ struct AgentProbe: Sendable {
 
     /// Reads `capturedPods[].uid` and `connections.active` from a config dump; `nil` if it is not a JSON object.
     static func parse(configDump body: String) -> Snapshot? {
-        guard let data = body.data(using: .utf8),
-            let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any]
-        else { return nil }
-        let captured = (object["capturedPods"] as? [[String: Any]] ?? []).compactMap { $0["uid"] as? String }
-        let active = ((object["connections"] as? [String: Any])?["active"] as? NSNumber)?.intValue
+        guard let object = try? JSONValue.parse(Array(body.utf8)), object.objectValue != nil else { return nil }
+        let captured = (object["capturedPods"]?.arrayValue ?? []).compactMap { $0["uid"]?.stringValue }
+        let active = object["connections"]?["active"]?.doubleValue.map { Int($0) }
         return Snapshot(capturedUIDs: Set(captured), activeConnections: active)
     }
 }

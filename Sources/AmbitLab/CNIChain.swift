@@ -1,5 +1,6 @@
 import AmbitModel
-import Foundation
+import FoundationEssentials
+import Glibc
 
 /// Calls the lab's CNI chain (`bridge` + `host-local`, then `ambit-cni` when the mesh is on) the way a container
 /// runtime does: CNI_* environment, network config on stdin, `prevResult` threaded through, plugins executed in
@@ -78,7 +79,7 @@ struct CNIChain: Sendable {
     func invoke(_ command: String, plugin: String, pod: Pod, prevResult: Any?) throws -> String {
         var config = config(plugin: plugin, pod: pod)
         if let prevResult { config["prevResult"] = prevResult }
-        let input = try JSONSerialization.data(withJSONObject: config, options: [.sortedKeys])
+        let input = Data(JSONValue(config).serialized().utf8)
         let result = try runner.run(
             tools.nsenter,
             ["--net=\(LabLayout.netnsPath(pod.nodeNetns))", executable(plugin)],
@@ -86,8 +87,8 @@ struct CNIChain: Sendable {
             input: input
         )
         guard result.succeeded else {
-            let output = result.standardOutput.trimmingCharacters(in: .whitespacesAndNewlines)
-            let stderr = result.standardError.trimmingCharacters(in: .whitespacesAndNewlines)
+            let output = result.standardOutput.trimmingWhitespace()
+            let stderr = result.standardError.trimmingWhitespace()
             throw LabError(
                 "CNI \(command) of \(plugin) for pod \(pod.namespace)/\(pod.name) failed (exit \(result.status)): "
                     + (output.isEmpty ? "(no output)" : output) + (stderr.isEmpty ? "" : "\nstderr: \(stderr)")
@@ -104,8 +105,9 @@ struct CNIChain: Sendable {
         var last = ""
         for plugin in plugins {
             let output = try invoke("ADD", plugin: plugin, pod: pod, prevResult: previous)
-            guard let data = output.data(using: .utf8), let parsed = try? JSONSerialization.jsonObject(with: data)
-            else { throw LabError("CNI ADD of \(plugin) printed no JSON result: \(output)") }
+            guard let parsed = try? JSONValue.parse(Array(output.utf8)) else {
+                throw LabError("CNI ADD of \(plugin) printed no JSON result: \(output)")
+            }
             if plugin == Self.bridgePlugin { bridgeResult = output }
             previous = parsed
             last = output
@@ -117,9 +119,7 @@ struct CNIChain: Sendable {
     /// DEL of the plugins that were added, in reverse chain order, each with the cached final ADD result.
     /// Never stops early; returns one line per plugin.
     func delete(pod: Pod, added: [String], cachedResult: String?) -> [String] {
-        let prevResult = cachedResult.flatMap { $0.data(using: .utf8) }.flatMap {
-            try? JSONSerialization.jsonObject(with: $0)
-        }
+        let prevResult = cachedResult.flatMap { try? JSONValue.parse(Array($0.utf8)) }
         var lines: [String] = []
         for plugin in added.reversed() {
             do {
@@ -134,12 +134,9 @@ struct CNIChain: Sendable {
 
     /// The first IPv4 address in a CNI result (`ips[].address`, without the prefix length).
     static func podIP(fromResult text: String) -> String? {
-        guard let data = text.data(using: .utf8),
-            let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any],
-            let ips = object["ips"] as? [[String: Any]]
-        else { return nil }
+        guard let ips = (try? JSONValue.parse(Array(text.utf8)))?["ips"]?.arrayValue else { return nil }
         for entry in ips {
-            if let address = entry["address"] as? String, let ip = address.split(separator: "/").first,
+            if let address = entry["address"]?.stringValue, let ip = address.split(separator: "/").first,
                 IPAddress(ip)?.isIPv4 == true
             {
                 return String(ip)

@@ -1,4 +1,6 @@
-import Foundation
+import AmbitModel
+import FoundationEssentials
+import Glibc
 
 /// The outcome of a finished command.
 struct CommandResult: Sendable {
@@ -10,7 +12,7 @@ struct CommandResult: Sendable {
 
     /// Both streams, trimmed, for error messages.
     var combinedOutput: String {
-        [standardOutput, standardError].map { $0.trimmingCharacters(in: .whitespacesAndNewlines) }
+        [standardOutput, standardError].map { $0.trimmingWhitespace() }
             .filter { !$0.isEmpty }.joined(separator: "\n")
     }
 }
@@ -41,8 +43,8 @@ extension CommandRunning {
     }
 }
 
-/// Runs commands with Foundation's `Process`. Output goes through temporary files, not pipes, so a command that
-/// leaves a background child holding the descriptor open cannot hang the runner.
+/// Runs commands with `posix_spawn`. Output goes through temporary files, not pipes, so a command that leaves a
+/// background child holding the descriptor open cannot hang the runner.
 struct ProcessCommandRunner: CommandRunning {
     func run(_ executable: String, _ arguments: [String], environment: [String: String]?, input: Data?) throws
         -> CommandResult
@@ -51,40 +53,22 @@ struct ProcessCommandRunner: CommandRunning {
             .appendingPathComponent("ambit-lab-\(UUID().uuidString)", isDirectory: true)
         try FileManager.default.createDirectory(at: scratch, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: scratch) }
-        let outURL = scratch.appendingPathComponent("out")
-        let errURL = scratch.appendingPathComponent("err")
-        let inURL = scratch.appendingPathComponent("in")
-        _ = FileManager.default.createFile(atPath: outURL.path, contents: nil)
-        _ = FileManager.default.createFile(atPath: errURL.path, contents: nil)
-        _ = FileManager.default.createFile(atPath: inURL.path, contents: input ?? Data())
-
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: executable)
-        process.arguments = arguments
-        if let environment { process.environment = environment }
-        let out = try FileHandle(forWritingTo: outURL)
-        let err = try FileHandle(forWritingTo: errURL)
-        let stdin = try FileHandle(forReadingFrom: inURL)
-        defer {
-            try? out.close()
-            try? err.close()
-            try? stdin.close()
+        let outPath = scratch.appendingPathComponent("out").path
+        let errPath = scratch.appendingPathComponent("err").path
+        let inPath = scratch.appendingPathComponent("in").path
+        guard FileManager.default.createFile(atPath: inPath, contents: input ?? Data()) else {
+            throw LabError("cannot run \(executable): cannot write its input to \(inPath)")
         }
-        process.standardOutput = out
-        process.standardError = err
-        process.standardInput = stdin
-        do {
-            try process.run()
-        } catch {
-            throw LabError("cannot run \(executable): \(error.localizedDescription)")
-        }
-        process.waitUntilExit()
-        let status =
-            process.terminationReason == .uncaughtSignal ? 128 + process.terminationStatus : process.terminationStatus
+        let pid = try ProcessHandle.spawn(
+            [executable] + arguments,
+            standardStreams: .files(input: inPath, output: outPath, error: errPath),
+            environment: environment
+        )
+        let status = try ProcessHandle.wait(for: pid)
         return CommandResult(
             status: status,
-            standardOutput: (try? String(contentsOf: outURL, encoding: .utf8)) ?? "",
-            standardError: (try? String(contentsOf: errURL, encoding: .utf8)) ?? ""
+            standardOutput: (try? String(contentsOfFile: outPath, encoding: .utf8)) ?? "",
+            standardError: (try? String(contentsOfFile: errPath, encoding: .utf8)) ?? ""
         )
     }
 }

@@ -1,4 +1,5 @@
-import Foundation
+import AmbitModel
+import FoundationEssentials
 
 #if canImport(Glibc)
     import Glibc
@@ -60,7 +61,7 @@ struct HostTools: Sendable {
     /// The interpreter behind `python3` (a pyenv shim or wrapper script would otherwise be the recorded process).
     static func realPython(_ python: String) throws -> String {
         let result = try ProcessCommandRunner().run(python, ["-c", "import sys; print(sys.executable)"])
-        let path = result.standardOutput.trimmingCharacters(in: .whitespacesAndNewlines)
+        let path = result.standardOutput.trimmingWhitespace()
         guard result.succeeded, FileManager.default.isExecutableFile(atPath: path) else {
             throw LabError("\(python) does not run: \(result.combinedOutput)")
         }

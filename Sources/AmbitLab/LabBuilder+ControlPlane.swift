@@ -1,4 +1,5 @@
-import Foundation
+import FoundationEssentials
+import Glibc
 
 /// The lab's control plane: `ambit-ca` in its own network namespace (`ambit-<lab>-cp`, underlay address `.10`),
 /// holding the only private keys of the mesh in `control-plane/` (mode 0700). Agents and waypoints get a
@@ -132,7 +133,7 @@ extension LabBuilder {
                         + "log tail:\n\(process.logTail())"
                 )
             }
-            Thread.sleep(forTimeInterval: 0.2)
+            usleep(200_000)
         }
     }
 }

@@ -1,5 +1,6 @@
 import AmbitModel
-import Foundation
+import FoundationEssentials
+import Glibc
 
 /// Where the lab finds its programs and keeps its state (the resolved command-line options).
 public struct LabEnvironment: Sendable {
@@ -337,7 +338,7 @@ struct LabBuilder {
 
     /// 64 lowercase hex digits, like a container runtime's sandbox id.
     static func randomContainerID() -> String {
-        (0..<2).map { _ in UUID().uuidString.replacingOccurrences(of: "-", with: "").lowercased() }.joined()
+        (0..<2).map { _ in UUID().uuidString.replacing("-", with: "").lowercased() }.joined()
     }
 
     /// Waits until the app listens on every port. `/proc/<pid>/net/tcp` shows the sockets of the *process's*
@@ -351,7 +352,7 @@ struct LabBuilder {
             guard Date() < deadline else {
                 throw LabError("the app of \(pod) is not listening on \(ports) after 10 s; log:\n\(app.logTail())")
             }
-            Thread.sleep(forTimeInterval: 0.05)
+            usleep(50_000)
         }
     }
 

@@ -1,5 +1,6 @@
 public import ArgumentParser
-import Foundation
+import FoundationEssentials
+import Glibc
 
 /// `ambitctl lab`: a Kubernetes-like cluster on this machine, built from network namespaces and the standard
 /// CNI plugins, with one `ambit-node` per node.

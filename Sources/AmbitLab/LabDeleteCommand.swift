@@ -1,5 +1,6 @@
 import ArgumentParser
-import Foundation
+import FoundationEssentials
+import Glibc
 
 struct LabDeleteCommand: ParsableCommand {
     static let configuration = CommandConfiguration(

@@ -1,5 +1,5 @@
 import AmbitModel
-import Foundation
+import FoundationEssentials
 
 #if canImport(Glibc)
     import Glibc
@@ -86,7 +86,7 @@ struct LabKubelet {
         var written: Report?
         while !stop() {
             guard let record = try? LabRecordStore(layout: layout).load() else {
-                Thread.sleep(forTimeInterval: 1)
+                usleep(1_000_000)
                 continue
             }
             let now = Date()
@@ -122,7 +122,7 @@ struct LabKubelet {
                     written = report
                 }
             }
-            Thread.sleep(forTimeInterval: 0.2)
+            usleep(200_000)
         }
     }
 
@@ -254,7 +254,7 @@ private struct ProbeSocket {
             received += buffer.prefix(count)
         }
         let line = received.split(separator: UInt8(ascii: "\n")).first ?? []
-        return String(decoding: line, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+        return String(decoding: line, as: UTF8.self).trimmingWhitespace()
     }
 
     func close() { Glibc.close(fd) }

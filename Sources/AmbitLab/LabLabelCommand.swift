@@ -1,5 +1,6 @@
 import ArgumentParser
-import Foundation
+import FoundationEssentials
+import Glibc
 
 struct LabLabelCommand: ParsableCommand {
     static let configuration = CommandConfiguration(

@@ -1,4 +1,5 @@
-public import Foundation
+public import FoundationEssentials
+import Glibc
 
 /// Names and paths of everything one lab creates; the single place that spells them.
 ///

@@ -1,6 +1,6 @@
 import AmbitModel
-import Foundation
-import Yams
+import FoundationEssentials
+import Glibc
 
 /// The Kubernetes objects the lab writes into its manifest directory, which the agents watch:
 /// `namespaces.yaml` (Namespaces + ServiceAccounts), `services.yaml`, `pods.yaml`, `gateways.yaml` (one waypoint
@@ -113,7 +113,7 @@ struct LabManifests: Sendable {
         do {
             data = try Data(contentsOf: URL(fileURLWithPath: source))
         } catch {
-            throw LabError("cannot read \(source): \(error.localizedDescription)")
+            throw LabError("cannot read \(source): \(error.readableDescription)")
         }
         let target = URL(fileURLWithPath: directory).appendingPathComponent(name).path
         try AtomicFile.write(data, to: target)
@@ -121,16 +121,16 @@ struct LabManifests: Sendable {
     }
 
     private func write(_ documents: [any Encodable], to file: String) throws {
-        let encoder = YAMLEncoder()
+        let encoder = JSONEncoder()
         var text = "# Written by `ambitctl lab`; edit with `ambitctl lab label`/`apply`.\n"
         for (index, document) in documents.enumerated() {
             if index > 0 { text += "---\n" }
-            text += try encoder.encode(AnyEncodable(document))
+            text += YAMLText.document(try JSONValue.parse(encoder.encode(AnyEncodable(document))))
         }
         try AtomicFile.write(text, to: URL(fileURLWithPath: directory).appendingPathComponent(file).path)
     }
 
-    // MARK: - Shapes (field order as in Kubernetes' own YAML)
+    // MARK: - Shapes (written with their keys sorted)
 
     struct Object<Spec: Encodable, Status: Encodable>: Encodable {
         var apiVersion = "v1"

@@ -1,4 +1,4 @@
-import Yams
+import AmbitYAML
 
 extension LabSpec {
     /// A container probe as the Pod spec declares it (`readinessProbe`, `livenessProbe`), with the
@@ -28,7 +28,7 @@ extension LabSpec {
 
 extension LabFileReader {
     /// Parses a `readinessProbe` / `livenessProbe` mapping.
-    func probe(_ node: Node, _ path: String) throws -> LabSpec.Probe {
+    func probe(_ node: YAMLNode, _ path: String) throws -> LabSpec.Probe {
         let fields = try mapping(
             node,
             path,
@@ -37,7 +37,7 @@ extension LabFileReader {
                 "successThreshold", "failureThreshold",
             ]
         )
-        func port(_ owner: Node, _ fields: [String: Node], _ path: String) throws -> Int {
+        func port(_ owner: YAMLNode, _ fields: [String: YAMLNode], _ path: String) throws -> Int {
             guard let portNode = fields["port"] else { throw error(owner, "\(path).port", "is required") }
             guard let value = Int(portNode.scalar?.string ?? "") else {
                 throw error(portNode, "\(path).port", "named ports are not supported in the lab; give the number")

@@ -1,6 +1,7 @@
 import AmbitModel
-import Foundation
-import Yams
+import AmbitYAML
+import FoundationEssentials
+import Glibc
 
 extension LabSpec {
     /// Linux `IFNAMSIZ` - 1.
@@ -15,7 +16,7 @@ extension LabSpec {
         do {
             text = try String(contentsOf: url, encoding: .utf8)
         } catch {
-            throw LabError("cannot read lab file \(path): \(error.localizedDescription)")
+            throw LabError("cannot read lab file \(path): \(error.readableDescription)")
         }
         return try parse(yaml: text, file: path, baseDirectory: url.deletingLastPathComponent().path)
     }
@@ -24,9 +25,9 @@ extension LabSpec {
     /// entries (and they must exist there).
     public static func parse(yaml: String, file: String, baseDirectory: String? = nil) throws -> LabSpec {
         let reader = LabFileReader(file: file)
-        let root: Yams.Node?
+        let root: YAMLNode?
         do {
-            root = try Yams.compose(yaml: yaml)
+            root = try YAMLReader.singleDocument(yaml: yaml)
         } catch {
             throw LabError("\(file): not valid YAML: \(error)")
         }
@@ -50,7 +51,7 @@ private struct LabSpecParser {
         self.baseDirectory = baseDirectory
     }
 
-    mutating func parse(_ root: Node) throws -> LabSpec {
+    mutating func parse(_ root: YAMLNode) throws -> LabSpec {
         let top = try reader.mapping(
             root,
             "",
@@ -117,7 +118,7 @@ private struct LabSpecParser {
         return spec
     }
 
-    func cidr(_ node: Node, _ path: String) throws -> IPCIDR {
+    func cidr(_ node: YAMLNode, _ path: String) throws -> IPCIDR {
         let text = try reader.string(node, path)
         switch IPCIDR.lab(text) {
         case .success(let cidr): return cidr
@@ -128,7 +129,7 @@ private struct LabSpecParser {
         }
     }
 
-    func parseNodes(_ node: Node, underlay: IPCIDR) throws -> [LabSpec.Node] {
+    func parseNodes(_ node: YAMLNode, underlay: IPCIDR) throws -> [LabSpec.Node] {
         let items = try reader.sequence(node, "nodes")
         guard !items.isEmpty else { throw reader.error(node, "nodes", "at least one node is required") }
         // Node addresses are .11, .12, ...: they and the broadcast address must fit in the underlay.
@@ -192,7 +193,7 @@ private struct LabSpecParser {
         return result
     }
 
-    func parseNamespaces(_ node: Node) throws -> [LabSpec.Namespace] {
+    func parseNamespaces(_ node: YAMLNode) throws -> [LabSpec.Namespace] {
         var result: [LabSpec.Namespace] = []
         for (index, item) in try reader.sequence(node, "namespaces").enumerated() {
             let path = "namespaces[\(index)]"
@@ -208,7 +209,7 @@ private struct LabSpecParser {
         return result
     }
 
-    func dnsLabel(_ node: Node, _ path: String) throws -> String {
+    func dnsLabel(_ node: YAMLNode, _ path: String) throws -> String {
         let name = try reader.string(node, path)
         guard name.count <= 63, name.wholeMatch(of: Self.namePattern) != nil else {
             throw reader.error(node, path, "\"\(name)\" is not a DNS label ([a-z0-9-], at most 63 characters)")
@@ -216,7 +217,8 @@ private struct LabSpecParser {
         return name
     }
 
-    func namespaceReference(_ node: Node?, _ owner: Node, _ path: String, _ namespaces: [LabSpec.Namespace]) throws
+    func namespaceReference(_ node: YAMLNode?, _ owner: YAMLNode, _ path: String, _ namespaces: [LabSpec.Namespace])
+        throws
         -> String
     {
         guard let node else { throw reader.error(owner, path, "is required") }
@@ -232,13 +234,13 @@ private struct LabSpecParser {
         return name
     }
 
-    func port(_ node: Node, _ path: String) throws -> Int {
+    func port(_ node: YAMLNode, _ path: String) throws -> Int {
         let value = try reader.int(node, path)
         guard (1...65535).contains(value) else { throw reader.error(node, path, "\(value) is not a port (1-65535)") }
         return value
     }
 
-    func parsePods(_ node: Node, nodes: [LabSpec.Node], namespaces: [LabSpec.Namespace]) throws -> [LabSpec.Pod] {
+    func parsePods(_ node: YAMLNode, nodes: [LabSpec.Node], namespaces: [LabSpec.Namespace]) throws -> [LabSpec.Pod] {
         var result: [LabSpec.Pod] = []
         var perNode: [String: UInt64] = [:]
         for (index, item) in try reader.sequence(node, "pods").enumerated() {
@@ -353,7 +355,7 @@ private struct LabSpecParser {
     }
 
     func parseServices(
-        _ node: Node,
+        _ node: YAMLNode,
         namespaces: [LabSpec.Namespace],
         nodes: [LabSpec.Node],
         underlay: IPCIDR
@@ -423,7 +425,7 @@ private struct LabSpecParser {
     }
 
     /// A file named in the lab file, relative to it (or absolute); it must exist.
-    func existingFile(_ item: Node, _ path: String) throws -> String {
+    func existingFile(_ item: YAMLNode, _ path: String) throws -> String {
         let entry = try reader.string(item, path)
         let resolved: String
         if entry.hasPrefix("/") {
@@ -433,13 +435,13 @@ private struct LabSpecParser {
         } else {
             throw reader.error(item, path, "a relative path needs a lab file on disk; use an absolute path")
         }
-        var isDirectory: ObjCBool = false
-        guard FileManager.default.fileExists(atPath: resolved, isDirectory: &isDirectory), !isDirectory.boolValue
+        var isDirectory = false
+        guard FileManager.default.fileExists(atPath: resolved, isDirectory: &isDirectory), !isDirectory
         else { throw reader.error(item, path, "no such file: \(resolved)") }
         return resolved
     }
 
-    func parseManifests(_ node: Node) throws -> [String] {
+    func parseManifests(_ node: YAMLNode) throws -> [String] {
         var result: [String] = []
         for (index, item) in try reader.sequence(node, "manifests").enumerated() {
             let path = "manifests[\(index)]"

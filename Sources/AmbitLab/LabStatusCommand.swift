@@ -1,5 +1,6 @@
 import ArgumentParser
-import Foundation
+import FoundationEssentials
+import Glibc
 
 struct LabStatusCommand: ParsableCommand {
     static let configuration = CommandConfiguration(

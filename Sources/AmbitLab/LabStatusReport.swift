@@ -1,4 +1,6 @@
-import Foundation
+import AmbitModel
+import FoundationEssentials
+import Glibc
 
 /// What `lab status` shows, computed from `lab.json`, the manifest directory (enrollment) and the agents'
 /// admin API (capture, tunnels).
@@ -175,7 +177,7 @@ public struct LabStatusReport: Codable, Sendable {
         let widths = (0..<columns).map { column in rows.map { column < $0.count ? $0[column].count : 0 }.max() ?? 0 }
         return rows.map { row in
             row.enumerated().map { index, cell in
-                index == row.count - 1 ? cell : cell.padding(toLength: widths[index] + 2, withPad: " ", startingAt: 0)
+                index == row.count - 1 ? cell : cell.padded(to: widths[index] + 2)
             }.joined()
         }.joined(separator: "\n") + "\n"
     }

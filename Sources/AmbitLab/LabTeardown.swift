@@ -1,4 +1,5 @@
-import Foundation
+import AmbitModel
+import FoundationEssentials
 
 #if canImport(Glibc)
     import Glibc
@@ -77,7 +78,7 @@ struct LabTeardown {
         if !strays.isEmpty {
             strays.forEach { _ = kill($0, SIGTERM) }
             let deadline = Date().addingTimeInterval(5)
-            while Date() < deadline, !network.pids(in: netns).isEmpty { Thread.sleep(forTimeInterval: 0.1) }
+            while Date() < deadline, !network.pids(in: netns).isEmpty { usleep(100_000) }
             network.pids(in: netns).forEach { _ = kill($0, SIGKILL) }
             say("  process   stopped pids \(strays.map(String.init).joined(separator: ",")) left in \(netns)")
         }
@@ -94,7 +95,7 @@ struct LabTeardown {
             try FileManager.default.removeItem(atPath: path)
             say("  state     removed \(path)")
         } catch {
-            say("  warning: cannot remove \(path): \(error.localizedDescription)")
+            say("  warning: cannot remove \(path): \(error.readableDescription)")
         }
     }
 

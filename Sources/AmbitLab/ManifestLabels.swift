@@ -1,6 +1,7 @@
 import AmbitModel
-import Foundation
-import Yams
+import AmbitYAML
+import FoundationEssentials
+import Glibc
 
 /// Namespace and Pod labels as the manifest directory says now (after `lab label` and `lab apply`), read the way an
 /// agent would: every `*.yaml`/`*.yml` file, every document, later files overriding earlier ones.
@@ -16,7 +17,7 @@ struct ManifestLabels: Sendable {
         for file in files {
             let path = URL(fileURLWithPath: directory).appendingPathComponent(file).path
             guard let text = try? String(contentsOfFile: path, encoding: .utf8),
-                let documents = try? Yams.load_all(yaml: text)
+                let documents = try? YAMLReader.allDocuments(yaml: text).map(\.value)
             else { continue }
             for case let object as [String: Any] in documents {
                 guard let kind = object["kind"] as? String, let metadata = object["metadata"] as? [String: Any],

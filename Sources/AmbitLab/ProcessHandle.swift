@@ -1,4 +1,4 @@
-public import Foundation
+public import FoundationEssentials
 
 #if canImport(Glibc)
     import Glibc
@@ -18,7 +18,7 @@ public struct ProcessHandle: Codable, Sendable, Equatable {
 
     /// Starts `command` detached (new session, stdin from /dev/null, stdout and stderr appended to `log`).
     static func spawnDetached(_ command: [String], log: String) throws -> ProcessHandle {
-        let pid = try spawn(command, detachedWithLog: log)
+        let pid = try spawn(command, standardStreams: .detached(log: log))
         // A just-spawned child always has a stat entry (a zombie at worst).
         let started = Self.readStat(pid)?.startTime ?? 0
         return ProcessHandle(pid: pid, startTime: started, command: command, log: log)
@@ -28,7 +28,11 @@ public struct ProcessHandle: Codable, Sendable, Equatable {
     /// (128 + signal when killed). Only the child itself is waited for: a daemon it leaves behind (say
     /// `iperf3 -D`) holds none of our descriptors and does not keep us waiting.
     static func runForeground(_ command: [String]) throws -> Int32 {
-        let pid = try spawn(command, detachedWithLog: nil)
+        try wait(for: spawn(command, standardStreams: .inherited))
+    }
+
+    /// Waits for a child and returns its exit status (128 + signal when killed).
+    static func wait(for pid: pid_t) throws -> Int32 {
         var status: Int32 = 0
         while waitpid(pid, &status, 0) < 0 {
             guard errno == EINTR else { throw LabError("waitpid: \(String(cString: strerror(errno)))") }
@@ -37,9 +41,23 @@ public struct ProcessHandle: Codable, Sendable, Equatable {
         return signal == 0 ? (status >> 8) & 0xff : 128 + signal
     }
 
-    /// posix_spawn with a clean signal state and no inherited descriptors beyond 0-2; with a log, in a new session
-    /// with stdin from /dev/null and stdout and stderr appended to the log.
-    private static func spawn(_ command: [String], detachedWithLog log: String?) throws -> pid_t {
+    /// Where a child's standard input, output and error go.
+    enum StandardStreams {
+        /// This process's own.
+        case inherited
+        /// A new session, stdin from /dev/null, stdout and stderr appended to `log`.
+        case detached(log: String)
+        /// Each from or to a file (output files are truncated).
+        case files(input: String, output: String, error: String)
+    }
+
+    /// posix_spawn with a clean signal state and no inherited descriptors beyond 0-2, with `environment`
+    /// (this process's when `nil`).
+    static func spawn(
+        _ command: [String],
+        standardStreams: StandardStreams,
+        environment: [String: String]? = nil
+    ) throws -> pid_t {
         guard let executable = command.first else { throw LabError("empty command") }
         var attributes = posix_spawnattr_t()
         posix_spawnattr_init(&attributes)
@@ -53,14 +71,22 @@ public struct ProcessHandle: Codable, Sendable, Equatable {
         sigfillset(&defaults)
         posix_spawnattr_setsigdefault(&attributes, &defaults)
         let signalFlags = Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF)
-        posix_spawnattr_setflags(&attributes, log == nil ? signalFlags : spawnSetSID | signalFlags)
         var actions = posix_spawn_file_actions_t()
         posix_spawn_file_actions_init(&actions)
         defer { posix_spawn_file_actions_destroy(&actions) }
-        if let log {
+        switch standardStreams {
+        case .inherited:
+            posix_spawnattr_setflags(&attributes, signalFlags)
+        case .detached(let log):
+            posix_spawnattr_setflags(&attributes, spawnSetSID | signalFlags)
             posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
             posix_spawn_file_actions_addopen(&actions, 1, log, O_WRONLY | O_CREAT | O_APPEND, 0o644)
             posix_spawn_file_actions_adddup2(&actions, 1, 2)
+        case .files(let input, let output, let error):
+            posix_spawnattr_setflags(&attributes, signalFlags)
+            posix_spawn_file_actions_addopen(&actions, 0, input, O_RDONLY, 0)
+            posix_spawn_file_actions_addopen(&actions, 1, output, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
+            posix_spawn_file_actions_addopen(&actions, 2, error, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
         }
         // Close every other inherited descriptor: a long-lived child holding, say, the pipe or socket pair its
         // caller waits on would keep that caller from ever seeing EOF or exit. glibc ignores close actions for
@@ -70,8 +96,17 @@ public struct ProcessHandle: Codable, Sendable, Equatable {
         }
         let argv: [UnsafeMutablePointer<CChar>?] = command.map { strdup($0) } + [nil]
         defer { argv.forEach { free($0) } }
+        let envp: [UnsafeMutablePointer<CChar>?]? = environment.map {
+            $0.map { strdup("\($0.key)=\($0.value)") } + [nil]
+        }
+        defer { envp?.forEach { free($0) } }
         var pid: pid_t = 0
-        let status = posix_spawn(&pid, executable, &actions, &attributes, argv, environ)
+        let status =
+            if let envp {
+                posix_spawn(&pid, executable, &actions, &attributes, argv, envp)
+            } else {
+                posix_spawn(&pid, executable, &actions, &attributes, argv, environ)
+            }
         guard status == 0 else {
             throw LabError("cannot start \(executable): \(String(cString: strerror(status)))")
         }
@@ -115,10 +150,10 @@ public struct ProcessHandle: Codable, Sendable, Equatable {
         let deadline = Date().addingTimeInterval(grace)
         while Date() < deadline {
             if !isAlive { return "stopped pid \(pid)" }
-            Thread.sleep(forTimeInterval: 0.05)
+            usleep(50_000)
         }
         signal(SIGKILL)
-        for _ in 0..<40 where isAlive { Thread.sleep(forTimeInterval: 0.05) }
+        for _ in 0..<40 where isAlive { usleep(50_000) }
         return isAlive ? "pid \(pid) survived SIGKILL" : "killed pid \(pid) (did not stop within \(Int(grace)) s)"
     }
 

@@ -1,13 +1,14 @@
 import AmbitConfig
+import AmbitModel
 import AmbitTelemetry
-import Foundation
+import FoundationEssentials
+import Glibc
 
 extension NodeAgent {
     /// Everything the agent works from, as JSON: its pods, the workloads and services it knows,
     /// policies, certificates with expiry, live connections and HBONE pools.
     func configDump() async -> String {
         let snapshot = inputs.store.snapshot
-        let iso = ISO8601DateFormatter()
         let captured: [[String: Any]] = inputs.registry.all.map { pod in
             [
                 "uid": pod.record.uid, "namespace": pod.record.namespace, "name": pod.record.name,
@@ -35,8 +36,8 @@ extension NodeAgent {
             var entry: [String: Any] = [
                 "identity": status.identity.uri, "consecutiveFailures": status.consecutiveFailures,
             ]
-            if let expiry = status.expiry { entry["expiry"] = iso.string(from: expiry) }
-            if let renewal = status.renewalTime { entry["renewal"] = iso.string(from: renewal) }
+            if let expiry = status.expiry { entry["expiry"] = expiry.formatted(.iso8601) }
+            if let renewal = status.renewalTime { entry["renewal"] = renewal.formatted(.iso8601) }
             if let error = status.lastError { entry["lastError"] = error }
             return entry
         }
@@ -61,8 +62,6 @@ extension NodeAgent {
             "logLevel": "\(LogLevelControl.shared.level)",
             "configSource": source.statusDump(),
         ]
-        let data =
-            (try? JSONSerialization.data(withJSONObject: dump, options: [.prettyPrinted, .sortedKeys])) ?? Data()
-        return String(decoding: data, as: UTF8.self) + "\n"
+        return JSONValue(dump).serialized(indented: true) + "\n"
     }
 }

@@ -1,4 +1,5 @@
-import Foundation
+import AmbitModel
+import FoundationEssentials
 import Synchronization
 
 #if canImport(Glibc)
@@ -63,7 +64,7 @@ final class AgentLock: Sendable {
     /// Takes the lock on a thread of its own, for async callers.
     func lockInBackground() async throws {
         try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
-            let thread = Thread { [self] in
+            let started = DetachedThread.start(name: "ambit-agent-lock") { [self] in
                 do {
                     try lock()
                     continuation.resume()
@@ -71,8 +72,11 @@ final class AgentLock: Sendable {
                     continuation.resume(throwing: error)
                 }
             }
-            thread.name = "ambit-agent-lock"
-            thread.start()
+            if !started {
+                continuation.resume(
+                    throwing: AgentLockError(path: path, reason: "cannot start a thread to wait for it")
+                )
+            }
         }
     }
 
@@ -113,7 +117,7 @@ final class AgentLock: Sendable {
         var buffer = [UInt8](repeating: 0, count: 32)
         let count = pread(fd, &buffer, buffer.count, 0)
         let text = String(decoding: buffer.prefix(max(0, count)), as: UTF8.self)
-        return text.trimmingCharacters(in: .whitespacesAndNewlines)
+        return text.trimmingWhitespace()
     }
 }
 

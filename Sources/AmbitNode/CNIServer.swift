@@ -1,6 +1,9 @@
 import AmbitCNI
 import AmbitCapture
-import Foundation
+import AmbitModel
+import Dispatch
+import FoundationEssentials
+import Glibc
 import Logging
 import Synchronization
 
@@ -13,16 +16,17 @@ final class CNIServer: Sendable {
     private let stopped = Atomic<Bool>(false)
 
     init(path: String, capturer: PodCapturer) throws {
-        let directory = (path as NSString).deletingLastPathComponent
+        let directory = FilePaths.parent(of: path)
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         socket = try SeqpacketSocket.listen(path: path)
         self.capturer = capturer
     }
 
     func start() {
-        let thread = Thread { [self] in acceptLoop() }
-        thread.name = "ambit-cni-server"
-        thread.start()
+        precondition(
+            DetachedThread.start(name: "ambit-cni-server") { [self] in acceptLoop() },
+            "cannot start the CNI server"
+        )
     }
 
     /// Stops answering. The socket's path goes at once: a successor (which binds the same path once it holds
@@ -42,7 +46,7 @@ final class CNIServer: Sendable {
             } catch {
                 if stopped.load(ordering: .relaxed) { break }
                 capturer.inputs.logger.warning("CNI socket accept failed", metadata: ["error": "\(error)"])
-                Thread.sleep(forTimeInterval: 0.1)
+                usleep(100_000)
                 continue
             }
             serve(connection)

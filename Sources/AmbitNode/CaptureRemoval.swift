@@ -1,6 +1,6 @@
 import AmbitCNI
 import AmbitCapture
-import Foundation
+import FoundationEssentials
 
 #if canImport(Glibc)
     import Glibc

@@ -7,7 +7,8 @@ import AmbitModel
 import AmbitProcess
 import AmbitRelay
 import AmbitTelemetry
-import Foundation
+import FoundationEssentials
+import Glibc
 public import Logging
 import NIOCore
 import NIOPosix

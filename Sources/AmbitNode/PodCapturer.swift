@@ -5,7 +5,8 @@ import AmbitHBONE
 import AmbitIdentity
 import AmbitModel
 import AmbitRelay
-import Foundation
+import FoundationEssentials
+import Glibc
 import Logging
 import NIOCore
 import NIOPosix

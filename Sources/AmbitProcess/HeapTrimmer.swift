@@ -1,5 +1,5 @@
 import CAmbitShim
-import Foundation
+import FoundationEssentials
 public import Logging
 import Synchronization
 

@@ -1,5 +1,6 @@
 import Dispatch
-import Foundation
+import FoundationEssentials
+import Glibc
 import Synchronization
 
 /// Waiting for SIGTERM or SIGINT, the start of a graceful shutdown for the mesh's daemons.

@@ -1,3 +1,5 @@
+import AmbitModel
+
 #if canImport(Glibc)
     import Glibc
 #endif
@@ -147,34 +149,11 @@ final class BackgroundLogWriter: @unchecked Sendable {
     }
 
     private func start() {
-        let context = Unmanaged.passRetained(self).toOpaque()
-        var thread = pthread_t()
-        let result = pthread_create(
-            &thread,
-            nil,
-            { raw in
-                guard let raw else { return nil }
-                let writer = Unmanaged<BackgroundLogWriter>.fromOpaque(raw).takeRetainedValue()
-                writer.run()
-                return nil
-            },
-            context
-        )
         // No thread: nothing would ever write. Fail loudly at start-up rather than lose every line.
-        precondition(result == 0, "cannot start the log writer thread")
-        pthread_detach(thread)
-    }
-
-    /// `top -H` and `perf` show the thread by name (`/proc/thread-self/comm`, as `pthread_setname_np`).
-    private static func nameThread(_ name: String) {
-        let fd = open("/proc/thread-self/comm", O_WRONLY)
-        guard fd >= 0 else { return }
-        _ = name.withCString { Glibc.write(fd, $0, strlen($0)) }
-        close(fd)
+        precondition(DetachedThread.start(name: "ambit-log") { self.run() }, "cannot start the log writer thread")
     }
 
     private func run() {
-        Self.nameThread("ambit-log")
         var batch: [UInt8] = []
         pthread_mutex_lock(mutex)
         while true {

@@ -1,6 +1,7 @@
 import AmbitModel
 import AmbitPolicy
-import Foundation
+import FoundationEssentials
+import Glibc
 import Logging
 import NIOCore
 import NIOHTTP1

@@ -5,7 +5,8 @@ public import AmbitModel
 public import AmbitPolicy
 public import AmbitRelay
 public import AmbitTelemetry
-import Foundation
+import FoundationEssentials
+import Glibc
 public import Logging
 public import NIOCore
 import NIOPosix
@@ -297,9 +298,7 @@ public final class Waypoint: Sendable {
             ],
         ]
         dump.merge(extra) { current, _ in current }
-        let data =
-            (try? JSONSerialization.data(withJSONObject: dump, options: [.prettyPrinted, .sortedKeys])) ?? Data()
-        return String(decoding: data, as: UTF8.self) + "\n"
+        return JSONValue(dump).serialized(indented: true) + "\n"
     }
 }
 

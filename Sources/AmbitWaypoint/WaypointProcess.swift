@@ -6,7 +6,8 @@ public import AmbitModel
 public import AmbitProcess
 public import AmbitRelay
 public import AmbitTelemetry
-import Foundation
+import FoundationEssentials
+import Glibc
 public import Logging
 import NIOCore
 import NIOHTTP1

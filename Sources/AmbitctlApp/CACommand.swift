@@ -2,7 +2,8 @@ import AmbitConfig
 import AmbitIdentity
 import AmbitModel
 import ArgumentParser
-import Foundation
+import FoundationEssentials
+import Glibc
 
 struct CACommand: ParsableCommand {
     static let configuration = CommandConfiguration(

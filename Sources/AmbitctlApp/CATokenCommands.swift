@@ -1,8 +1,10 @@
 import AmbitCA
 import AmbitIdentity
+import AmbitModel
 import ArgumentParser
 import Crypto
-import Foundation
+import FoundationEssentials
+import Glibc
 
 extension CACommand {
     struct TokenKey: ParsableCommand {
@@ -25,8 +27,8 @@ extension CACommand {
 
         func run() throws {
             _ = global.bootstrap()
-            let privatePath = (dir as NSString).appendingPathComponent(Self.privateFile)
-            let publicPath = (dir as NSString).appendingPathComponent(Self.publicFile)
+            let privatePath = FilePaths.join(dir, Self.privateFile)
+            let publicPath = FilePaths.join(dir, Self.publicFile)
             if !force, FileManager.default.fileExists(atPath: privatePath) {
                 throw CLIError("\(privatePath) exists; pass --force to replace it (tokens it signed stop working)")
             }
@@ -75,7 +77,7 @@ extension CACommand {
             do {
                 text = try String(contentsOfFile: key, encoding: .utf8)
             } catch {
-                throw CLIError("cannot read --key \(key): \(error.localizedDescription)")
+                throw CLIError("cannot read --key \(key): \(error.readableDescription)")
             }
             let signingKey: P256.Signing.PrivateKey
             do {

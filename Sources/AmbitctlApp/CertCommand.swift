@@ -2,7 +2,8 @@ import AmbitIdentity
 import AmbitModel
 import ArgumentParser
 import Crypto
-import Foundation
+import FoundationEssentials
+import Glibc
 import X509
 
 struct CertCommand: ParsableCommand {
@@ -56,7 +57,7 @@ struct CertCommand: ParsableCommand {
                     attributes: [.posixPermissions: 0o700]
                 )
             } catch {
-                throw CLIError("cannot create \(out): \(error.localizedDescription)")
+                throw CLIError("cannot create \(out): \(error.readableDescription)")
             }
             try PEMFiles.write(key.serializeAsPEM().pemString + "\n", to: "\(out)/key.pem", mode: 0o600)
             try PEMFiles.write(PEMFiles.pem(chain), to: "\(out)/cert-chain.pem", mode: 0o644)

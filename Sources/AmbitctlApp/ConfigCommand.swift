@@ -1,6 +1,7 @@
 import AmbitModel
 import ArgumentParser
-import Foundation
+import FoundationEssentials
+import Glibc
 import Logging
 
 struct ConfigCommand: ParsableCommand {
@@ -89,7 +90,7 @@ func printTable(_ rows: [[String]]) {
     }
     for row in rows {
         let cells = row.enumerated().map { index, cell in
-            index == row.count - 1 ? cell : cell.padding(toLength: widths[index], withPad: " ", startingAt: 0)
+            index == row.count - 1 ? cell : cell.padded(to: widths[index])
         }
         print(cells.joined(separator: "  "))
     }

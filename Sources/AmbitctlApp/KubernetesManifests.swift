@@ -1,5 +1,7 @@
 import AmbitIdentity
-import Foundation
+import AmbitModel
+import FoundationEssentials
+import Glibc
 
 /// Kubernetes objects `ambitctl` writes for an installation: the CA Secret (for ambit-ca), the root ConfigMap and a
 /// waypoint per service account (or per namespace). `deploy/waypoint/waypoint.yaml` is the output
@@ -25,7 +27,7 @@ enum KubernetesManifests {
             CertificateAuthority.certificateFile, CertificateAuthority.keyFile, CertificateAuthority.chainFile,
             CertificateAuthority.rootFile,
         ] {
-            let path = (directory as NSString).appendingPathComponent(file)
+            let path = FilePaths.join(directory, file)
             guard let data = FileManager.default.contents(atPath: path) else {
                 throw CLIError("cannot read \(path)")
             }

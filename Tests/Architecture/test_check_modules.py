@@ -38,8 +38,24 @@ class CheckModulesTests(unittest.TestCase):
 
     def test_a_clean_package_passes(self):
         package = self.package(target("AmbitModel"), target("AmbitPolicy", ["AmbitModel"]))
-        sources = {"AmbitModel": {}, "AmbitPolicy": {"AmbitModel": ["p.swift"], "Foundation": ["p.swift"]}}
+        sources = {"AmbitModel": {}, "AmbitPolicy": {"AmbitModel": ["p.swift"], "FoundationEssentials": ["p.swift"]}}
         self.assertEqual(check_modules.check(package, sources, GRAPH), [])
+
+    def test_full_foundation_is_for_tests_only(self):
+        package = self.package(
+            target("AmbitModel"),
+            target("AmbitPolicy", ["AmbitModel"]),
+            target("AmbitPolicyTests", ["AmbitPolicy"], kind="test"),
+        )
+        sources = {
+            "AmbitModel": {},
+            "AmbitPolicy": {"AmbitModel": ["p.swift"], "Foundation": ["f.swift"]},
+            "AmbitPolicyTests": {"AmbitPolicy": ["t.swift"], "Foundation": ["t.swift"]},
+        }
+        problems = check_modules.check(package, sources, GRAPH)
+        self.assertEqual([p for p in problems if "Foundation" in p], [
+            f"f.swift: AmbitPolicy must not import Foundation (see FORBIDDEN in {check_modules.sys.argv[0]})"
+        ])
 
     def test_an_undeclared_import_fails(self):
         package = self.package(target("AmbitModel"), target("AmbitPolicy", ["AmbitModel"]))

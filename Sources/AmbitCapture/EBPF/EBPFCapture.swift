@@ -1,6 +1,6 @@
 public import AmbitModel
 import CLibBPF
-import Foundation
+import FoundationEssentials
 import Synchronization
 
 #if canImport(Glibc)
@@ -412,7 +412,7 @@ enum LibBPFLog {
             var buffer = [CChar](repeating: 0, count: 4096)
             let written = vsnprintf(&buffer, buffer.count, format, arguments)
             let text = String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
-                .trimmingCharacters(in: .newlines)
+                .trimmingWhitespace()
             LibBPFLog.append(text)
             return written
         }

@@ -1,4 +1,5 @@
-import Foundation
+import AmbitModel
+import FoundationEssentials
 
 #if canImport(Glibc)
     import Glibc
@@ -11,7 +12,7 @@ extension EBPFCapture {
     static func requireCapabilities() throws(CaptureError) {
         guard let status = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8),
             let line = status.split(separator: "\n").first(where: { $0.hasPrefix("CapEff:") }),
-            let effective = UInt64(line.dropFirst("CapEff:".count).trimmingCharacters(in: .whitespaces), radix: 16)
+            let effective = UInt64(line.dropFirst("CapEff:".count).trimmingWhitespace(newlines: false), radix: 16)
         else { return }  // cannot tell: let the kernel decide
         let missing = missingCapabilities(effective: effective)
         guard missing.isEmpty else {
@@ -56,7 +57,7 @@ enum BPFFilesystem {
     static func ensureMounted(below directory: String, mount allowed: Bool) throws(CaptureError) {
         var parent = directory
         while !parent.isEmpty, access(parent, F_OK) != 0 {
-            parent = (parent as NSString).deletingLastPathComponent
+            parent = FilePaths.parent(of: parent)
         }
         if isBPF(parent) { return }
         guard allowed, directory.hasPrefix(mountPoint + "/") || directory == mountPoint else {
@@ -97,7 +98,7 @@ enum Mounts {
         mountinfo.split(separator: "\n").compactMap { line in
             let parts = line.split(separator: " ")
             guard let dash = parts.firstIndex(of: "-"), dash + 1 < parts.count, parts.count > 4 else { return nil }
-            func unescape(_ text: Substring) -> String { text.replacingOccurrences(of: "\\040", with: " ") }
+            func unescape(_ text: Substring) -> String { String(text.replacing("\\040", with: " ")) }
             return Mount(root: unescape(parts[3]), point: unescape(parts[4]), type: String(parts[dash + 1]))
         }
     }

@@ -1,5 +1,6 @@
 import AmbitModel
-import Foundation
+import FoundationEssentials
+import Glibc
 import NIOCore
 import NIOHTTP1
 import NIOPosix
@@ -281,12 +282,26 @@ final class KubernetesAPIClient: Sendable {
 
     static func uri(_ path: String, _ query: [(String, String)]) -> String {
         guard !query.isEmpty else { return path }
-        var allowed = CharacterSet.urlQueryAllowed
-        allowed.remove(charactersIn: "&=+;")
-        let encoded = query.map { key, value in
-            "\(key)=\(value.addingPercentEncoding(withAllowedCharacters: allowed) ?? value)"
-        }
+        let encoded = query.map { key, value in "\(key)=\(percentEncoded(value))" }
         return "\(path)?\(encoded.joined(separator: "&"))"
+    }
+
+    /// A query value with every byte percent-encoded except RFC 3986's unreserved characters and the
+    /// query's `!$'()*,:@/?` (`&`, `=`, `+` and `;` would split or change the query).
+    static func percentEncoded(_ value: String) -> String {
+        let allowed = Set("!$'()*,:@/?-._~".utf8)
+        let hex = Array("0123456789ABCDEF".utf8)
+        var out: [UInt8] = []
+        for byte in value.utf8 {
+            let alphanumeric =
+                (byte >= 0x30 && byte <= 0x39) || (byte >= 0x41 && byte <= 0x5a) || (byte >= 0x61 && byte <= 0x7a)
+            if alphanumeric || allowed.contains(byte) {
+                out.append(byte)
+            } else {
+                out += [UInt8(ascii: "%"), hex[Int(byte >> 4)], hex[Int(byte & 0x0f)]]
+            }
+        }
+        return String(decoding: out, as: UTF8.self)
     }
 
     static func isIPAddress(_ host: String) -> Bool {

@@ -1,5 +1,7 @@
-public import Foundation
-import Yams
+import AmbitModel
+import AmbitYAML
+public import FoundationEssentials
+import Glibc
 
 /// A problem with the credentials or the address of the Kubernetes API server, worded for the operator.
 public struct KubernetesConfigError: Error, Hashable, Sendable, CustomStringConvertible {
@@ -61,7 +63,7 @@ public struct KubernetesClusterConfig: Sendable, CustomStringConvertible {
             guard let data = FileManager.default.contents(atPath: path) else {
                 throw KubernetesConfigError("cannot read the service-account token \(path)")
             }
-            let token = String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+            let token = String(decoding: data, as: UTF8.self).trimmingWhitespace()
             guard !token.isEmpty else { throw KubernetesConfigError("the service-account token \(path) is empty") }
             return "Bearer \(token)"
         }
@@ -119,8 +121,8 @@ public struct KubernetesClusterConfig: Sendable, CustomStringConvertible {
             throw KubernetesConfigError("cannot read kubeconfig \(path)")
         }
         let document: Any?
-        do {
-            document = try Yams.load(yaml: String(decoding: data, as: UTF8.self))
+        do throws(YAMLError) {
+            document = try YAMLReader.singleDocument(yaml: String(decoding: data, as: UTF8.self))?.value
         } catch {
             throw KubernetesConfigError("kubeconfig \(path) is not valid YAML: \(error)")
         }
@@ -133,7 +135,7 @@ public struct KubernetesClusterConfig: Sendable, CustomStringConvertible {
 private struct KubeconfigReader {
     let path: String
     let document: [String: Any]
-    var directory: String { (path as NSString).deletingLastPathComponent }
+    var directory: String { FilePaths.parent(of: path) }
 
     func fail(_ message: String) -> KubernetesConfigError { KubernetesConfigError("kubeconfig \(path): \(message)") }
 

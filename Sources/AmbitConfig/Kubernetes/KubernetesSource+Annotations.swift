@@ -1,13 +1,13 @@
 public import AmbitModel
-import Foundation
+import FoundationEssentials
+import Glibc
 
 extension KubernetesSource: PodAnnotationWriter {
     public var podAnnotations: (any PodAnnotationWriter)? { self }
 
     public func setAnnotation(_ name: String, to value: String?, onPod pod: ObjectKey) async throws {
-        let patch: [String: Any] = ["metadata": ["annotations": [name: value.map { $0 as Any } ?? NSNull()]]]
-        let json = try JSONSerialization.data(withJSONObject: patch, options: [.sortedKeys, .withoutEscapingSlashes])
-        let body = String(decoding: json, as: UTF8.self)
+        let annotation: JSONValue = value.map(JSONValue.string) ?? .null
+        let body = JSONValue.object(["metadata": .object(["annotations": .object([name: annotation])])]).serialized()
         let path = "/api/v1/namespaces/\(pod.namespace)/pods/\(pod.name)/status"
         do {
             _ = try await client.mergePatch(path, body)

@@ -1,5 +1,6 @@
 import AmbitModel
-import Foundation
+import FoundationEssentials
+import Glibc
 import Logging
 
 /// The source's cache: every object of every collection, decoded, with the last good version of

@@ -1,5 +1,6 @@
 public import AmbitModel
-import Foundation
+import FoundationEssentials
+import Glibc
 public import Logging
 public import NIOCore
 import Synchronization

@@ -1,5 +1,6 @@
 import AmbitModel
-import Foundation
+import FoundationEssentials
+import Glibc
 public import NIOCore
 
 /// What the API server says about a bearer token (`authentication.k8s.io/v1` TokenReview).
@@ -44,10 +45,9 @@ public final class KubernetesTokenReviewer: Sendable {
         ]
         let body: ByteBuffer
         do {
-            let json = try JSONSerialization.data(withJSONObject: request)
             body = try await client.postJSON(
                 "/apis/authentication.k8s.io/v1/tokenreviews",
-                String(decoding: json, as: UTF8.self)
+                JSONValue(request).serialized()
             )
         } catch KubernetesAPIError.status(let code, let reason, let message) where code == 400 || code == 422 {
             // The server would not even review it (an empty or malformed token): the token is at fault.

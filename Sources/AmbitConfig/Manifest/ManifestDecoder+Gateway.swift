@@ -139,7 +139,7 @@ extension ManifestDecoder {
         if let retryOn = mapping["retryOn"] {
             let text = try retryOn.nonEmptyString()
             conditions = []
-            for part in text.split(separator: ",").map({ $0.trimmingCharacters(in: .whitespaces) }) {
+            for part in text.split(separator: ",").map({ $0.trimmingWhitespace(newlines: false) }) {
                 guard
                     HTTPRoute.Retry.knownConditions.contains(part)
                         || (Int(part).map { (100...599).contains($0) } ?? false)

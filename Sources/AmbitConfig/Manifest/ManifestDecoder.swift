@@ -1,5 +1,5 @@
 import AmbitModel
-import Yams
+import AmbitYAML
 
 /// Reads Kubernetes-style YAML (one or many `---`-separated documents, and `kind: List`) into
 /// typed objects, with the upstream field names. Every problem becomes a ``ManifestError`` that
@@ -43,47 +43,27 @@ public struct ManifestDecoder: Sendable {
         }
     }
 
-    /// How many nodes `node` holds with its aliases expanded, counting no further than `limit + 1`.
-    static func expandedSize(_ node: Node, limit: Int) -> Int {
-        var count = 0
-        var pending = [node]
-        while let next = pending.popLast() {
-            count += 1
-            if count > limit { return count }
-            switch next {
-            case .scalar, .alias: break
-            case .mapping(let mapping):
-                for (key, value) in mapping {
-                    pending.append(key)
-                    pending.append(value)
-                }
-            case .sequence(let sequence): pending.append(contentsOf: sequence)
-            }
-        }
-        return count
-    }
-
     /// Decodes all documents of `text`. The first error aborts the file: a file is applied whole or not at all.
     public func decode(_ text: String, file: String? = nil) throws(ManifestError) -> Result {
         var result = Result()
-        let parser: Parser
-        do {
-            parser = try Parser(yaml: text)
+        let reader: YAMLReader
+        do throws(YAMLError) {
+            reader = try YAMLReader(yaml: text)
         } catch {
             throw Self.syntaxError(error, file: file)
         }
         var documentIndex = 0
         var lines: [ObjectKey: Int?] = [:]
         while true {
-            let root: Node?
-            do {
-                root = try parser.nextRoot()
+            let root: YAMLNode?
+            do throws(YAMLError) {
+                root = try reader.nextDocument()
             } catch {
                 throw Self.syntaxError(error, file: file)
             }
             guard let root else { break }
             documentIndex += 1
-            guard Self.expandedSize(root, limit: Self.maximumNodesPerDocument) <= Self.maximumNodesPerDocument else {
+            guard root.expandedSize(limit: Self.maximumNodesPerDocument) <= Self.maximumNodesPerDocument else {
                 throw ManifestError(
                     file: file,
                     line: root.mark?.line,
@@ -244,24 +224,7 @@ public struct ManifestDecoder: Sendable {
         return String(apiVersion[..<slash])
     }
 
-    static func syntaxError(_ error: any Error, file: String?) -> ManifestError {
-        if let yamlError = error as? YamlError {
-            switch yamlError {
-            case .scanner(let context, let problem, let mark, _), .parser(let context, let problem, let mark, _),
-                .composer(let context, let problem, let mark, _):
-                let detail = context.map { "\(problem) \($0.text)" } ?? problem
-                return ManifestError(file: file, line: mark.line, message: "invalid YAML: \(detail)")
-            case .duplicatedKeysInMapping(let duplicates, let context):
-                let keys = duplicates.sorted().map { "\"\($0)\"" }.joined(separator: ", ")
-                return ManifestError(
-                    file: file,
-                    line: context.mark.line,
-                    message: "invalid YAML: duplicate key \(keys) in a mapping"
-                )
-            default:
-                return ManifestError(file: file, message: "invalid YAML: \(yamlError)")
-            }
-        }
-        return ManifestError(file: file, message: "invalid YAML: \(error)")
+    static func syntaxError(_ error: YAMLError, file: String?) -> ManifestError {
+        ManifestError(file: file, line: error.mark?.line, message: "invalid YAML: \(error)")
     }
 }

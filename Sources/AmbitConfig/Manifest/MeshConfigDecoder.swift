@@ -1,5 +1,5 @@
 public import AmbitModel
-import Yams
+import AmbitYAML
 
 /// The part of Istio's MeshConfig Ambit reads: `extensionProviders`, the external authorizers CUSTOM
 /// AuthorizationPolicies name.
@@ -43,20 +43,19 @@ public enum MeshConfigDecoder {
     }
 
     private static func parse(_ text: String, file: String) throws(ManifestError) -> YAMLValue? {
-        do {
-            let parser = try Parser(yaml: text)
-            guard let node = try parser.nextRoot() else { return nil }
-            let limit = ManifestDecoder.maximumNodesPerDocument
-            guard ManifestDecoder.expandedSize(node, limit: limit) <= limit else {
-                throw ManifestError(file: file, message: "expands to more than \(limit) YAML nodes (nested aliases?)")
-            }
-            let value = YAMLValue(node: node, path: .root)
-            return value.isNull ? nil : value
-        } catch let error as ManifestError {
-            throw error
+        let node: YAMLNode
+        do throws(YAMLError) {
+            guard let root = try YAMLReader(yaml: text).nextDocument() else { return nil }
+            node = root
         } catch {
             throw ManifestDecoder.syntaxError(error, file: file)
         }
+        let limit = ManifestDecoder.maximumNodesPerDocument
+        guard node.expandedSize(limit: limit) <= limit else {
+            throw ManifestError(file: file, message: "expands to more than \(limit) YAML nodes (nested aliases?)")
+        }
+        let value = YAMLValue(node: node, path: .root)
+        return value.isNull ? nil : value
     }
 
     /// Provider kinds Istio knows that are not authorizers (telemetry, tracing, access logs).

@@ -1,4 +1,4 @@
-import Yams
+import AmbitYAML
 
 /// Where a field sits in a document, printed the way `kubectl explain` names fields:
 /// `spec.ports[0].targetPort`, `metadata.labels["istio.io/dataplane-mode"]`.
@@ -36,13 +36,13 @@ struct FieldError: Error, Sendable {
 /// Readers are strict about types: a number where a string belongs is an error (as in
 /// Kubernetes), never silently converted.
 struct YAMLValue {
-    let node: Node
+    let node: YAMLNode
     let path: FieldPath
 
     var line: Int? { node.mark?.line }
 
     /// The YAML 1.1 type of a scalar (`int`, `bool`, `str`, ...), as Kubernetes' YAML reader sees it.
-    var tagName: Tag.Name { Resolver.default.resolveTag(of: node) }
+    var tagName: YAMLTag { node.resolvedTag }
 
     func error(_ message: String) -> FieldError {
         FieldError(path: path, line: line, message: message)
@@ -60,7 +60,6 @@ struct YAMLValue {
         switch node {
         case .mapping: return "a mapping"
         case .sequence: return "a list"
-        case .alias: return "an alias"
         case .scalar(let scalar):
             switch tagName {
             case .null: return "null"
@@ -78,7 +77,7 @@ struct YAMLValue {
         }
         var keys: [String] = []
         var values: [String: YAMLValue] = [:]
-        for (keyNode, valueNode) in mapping {
+        for (keyNode, valueNode) in mapping.pairs {
             guard case .scalar(let keyScalar) = keyNode else {
                 throw error("mapping keys must be strings")
             }
@@ -97,7 +96,7 @@ struct YAMLValue {
         guard case .sequence(let sequence) = node else {
             throw error("expected a list, got \(kindDescription)")
         }
-        return sequence.enumerated().map { YAMLValue(node: $0.element, path: path.appending(index: $0.offset)) }
+        return sequence.items.enumerated().map { YAMLValue(node: $0.element, path: path.appending(index: $0.offset)) }
     }
 
     /// A string scalar. Plain scalars that YAML reads as numbers, booleans or null are refused:
@@ -110,7 +109,7 @@ struct YAMLValue {
             switch tagName {
             case .int, .float, .bool, .null:
                 // The hint is for YAML text, where quoting fixes it; JSON's types are explicit.
-                let hint = scalar.tag.rawValue.isEmpty ? "; quote it to make it a string" : ""
+                let hint = scalar.tag == nil ? "; quote it to make it a string" : ""
                 throw error("expected a string, got \(kindDescription)\(hint)")
             default: break
             }

@@ -1,7 +1,8 @@
 public import AmbitIdentity
 import AmbitModel
 import AmbitRelay
-import Foundation
+import FoundationEssentials
+import Glibc
 public import Logging
 public import NIOCore
 import NIOExtras

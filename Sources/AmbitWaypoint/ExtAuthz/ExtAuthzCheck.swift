@@ -1,6 +1,7 @@
 import AmbitModel
 import AmbitProto
-import Foundation
+import FoundationEssentials
+import Glibc
 import SwiftProtobuf
 
 /// What the external authorizer decided about one request.
