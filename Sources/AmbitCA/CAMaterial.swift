@@ -1,7 +1,6 @@
 import AmbitIdentity
 import Crypto
 import FoundationEssentials
-import Glibc
 import Logging
 import Prometheus
 import Synchronization

@@ -6,7 +6,6 @@ import AmbitTelemetry
 import FoundationEssentials
 import GRPCCore
 import GRPCNIOTransportHTTP2Posix
-import Glibc
 public import Logging
 import NIOPosix
 import Synchronization

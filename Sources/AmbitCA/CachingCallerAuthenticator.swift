@@ -1,7 +1,6 @@
 import AmbitModel
 import Crypto
 public import FoundationEssentials
-import Glibc
 import Synchronization
 
 /// Remembers, for a while, the callers another authenticator confirmed: ambit-ca's TokenReview costs a request

@@ -2,7 +2,6 @@ public import AmbitConfig
 import AmbitModel
 public import Crypto
 public import FoundationEssentials
-import Glibc
 import SwiftASN1
 
 /// Who asks the CA for a certificate, as its bearer token proves.

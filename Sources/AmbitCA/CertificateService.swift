@@ -3,7 +3,6 @@ public import AmbitModel
 public import AmbitProto
 import FoundationEssentials
 public import GRPCCore
-import Glibc
 public import Logging
 public import Prometheus
 import SwiftProtobuf

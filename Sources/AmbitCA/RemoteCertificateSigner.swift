@@ -4,7 +4,6 @@ import AmbitProto
 import FoundationEssentials
 import GRPCCore
 import GRPCNIOTransportHTTP2Posix
-import Glibc
 public import NIOCore
 import SwiftASN1
 import SwiftProtobuf

@@ -1,7 +1,6 @@
 import AmbitModel
 public import Crypto
 public import FoundationEssentials
-import Glibc
 
 /// A Kubernetes-shaped service-account token (a JWT) that Ambit's CA can verify without an API server:
 /// ES256-signed with a P-256 key whose public half the CA holds (`--token-public-key`). The claims are

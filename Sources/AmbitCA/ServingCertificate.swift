@@ -1,6 +1,5 @@
 import AmbitIdentity
 import FoundationEssentials
-import Glibc
 import Logging
 import NIOCertificateReloading
 import NIOSSL

@@ -3,7 +3,6 @@ import AmbitModel
 public import AmbitTelemetry
 public import ArgumentParser
 import FoundationEssentials
-import Glibc
 public import Logging
 
 /// `--log-format` and `--log-level`, as every Ambit process takes them.

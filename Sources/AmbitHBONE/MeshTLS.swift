@@ -2,7 +2,6 @@ public import AmbitIdentity
 public import AmbitModel
 import CAmbitShim
 public import FoundationEssentials
-import Glibc
 public import NIOCore
 import NIOPosix
 public import NIOSSL

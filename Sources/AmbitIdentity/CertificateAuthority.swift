@@ -1,7 +1,6 @@
 public import AmbitModel
 import Crypto
 public import FoundationEssentials
-import Glibc
 import SwiftASN1
 public import X509
 

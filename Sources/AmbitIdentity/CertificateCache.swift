@@ -1,6 +1,5 @@
 public import AmbitModel
 import FoundationEssentials
-import Glibc
 import Synchronization
 
 /// Certificates by identity, readable synchronously (a TLS handshake asks for one per

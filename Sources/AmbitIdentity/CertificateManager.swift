@@ -1,7 +1,6 @@
 public import AmbitModel
 import Crypto
 public import FoundationEssentials
-import Glibc
 public import Logging
 public import X509
 

@@ -1,6 +1,5 @@
 import AmbitModel
 import FoundationEssentials
-import Glibc
 public import Prometheus
 
 /// Certificate expiry and renewal outcomes, per identity.

@@ -1,7 +1,6 @@
 public import AmbitModel
 import Crypto
 public import FoundationEssentials
-import Glibc
 public import X509
 
 /// The certificates Ambit issues, following docs/protocols.md and Istio's profiles:

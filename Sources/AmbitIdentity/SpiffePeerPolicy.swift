@@ -1,6 +1,5 @@
 public import AmbitModel
 public import FoundationEssentials
-import Glibc
 public import SwiftASN1
 @_spi(FixedExpiryValidationTime) public import X509
 

@@ -1,6 +1,5 @@
 public import AmbitModel
 public import FoundationEssentials
-import Glibc
 public import X509
 
 /// A workload's certificate chain and the private key that never left this process.

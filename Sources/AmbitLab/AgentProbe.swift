@@ -1,6 +1,5 @@
 import AmbitModel
 import FoundationEssentials
-import Glibc
 
 /// Talks to a node's `ambit-node` over its loopback-only ports from inside the node's netns
 /// (`nsenter --net=<node netns> curl`): readiness on 15021, the admin API on 15000.

@@ -1,6 +1,5 @@
 import AmbitModel
 import FoundationEssentials
-import Glibc
 
 /// Calls the lab's CNI chain (`bridge` + `host-local`, then `ambit-cni` when the mesh is on) the way a container
 /// runtime does: CNI_* environment, network config on stdin, `prevResult` threaded through, plugins executed in

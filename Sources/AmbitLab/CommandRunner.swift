@@ -1,6 +1,5 @@
 import AmbitModel
 import FoundationEssentials
-import Glibc
 
 /// The outcome of a finished command.
 struct CommandResult: Sendable {

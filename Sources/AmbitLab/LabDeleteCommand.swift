@@ -1,6 +1,5 @@
 import ArgumentParser
 import FoundationEssentials
-import Glibc
 
 struct LabDeleteCommand: ParsableCommand {
     static let configuration = CommandConfiguration(

@@ -1,5 +1,4 @@
 public import FoundationEssentials
-import Glibc
 
 /// Names and paths of everything one lab creates; the single place that spells them.
 ///

@@ -1,6 +1,5 @@
 import AmbitModel
 import FoundationEssentials
-import Glibc
 
 /// The Kubernetes objects the lab writes into its manifest directory, which the agents watch:
 /// `namespaces.yaml` (Namespaces + ServiceAccounts), `services.yaml`, `pods.yaml`, `gateways.yaml` (one waypoint

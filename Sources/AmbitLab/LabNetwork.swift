@@ -1,6 +1,5 @@
 import AmbitModel
 import FoundationEssentials
-import Glibc
 
 /// Builds and removes the lab's namespaces and links with `ip`. Nothing here touches the host's own interfaces:
 /// every link is created inside, or moved straight into, a namespace the lab owns.

@@ -1,7 +1,6 @@
 import AmbitModel
 import AmbitYAML
 import FoundationEssentials
-import Glibc
 
 extension LabSpec {
     /// Linux `IFNAMSIZ` - 1.

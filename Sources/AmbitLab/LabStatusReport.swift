@@ -1,6 +1,5 @@
 import AmbitModel
 import FoundationEssentials
-import Glibc
 
 /// What `lab status` shows, computed from `lab.json`, the manifest directory (enrollment) and the agents'
 /// admin API (capture, tunnels).

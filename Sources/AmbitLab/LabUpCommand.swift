@@ -1,6 +1,5 @@
 import ArgumentParser
 import FoundationEssentials
-import Glibc
 
 struct LabUpCommand: ParsableCommand {
     static let configuration = CommandConfiguration(

@@ -1,7 +1,6 @@
 import AmbitModel
 import AmbitYAML
 import FoundationEssentials
-import Glibc
 
 /// Namespace and Pod labels as the manifest directory says now (after `lab label` and `lab apply`), read the way an
 /// agent would: every `*.yaml`/`*.yml` file, every document, later files overriding earlier ones.

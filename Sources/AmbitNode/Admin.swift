@@ -2,7 +2,6 @@ import AmbitConfig
 import AmbitModel
 import AmbitTelemetry
 import FoundationEssentials
-import Glibc
 
 extension NodeAgent {
     /// Everything the agent works from, as JSON: its pods, the workloads and services it knows,

@@ -8,7 +8,6 @@ import AmbitProcess
 import AmbitRelay
 import AmbitTelemetry
 import FoundationEssentials
-import Glibc
 public import Logging
 import NIOCore
 import NIOPosix

@@ -6,7 +6,6 @@ import AmbitIdentity
 import AmbitModel
 import AmbitRelay
 import FoundationEssentials
-import Glibc
 import Logging
 import NIOCore
 import NIOPosix

@@ -1,7 +1,6 @@
 import AmbitModel
 import AmbitPolicy
 import FoundationEssentials
-import Glibc
 import Logging
 import NIOCore
 import NIOHTTP1

@@ -6,7 +6,6 @@ public import AmbitPolicy
 public import AmbitRelay
 public import AmbitTelemetry
 import FoundationEssentials
-import Glibc
 public import Logging
 public import NIOCore
 import NIOPosix

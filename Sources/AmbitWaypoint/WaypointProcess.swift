@@ -7,7 +7,6 @@ public import AmbitProcess
 public import AmbitRelay
 public import AmbitTelemetry
 import FoundationEssentials
-import Glibc
 public import Logging
 import NIOCore
 import NIOHTTP1

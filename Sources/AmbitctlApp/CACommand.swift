@@ -3,7 +3,6 @@ import AmbitIdentity
 import AmbitModel
 import ArgumentParser
 import FoundationEssentials
-import Glibc
 
 struct CACommand: ParsableCommand {
     static let configuration = CommandConfiguration(

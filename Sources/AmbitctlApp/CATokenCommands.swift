@@ -4,7 +4,6 @@ import AmbitModel
 import ArgumentParser
 import Crypto
 import FoundationEssentials
-import Glibc
 
 extension CACommand {
     struct TokenKey: ParsableCommand {

@@ -3,7 +3,6 @@ import AmbitModel
 import ArgumentParser
 import Crypto
 import FoundationEssentials
-import Glibc
 import X509
 
 struct CertCommand: ParsableCommand {

@@ -1,7 +1,6 @@
 import AmbitModel
 import ArgumentParser
 import FoundationEssentials
-import Glibc
 import Logging
 
 struct ConfigCommand: ParsableCommand {

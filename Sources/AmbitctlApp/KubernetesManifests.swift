@@ -1,7 +1,6 @@
 import AmbitIdentity
 import AmbitModel
 import FoundationEssentials
-import Glibc
 
 /// Kubernetes objects `ambitctl` writes for an installation: the CA Secret (for ambit-ca), the root ConfigMap and a
 /// waypoint per service account (or per namespace). `deploy/waypoint/waypoint.yaml` is the output

@@ -1,6 +1,5 @@
 import AmbitModel
 import FoundationEssentials
-import Glibc
 import NIOCore
 import NIOHTTP1
 import NIOPosix

@@ -1,7 +1,6 @@
 import AmbitModel
 import AmbitYAML
 public import FoundationEssentials
-import Glibc
 
 /// A problem with the credentials or the address of the Kubernetes API server, worded for the operator.
 public struct KubernetesConfigError: Error, Hashable, Sendable, CustomStringConvertible {

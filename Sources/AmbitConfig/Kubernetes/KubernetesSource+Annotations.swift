@@ -1,6 +1,5 @@
 public import AmbitModel
 import FoundationEssentials
-import Glibc
 
 extension KubernetesSource: PodAnnotationWriter {
     public var podAnnotations: (any PodAnnotationWriter)? { self }

@@ -1,6 +1,5 @@
 import AmbitModel
 import FoundationEssentials
-import Glibc
 import Logging
 
 /// The source's cache: every object of every collection, decoded, with the last good version of

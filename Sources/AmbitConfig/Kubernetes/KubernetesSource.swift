@@ -1,6 +1,5 @@
 public import AmbitModel
 import FoundationEssentials
-import Glibc
 public import Logging
 public import NIOCore
 import Synchronization

@@ -1,6 +1,5 @@
 import AmbitModel
 import FoundationEssentials
-import Glibc
 public import NIOCore
 
 /// What the API server says about a bearer token (`authentication.k8s.io/v1` TokenReview).

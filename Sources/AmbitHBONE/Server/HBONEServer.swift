@@ -2,7 +2,6 @@ public import AmbitIdentity
 import AmbitModel
 import AmbitRelay
 import FoundationEssentials
-import Glibc
 public import Logging
 public import NIOCore
 import NIOExtras

@@ -1,6 +1,5 @@
 import AmbitModel
 import FoundationEssentials
-import Glibc
 
 /// What the agent keeps on disk for each captured pod, so a restarted agent can restore its
 /// capture (docs/protocols.md: pods are never re-created for that).

@@ -1,7 +1,6 @@
 import AmbitModel
 import AmbitProto
 import FoundationEssentials
-import Glibc
 import SwiftProtobuf
 
 /// What the external authorizer decided about one request.
