@@ -123,7 +123,7 @@ public final class CachingCallerAuthenticator: CallerAuthenticator {
     static func expiry(of token: String) -> Date? {
         let parts = token.split(separator: ".", omittingEmptySubsequences: false)
         guard parts.count == 3, let claims = ServiceAccountToken.data(base64URL: parts[1]),
-            let exp = (try? JSONValue.parse(claims))?["exp"]?.doubleValue
+            let exp = (try? JSONValue.parse(claims, lastDuplicateWins: true))?["exp"]?.doubleValue
         else { return nil }
         return Date(timeIntervalSince1970: exp)
     }

@@ -215,7 +215,7 @@ public final class ManifestDirectorySource: Sendable, ServiceLifecycle.Service {
                 throw ManifestError(file: current, message: "cannot list directory (check its permissions)")
             }
             for entry in entries where !entry.hasPrefix(".") {
-                let path = current.hasSuffix("/") ? current + entry : current + "/" + entry
+                let path = FilePaths.join(current, entry)
                 var entryIsDirectory = false
                 guard FileManager.default.fileExists(atPath: path, isDirectory: &entryIsDirectory) else { continue }
                 if entryIsDirectory {

@@ -40,7 +40,7 @@ struct AgentProbe: Sendable {
     static func parse(configDump body: String) -> Snapshot? {
         guard let object = try? JSONValue.parse(Array(body.utf8)), object.objectValue != nil else { return nil }
         let captured = (object["capturedPods"]?.arrayValue ?? []).compactMap { $0["uid"]?.stringValue }
-        let active = object["connections"]?["active"]?.doubleValue.map { Int($0) }
+        let active = object["connections"]?["active"]?.doubleValue.flatMap { Int(exactly: $0) }
         return Snapshot(capturedUIDs: Set(captured), activeConnections: active)
     }
 }

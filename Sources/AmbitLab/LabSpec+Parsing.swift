@@ -25,10 +25,10 @@ extension LabSpec {
     public static func parse(yaml: String, file: String, baseDirectory: String? = nil) throws -> LabSpec {
         let reader = LabFileReader(file: file)
         let root: YAMLNode?
-        do {
+        do throws(YAMLError) {
             root = try YAMLReader.singleDocument(yaml: yaml)
         } catch {
-            throw LabError("\(file): not valid YAML: \(error)")
+            throw LabError("\(file)\(error.mark.map { ":\($0.line)" } ?? ""): not valid YAML: \(error)")
         }
         guard let root else { throw LabError("\(file): the lab file is empty") }
         var parser = LabSpecParser(reader: reader, baseDirectory: baseDirectory)

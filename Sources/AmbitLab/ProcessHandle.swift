@@ -83,7 +83,10 @@ public struct ProcessHandle: Codable, Sendable, Equatable {
             posix_spawn_file_actions_addopen(&actions, 1, log, O_WRONLY | O_CREAT | O_APPEND, 0o644)
             posix_spawn_file_actions_adddup2(&actions, 1, 2)
         case .files(let input, let output, let error):
-            posix_spawnattr_setflags(&attributes, signalFlags)
+            // A process group of its own (as Foundation's `Process` made): a Ctrl-C meant for ambitctl
+            // does not also hit the command half-way (ambitctl finishes or cleans up what it started).
+            posix_spawnattr_setpgroup(&attributes, 0)
+            posix_spawnattr_setflags(&attributes, signalFlags | Int16(POSIX_SPAWN_SETPGROUP))
             posix_spawn_file_actions_addopen(&actions, 0, input, O_RDONLY, 0)
             posix_spawn_file_actions_addopen(&actions, 1, output, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
             posix_spawn_file_actions_addopen(&actions, 2, error, O_WRONLY | O_CREAT | O_TRUNC, 0o600)

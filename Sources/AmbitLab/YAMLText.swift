@@ -3,7 +3,8 @@ import AmbitYAML
 
 /// Writes a JSON document as block-style YAML, the way people read and edit manifests: mapping keys
 /// sorted, one per line, lists as `- item`; a string stays plain only when YAML reads it back as the
-/// same string, and is double-quoted (JSON's escapes, which YAML shares) otherwise.
+/// same string, and is double-quoted otherwise, with an escape for every character YAML does not
+/// take printed.
 enum YAMLText {
     static func document(_ value: JSONValue) -> String {
         var out = ""
@@ -71,6 +72,39 @@ enum YAMLText {
             !text.isEmpty && YAMLTag.resolve(plain: text) == .str && !indicators.contains(text.first!)
             && !text.hasSuffix(" ") && !text.contains(": ") && !text.contains(" #") && !text.hasSuffix(":")
             && text.unicodeScalars.allSatisfy { $0.value >= 0x20 && $0.value < 0x7f }
-        return plain ? text : JSONValue.string(text).serialized()
+        return plain ? text : doubleQuoted(text)
+    }
+
+    /// YAML's double-quoted style: `\"`, `\\`, `\n`, `\t`, and `\xHH` or `\uHHHH` for what YAML
+    /// does not allow printed (C0 and C1 controls, DEL, U+FEFF, U+FFFE and U+FFFF) and for what it
+    /// would read as a line break (NEL, U+2028, U+2029).
+    static func doubleQuoted(_ text: String) -> String {
+        var out = "\""
+        for scalar in text.unicodeScalars {
+            switch scalar {
+            case "\"": out += "\\\""
+            case "\\": out += "\\\\"
+            case "\n": out += "\\n"
+            case "\t": out += "\\t"
+            default:
+                let value = scalar.value
+                let printable =
+                    (0x20...0x7e).contains(value)
+                    || (0xa0...0xd7ff).contains(value) && value != 0x2028
+                        && value != 0x2029
+                    || (0xe000...0xfffd).contains(value) && value != 0xfeff
+                    || (0x10000...0x10ffff).contains(value)
+                if printable {
+                    out.unicodeScalars.append(scalar)
+                } else {
+                    let digits = String(value, radix: 16, uppercase: true)
+                    let width = value <= 0xff ? 2 : 4
+                    out +=
+                        (value <= 0xff ? "\\x" : "\\u") + String(repeating: "0", count: max(0, width - digits.count))
+                        + digits
+                }
+            }
+        }
+        return out + "\""
     }
 }

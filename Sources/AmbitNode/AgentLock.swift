@@ -64,7 +64,7 @@ final class AgentLock: Sendable {
     /// Takes the lock on a thread of its own, for async callers.
     func lockInBackground() async throws {
         try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
-            let started = DetachedThread.start(name: "ambit-agent-lock") { [self] in
+            let started = DetachedThread.start(name: "ambit-lock-wait") { [self] in
                 do {
                     try lock()
                     continuation.resume()

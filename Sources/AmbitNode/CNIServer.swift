@@ -24,7 +24,7 @@ final class CNIServer: Sendable {
 
     func start() {
         precondition(
-            DetachedThread.start(name: "ambit-cni-server") { [self] in acceptLoop() },
+            DetachedThread.start(name: "ambit-cni-srv") { [self] in acceptLoop() },
             "cannot start the CNI server"
         )
     }

@@ -48,14 +48,26 @@ extension YAMLNode {
     }
 
     /// The document as Swift values, the way a reader of loosely shaped files (a kubeconfig)
-    /// wants it: a mapping is `[String: Any]` (keys that are not scalars are left out), a sequence
-    /// `[Any]`, scalars `String`, `Int`, `Double` or `Bool` by their type, and null ``YAMLNull``.
+    /// wants it: a mapping is `[String: Any]` (keys that are not scalars are left out; a merge key
+    /// `<<: *base` adds the entries of the mapping or mappings it names that the mapping does not
+    /// have itself), a sequence `[Any]`, scalars `String`, `Int`, `Double` or `Bool` by their type,
+    /// and null ``YAMLNull``. Check ``expandedSize(limit:)`` first: aliases are expanded.
     public var value: Any {
         switch self {
         case .mapping(let mapping):
             var result: [String: Any] = [:]
+            var merged: [YAMLNode] = []
             for pair in mapping.pairs {
-                if let key = pair.key.scalar?.string { result[key] = pair.value.value }
+                guard let key = pair.key.scalar else { continue }
+                if key.resolvedTag == .merge {
+                    merged += pair.value.sequence ?? [pair.value]
+                } else {
+                    result[key.string] = pair.value.value
+                }
+            }
+            for source in merged {
+                guard let entries = source.value as? [String: Any] else { continue }
+                result.merge(entries) { own, _ in own }
             }
             return result
         case .sequence(let sequence): return sequence.items.map(\.value)
@@ -84,8 +96,9 @@ extension YAMLNode {
             for group in digits.split(separator: ":", omittingEmptySubsequences: false) {
                 guard let part = Int(group, radix: 10) else { return nil }
                 let (shifted, overflow) = total.multipliedReportingOverflow(by: 60)
-                guard !overflow else { return nil }
-                total = shifted + part
+                let (sum, sumOverflow) = shifted.addingReportingOverflow(part)
+                guard !overflow, !sumOverflow else { return nil }
+                total = sum
             }
             magnitude = total
         } else if digits.hasPrefix("0b") {

@@ -15,6 +15,9 @@ public struct YAMLError: Error, Sendable, CustomStringConvertible {
     }
 
     public var description: String { context.map { "\(problem) \($0)" } ?? problem }
+
+    /// The description after its line and column, for messages that name no line of their own.
+    public var located: String { mark.map { "line \($0.line), column \($0.column): \(description)" } ?? description }
 }
 
 /// Reads the documents of a YAML stream one at a time, with libyaml's parser and a composer that
@@ -22,21 +25,29 @@ public struct YAMLError: Error, Sendable, CustomStringConvertible {
 /// Aliases are replaced by the node their anchor names (anchors are scoped to their document);
 /// a mapping with the same key twice is refused, as Kubernetes refuses it.
 public final class YAMLReader {
-    /// Deepest nesting of mappings and sequences read: far beyond any Kubernetes object or CRD
-    /// schema, far below what a hostile file of a few MiB (`[[[[...`) would ask for.
+    /// Deepest nesting of mappings and sequences read, counted through aliases (a tree is as deep as
+    /// the node an alias stands for makes it): far beyond any Kubernetes object or CRD schema, far
+    /// below what a hostile file of a few MiB (`[[[[...`, or anchors that nest each other) would ask
+    /// for, whose tree would exhaust the stack when it is freed.
     public static let maximumDepth = 1_000
+
+    /// Most nodes a document should be allowed once its aliases are expanded
+    /// (``YAMLNode/expandedSize(limit:)``): far above any real object, far below what nested aliases
+    /// can expand to (a "billion laughs" document).
+    public static let maximumExpandedNodes = 200_000
 
     private let parser: UnsafeMutablePointer<yaml_parser_t>
     private let input: UnsafeMutableBufferPointer<UInt8>
     private let inputCount: Int
-    private var anchors: [String: YAMLNode] = [:]
+    /// Each anchor's node and how deep it is (a scalar is 1).
+    private var anchors: [String: (node: YAMLNode, depth: Int)] = [:]
     private var finished = false
 
     public init(yaml text: String) throws(YAMLError) {
-        let bytes = Array(text.utf8)
-        input = .allocate(capacity: max(bytes.count, 1))
-        _ = input.initialize(from: bytes)
-        inputCount = bytes.count
+        let utf8 = text.utf8
+        input = .allocate(capacity: max(utf8.count, 1))
+        _ = input.initialize(from: utf8)
+        inputCount = utf8.count
         parser = .allocate(capacity: 1)
         // Zeroed first: deinit (which runs when a later step throws) deletes it either way.
         parser.initialize(to: yaml_parser_t())
@@ -44,7 +55,7 @@ public final class YAMLReader {
             throw YAMLError(problem: "out of memory", mark: nil)
         }
         yaml_parser_set_encoding(parser, YAML_UTF8_ENCODING)
-        yaml_parser_set_input_string(parser, input.baseAddress, bytes.count)
+        yaml_parser_set_input_string(parser, input.baseAddress, inputCount)
         guard case .streamStart = try nextEvent() else {
             throw YAMLError(problem: "expected the start of a YAML stream", mark: nil)
         }
@@ -60,8 +71,8 @@ public final class YAMLReader {
     public static func singleDocument(yaml text: String) throws(YAMLError) -> YAMLNode? {
         let reader = try YAMLReader(yaml: text)
         guard let root = try reader.nextDocument() else { return nil }
-        if let _ = try reader.nextDocument() {
-            throw YAMLError(problem: "expected a single document, found another", mark: nil)
+        if let another = try reader.nextDocument() {
+            throw YAMLError(problem: "expected a single document, found another", mark: another.mark)
         }
         return root
     }
@@ -103,6 +114,8 @@ public final class YAMLReader {
         var pairs: [(key: YAMLNode, value: YAMLNode)] = []
         var pendingKey: YAMLNode?
         var keys: Set<KeyIdentity> = []
+        /// The deepest child so far.
+        var childDepth = 0
     }
 
     /// Two scalar keys are the same key when their text and their type are: `1` and `"1"` differ.
@@ -115,15 +128,20 @@ public final class YAMLReader {
         var stack: [Frame] = []
         while true {
             var completed: YAMLNode
+            var depth = 1
+            var mark: YAMLMark?
             switch try nextEvent() {
             case .scalar(let scalar, let anchor):
                 completed = .scalar(scalar)
-                if let anchor { anchors[anchor] = completed }
-            case .alias(let anchor, let mark):
-                guard let node = anchors[anchor] else {
-                    throw YAMLError(problem: "found undefined alias \"\(anchor)\"", mark: mark)
+                mark = scalar.mark
+                if let anchor { anchors[anchor] = (completed, 1) }
+            case .alias(let anchor, let aliasMark):
+                guard let target = anchors[anchor] else {
+                    throw YAMLError(problem: "found undefined alias \"\(anchor)\"", mark: aliasMark)
                 }
-                completed = node
+                completed = target.node
+                depth = target.depth
+                mark = aliasMark
             case .sequenceStart(let anchor, let mark):
                 try open(Frame(isMapping: false, anchor: anchor, mark: mark), on: &stack)
                 continue
@@ -137,11 +155,18 @@ public final class YAMLReader {
                 completed =
                     frame.isMapping
                     ? .mapping(.init(frame.pairs, mark: frame.mark)) : .sequence(.init(frame.items, mark: frame.mark))
-                if let anchor = frame.anchor { anchors[anchor] = completed }
+                depth = frame.childDepth + 1
+                mark = frame.mark
+                if let anchor = frame.anchor { anchors[anchor] = (completed, depth) }
             case .streamStart, .streamEnd, .documentStart, .documentEnd:
                 throw YAMLError(problem: "expected a node", mark: nil)
             }
             guard !stack.isEmpty else { return completed }
+            // Through an alias a node can be deeper than the text's nesting shows.
+            guard stack.count + depth <= Self.maximumDepth else {
+                throw YAMLError(problem: "nested deeper than \(Self.maximumDepth) levels (through aliases)", mark: mark)
+            }
+            stack[stack.count - 1].childDepth = max(stack[stack.count - 1].childDepth, depth)
             try add(completed, to: &stack[stack.count - 1])
         }
     }

@@ -152,7 +152,7 @@ import Testing
         expectError(Self.minimal + "\nmesh: maybe\n", "mesh: expected true or false")
         expectError(Self.minimal + "\n    app: {ports: [80000]}\n", "pods[0].app.ports[0]: 80000 is not a port")
         expectError(Self.minimal + "\n    labels: [a, b]\n", "pods[0].labels: expected a mapping")
-        expectError("name: [\n", "lab.yaml: not valid YAML")
+        expectError("name: [\n", "lab.yaml:2: not valid YAML: did not find expected node content")
         expectError("", "the lab file is empty")
     }
 

@@ -11,6 +11,9 @@ import Testing
         let tricky = [
             "yes", "8080", "", "a: b", "#x", "-", "two\nlines", "null", " lead", "trail ", "key:", "10.0.0.1",
             "plain", "istio.io/dataplane-mode", "quote\"d", "tab\there", "1.5", "~", "*alias", "é",
+            // What YAML does not take printed, or reads as a line break, must be escaped.
+            "del\u{7f}", "nel\u{85}", "c1\u{9f}", "ls\u{2028}", "bom\u{feff}", "bell\u{07}", "back\\slash",
+            "\u{fffe}", "😀",
         ]
         let document = JSONValue.object([
             "apiVersion": .string("v1"),

@@ -92,6 +92,47 @@ import Testing
         }
     }
 
+    /// Anchors that nest each other make a tree deeper than the text's nesting: 3 lines of 400
+    /// levels, each holding the previous line's anchor, would be 1,200 deep (and freeing such a tree
+    /// recursively, with enough lines, would exhaust the stack). Two lines (800) are fine.
+    @Test func nestingIsCountedThroughAliases() throws {
+        func chain(_ lines: Int) -> String {
+            (1...lines).map { line in
+                let inner = line == 1 ? "x" : "*a\(line - 1)"
+                return "- &a\(line) " + String(repeating: "[", count: 400) + inner + String(repeating: "]", count: 400)
+            }.joined(separator: "\n") + "\n"
+        }
+        #expect(try YAMLReader.singleDocument(yaml: chain(2)) != nil)
+        do {
+            _ = try YAMLReader.singleDocument(yaml: chain(3))
+            Issue.record("a tree 1,200 deep through aliases was read")
+        } catch {
+            #expect(error.description == "nested deeper than 1000 levels (through aliases)")
+            #expect(error.mark?.line == 3)
+        }
+    }
+
+    /// Messages that carry no line of their own get it from ``YAMLError/located``.
+    @Test func errorsCanSayWhere() {
+        #expect(throws: YAMLError.self) { try YAMLReader.singleDocument(yaml: "a: 1\n---\nb: 2\n") }
+        do {
+            _ = try YAMLReader.singleDocument(yaml: "a: 1\n---\nb: 2\n")
+        } catch {
+            #expect(error.located == "line 3, column 1: expected a single document, found another")
+        }
+    }
+
+    /// A merge key adds the entries its mapping does not have, for loose readers (kubeconfig).
+    @Test func mergeKeysMergeInValues() throws {
+        let yaml = "base: &b {server: s1, user: u1}\nother: &o {user: u2, ca: c2}\nctx:\n  <<: [*b, *o]\n  user: mine\n"
+        let root = try #require(try YAMLReader.singleDocument(yaml: yaml))
+        let context = try #require((root.value as? [String: Any])?["ctx"] as? [String: Any])
+        #expect(context["user"] as? String == "mine")
+        #expect(context["server"] as? String == "s1")
+        #expect(context["ca"] as? String == "c2")
+        #expect(context["<<"] == nil)
+    }
+
     @Test func aSingleDocumentIsRequiredWhereOneIsExpected() throws {
         #expect(throws: YAMLError.self) { try YAMLReader.singleDocument(yaml: "a: 1\n---\nb: 2\n") }
         #expect(try YAMLReader.singleDocument(yaml: "") == nil)

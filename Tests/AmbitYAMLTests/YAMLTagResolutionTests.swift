@@ -59,6 +59,8 @@ import Testing
         #expect(YAMLNode.scalar(.init("-.inf")).double == -.infinity)
         #expect(YAMLNode.scalar(.init("1_0.5")).double == 10.5)
         #expect(YAMLNode.scalar(.init("99999999999999999999")).int == nil)
+        // Sexagesimal digits that overflow in the last addition are not a number, not a trap.
+        #expect(YAMLNode.scalar(.init("153722867280912930:59")).int == nil)
         #expect(YAMLNode.scalar(.init("~")).isNull)
         #expect(!YAMLNode.scalar(.init("~", style: .singleQuoted)).isNull)
     }

@@ -22,7 +22,7 @@ func testOneInput(_ data: UnsafePointer<UInt8>?, _ size: Int) -> CInt {
         headers = decoded
     } else {
         for line in String(decoding: bytes, as: UTF8.self).split(separator: "\n", omittingEmptySubsequences: true) {
-            let separator = line.range(of: ": ")
+            let separator = line.firstRange(of: ": ")
             let name = separator.map { line[..<$0.lowerBound] } ?? line[...]
             // HTTP/2 refuses other names before any handler sees them (and NIO's API requires ASCII).
             guard name.utf8.allSatisfy({ $0 < 0x80 }) else { continue }

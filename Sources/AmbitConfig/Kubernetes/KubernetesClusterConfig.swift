@@ -119,12 +119,18 @@ public struct KubernetesClusterConfig: Sendable, CustomStringConvertible {
         guard let data = FileManager.default.contents(atPath: path) else {
             throw KubernetesConfigError("cannot read kubeconfig \(path)")
         }
-        let document: Any?
+        let root: YAMLNode?
         do throws(YAMLError) {
-            document = try YAMLReader.singleDocument(yaml: String(decoding: data, as: UTF8.self))?.value
+            root = try YAMLReader.singleDocument(yaml: String(decoding: data, as: UTF8.self))
         } catch {
-            throw KubernetesConfigError("kubeconfig \(path) is not valid YAML: \(error)")
+            throw KubernetesConfigError("kubeconfig \(path) is not valid YAML: \(error.located)")
         }
+        // A kubeconfig is small; a few lines of nested aliases would expand without bound.
+        let limit = ManifestDecoder.maximumNodesPerDocument
+        if let root, root.expandedSize(limit: limit) > limit {
+            throw KubernetesConfigError("kubeconfig \(path) expands to more than \(limit) YAML nodes (nested aliases?)")
+        }
+        let document = root?.value
         let reader = KubeconfigReader(path: path, document: document as? [String: Any] ?? [:])
         return try reader.config(context: requested)
     }

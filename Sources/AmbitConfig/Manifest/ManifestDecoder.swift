@@ -17,7 +17,7 @@ public struct ManifestDecoder: Sendable {
     public static let maximumFileBytes = 4 << 20
     /// Most YAML nodes one document may hold once its aliases are expanded: far above any real object,
     /// far below what nested aliases can expand to (a "billion laughs" document).
-    public static let maximumNodesPerDocument = 200_000
+    public static let maximumNodesPerDocument = YAMLReader.maximumExpandedNodes
 
     /// `bytes` as text; refused, naming the line, when it is not valid UTF-8.
     public static func validatedText(_ bytes: [UInt8], file: String?) throws(ManifestError) -> String {

@@ -139,10 +139,10 @@ struct YAMLValue {
     }
 
     func bool() throws(FieldError) -> Bool {
-        guard case .scalar(let scalar) = node, scalar.style == .plain, tagName == .bool else {
+        guard case .scalar(let scalar) = node, scalar.style == .plain, let value = node.bool else {
             throw error("expected true or false, got \(kindDescription)")
         }
-        return ["true", "True", "TRUE", "yes", "Yes", "YES", "on", "On", "ON"].contains(scalar.string)
+        return value
     }
 
     func number() throws(FieldError) -> Double {

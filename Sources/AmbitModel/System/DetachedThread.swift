@@ -15,8 +15,8 @@ public enum DetachedThread {
         }
     }
 
-    /// Runs `body` on a new detached thread named `name`. Returns false, and never runs `body`, when
-    /// the system refuses another thread.
+    /// Runs `body` on a new detached thread named `name` (at most 15 bytes are kept). Returns false,
+    /// and never runs `body`, when the system refuses another thread.
     @discardableResult
     public static func start(name: String? = nil, _ body: @escaping @Sendable () -> Void) -> Bool {
         let context = Unmanaged.passRetained(Start(name: name, body: body)).toOpaque()
