@@ -16,11 +16,7 @@ struct ManifestLabels: Sendable {
         for file in files {
             let path = URL(fileURLWithPath: directory).appendingPathComponent(file).path
             guard let text = try? String(contentsOfFile: path, encoding: .utf8),
-                let documents = try? YAMLReader.allDocuments(yaml: text)
-                    .filter({
-                        $0.expandedSize(limit: YAMLReader.maximumExpandedNodes) <= YAMLReader.maximumExpandedNodes
-                    })
-                    .map(\.value)
+                let documents = try? YAMLReader.allDocuments(yaml: text).map(\.value)
             else { continue }
             for case let object as [String: Any] in documents {
                 guard let kind = object["kind"] as? String, let metadata = object["metadata"] as? [String: Any],

@@ -51,7 +51,7 @@ extension YAMLNode {
     /// wants it: a mapping is `[String: Any]` (keys that are not scalars are left out; a merge key
     /// `<<: *base` adds the entries of the mapping or mappings it names that the mapping does not
     /// have itself), a sequence `[Any]`, scalars `String`, `Int`, `Double` or `Bool` by their type,
-    /// and null ``YAMLNull``. Check ``expandedSize(limit:)`` first: aliases are expanded.
+    /// and null ``YAMLNull``. Aliases are expanded (``YAMLReader`` bounds how far).
     public var value: Any {
         switch self {
         case .mapping(let mapping):

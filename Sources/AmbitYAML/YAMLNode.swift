@@ -33,8 +33,7 @@ public struct YAMLTag: RawRepresentable, Hashable, Sendable, CustomStringConvert
 }
 
 /// One node of a YAML document. An alias is replaced by the node its anchor names, so a document
-/// with aliases is a graph that shares nodes: count it expanded (``YAMLNode/expandedSize(limit:)``)
-/// before walking it.
+/// with aliases is a graph that shares nodes; ``YAMLReader`` bounds how many nodes it expands to.
 public enum YAMLNode: Sendable {
     case scalar(Scalar)
     case mapping(Mapping)
@@ -108,27 +107,5 @@ public enum YAMLNode: Sendable {
     public var scalarString: String? {
         if case .scalar(let scalar) = self { return scalar.string }
         return nil
-    }
-
-    /// How many nodes this one holds with aliases expanded, counting no further than `limit + 1`:
-    /// nested aliases (a "billion laughs" document) expand exponentially, so this is the check
-    /// before anything walks a document.
-    public func expandedSize(limit: Int) -> Int {
-        var count = 0
-        var pending = [self]
-        while let next = pending.popLast() {
-            count += 1
-            if count > limit { return count }
-            switch next {
-            case .scalar: break
-            case .mapping(let mapping):
-                for pair in mapping.pairs {
-                    pending.append(pair.key)
-                    pending.append(pair.value)
-                }
-            case .sequence(let sequence): pending.append(contentsOf: sequence.items)
-            }
-        }
-        return count
     }
 }

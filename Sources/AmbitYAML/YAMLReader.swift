@@ -22,8 +22,10 @@ public struct YAMLError: Error, Sendable, CustomStringConvertible {
 
 /// Reads the documents of a YAML stream one at a time, with libyaml's parser and a composer that
 /// keeps no recursion: nesting costs heap, never stack, and is refused past ``maximumDepth``.
-/// Aliases are replaced by the node their anchor names (anchors are scoped to their document);
-/// a mapping with the same key twice is refused, as Kubernetes refuses it.
+/// Aliases are replaced by the node their anchor names (anchors are scoped to their document), and a
+/// document that would hold more than `expansionLimit` nodes with its aliases expanded is refused, so
+/// whoever walks a document it returns walks a bounded tree. A mapping with the same key twice is
+/// refused, as Kubernetes refuses it.
 public final class YAMLReader {
     /// Deepest nesting of mappings and sequences read, counted through aliases (a tree is as deep as
     /// the node an alias stands for makes it): far beyond any Kubernetes object or CRD schema, far
@@ -31,19 +33,23 @@ public final class YAMLReader {
     /// for, whose tree would exhaust the stack when it is freed.
     public static let maximumDepth = 1_000
 
-    /// Most nodes a document should be allowed once its aliases are expanded
-    /// (``YAMLNode/expandedSize(limit:)``): far above any real object, far below what nested aliases
-    /// can expand to (a "billion laughs" document).
+    /// Most nodes a document may hold once its aliases are expanded, unless the reader is given
+    /// another limit: far above any real object, far below what nested aliases can expand to (a
+    /// "billion laughs" document: a few kilobytes that would expand to millions of nodes).
     public static let maximumExpandedNodes = 200_000
+
+    /// Most nodes a document read here may hold with its aliases expanded.
+    public let expansionLimit: Int
 
     private let parser: UnsafeMutablePointer<yaml_parser_t>
     private let input: UnsafeMutableBufferPointer<UInt8>
     private let inputCount: Int
-    /// Each anchor's node and how deep it is (a scalar is 1).
-    private var anchors: [String: (node: YAMLNode, depth: Int)] = [:]
+    /// Each anchor's node, how deep it is (a scalar is 1) and how many nodes it holds expanded.
+    private var anchors: [String: (node: YAMLNode, depth: Int, size: Int)] = [:]
     private var finished = false
 
-    public init(yaml text: String) throws(YAMLError) {
+    public init(yaml text: String, expansionLimit: Int = YAMLReader.maximumExpandedNodes) throws(YAMLError) {
+        self.expansionLimit = expansionLimit
         let utf8 = text.utf8
         input = .allocate(capacity: max(utf8.count, 1))
         _ = input.initialize(from: utf8)
@@ -116,6 +122,8 @@ public final class YAMLReader {
         var keys: Set<KeyIdentity> = []
         /// The deepest child so far.
         var childDepth = 0
+        /// The nodes of the children so far, aliases expanded.
+        var childSize = 0
     }
 
     /// Two scalar keys are the same key when their text and their type are: `1` and `"1"` differ.
@@ -129,18 +137,20 @@ public final class YAMLReader {
         while true {
             var completed: YAMLNode
             var depth = 1
+            var size = 1
             var mark: YAMLMark?
             switch try nextEvent() {
             case .scalar(let scalar, let anchor):
                 completed = .scalar(scalar)
                 mark = scalar.mark
-                if let anchor { anchors[anchor] = (completed, 1) }
+                if let anchor { anchors[anchor] = (completed, 1, 1) }
             case .alias(let anchor, let aliasMark):
                 guard let target = anchors[anchor] else {
                     throw YAMLError(problem: "found undefined alias \"\(anchor)\"", mark: aliasMark)
                 }
                 completed = target.node
                 depth = target.depth
+                size = target.size
                 mark = aliasMark
             case .sequenceStart(let anchor, let mark):
                 try open(Frame(isMapping: false, anchor: anchor, mark: mark), on: &stack)
@@ -156,10 +166,19 @@ public final class YAMLReader {
                     frame.isMapping
                     ? .mapping(.init(frame.pairs, mark: frame.mark)) : .sequence(.init(frame.items, mark: frame.mark))
                 depth = frame.childDepth + 1
+                size = frame.childSize + 1
                 mark = frame.mark
-                if let anchor = frame.anchor { anchors[anchor] = (completed, depth) }
+                if let anchor = frame.anchor { anchors[anchor] = (completed, depth, size) }
             case .streamStart, .streamEnd, .documentStart, .documentEnd:
                 throw YAMLError(problem: "expected a node", mark: nil)
+            }
+            // The collection this node joins holds at least its children so far, this node and itself:
+            // past the limit, so is the document (and counting as nodes join bounds the work too).
+            guard size + (stack.last.map { $0.childSize + 1 } ?? 0) <= expansionLimit else {
+                throw YAMLError(
+                    problem: "expands to more than \(expansionLimit) YAML nodes (nested aliases?)",
+                    mark: mark
+                )
             }
             guard !stack.isEmpty else { return completed }
             // Through an alias a node can be deeper than the text's nesting shows.
@@ -167,6 +186,7 @@ public final class YAMLReader {
                 throw YAMLError(problem: "nested deeper than \(Self.maximumDepth) levels (through aliases)", mark: mark)
             }
             stack[stack.count - 1].childDepth = max(stack[stack.count - 1].childDepth, depth)
+            stack[stack.count - 1].childSize += size
             try add(completed, to: &stack[stack.count - 1])
         }
     }

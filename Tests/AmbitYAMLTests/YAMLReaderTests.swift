@@ -26,17 +26,24 @@ import Testing
 
     /// An alias stands for its anchor's node; a mapping's anchor covers the whole mapping.
     @Test func aliasesAreExpanded() throws {
-        let root = try #require(
-            try YAMLReader.singleDocument(yaml: "base: &b {x: 1, y: [2, 3]}\nuse: *b\nname: &n web\nagain: *n\n")
-        )
+        let yaml = "base: &b {x: 1, y: [2, 3]}\nuse: *b\nname: &n web\nagain: *n\n"
+        let root = try #require(try YAMLReader.singleDocument(yaml: yaml))
         let pairs = try #require(root.mapping).pairs
         #expect(pairs[1].value.mapping?.pairs.map { $0.key.scalarString } == ["x", "y"])
         #expect(pairs[3].value.scalarString == "web")
-        // The root; base and its mapping (7 nodes); use and the same 7; name and web; again and web.
-        #expect(root.expandedSize(limit: 100) == 21)
+        // Expanded, the document holds 21 nodes: the root; base and its mapping (7 nodes); use and the
+        // same 7; name and web; again and web. A limit of 21 reads it, 20 refuses it.
+        #expect(try YAMLReader(yaml: yaml, expansionLimit: 21).nextDocument() != nil)
+        do {
+            _ = try YAMLReader(yaml: yaml, expansionLimit: 20).nextDocument()
+            Issue.record("a document of 21 nodes was read under a limit of 20")
+        } catch {
+            #expect(error.description == "expands to more than 20 YAML nodes (nested aliases?)")
+        }
     }
 
-    /// Nested aliases ("billion laughs") are counted, not walked: the count stops past the limit.
+    /// Nested aliases ("billion laughs") are counted as they are read, never expanded: ten lines that
+    /// would expand to over 10¹⁰ nodes are refused once the count passes the limit.
     @Test func nestedAliasesAreCountedCheaply() throws {
         var yaml = "a: &a [x, x, x, x, x, x, x, x, x, x]\n"
         var previous = "a"
@@ -45,8 +52,12 @@ import Testing
             yaml += "\(name): &\(name) [" + Array(repeating: "*\(previous)", count: 10).joined(separator: ", ") + "]\n"
             previous = name
         }
-        let root = try #require(try YAMLReader.singleDocument(yaml: yaml))
-        #expect(root.expandedSize(limit: 200_000) == 200_001)
+        do {
+            _ = try YAMLReader.singleDocument(yaml: yaml)
+            Issue.record("an alias bomb was read")
+        } catch {
+            #expect(error.description == "expands to more than 200000 YAML nodes (nested aliases?)")
+        }
     }
 
     @Test(arguments: [

@@ -125,13 +125,7 @@ public struct KubernetesClusterConfig: Sendable, CustomStringConvertible {
         } catch {
             throw KubernetesConfigError("kubeconfig \(path) is not valid YAML: \(error.located)")
         }
-        // A kubeconfig is small; a few lines of nested aliases would expand without bound.
-        let limit = ManifestDecoder.maximumNodesPerDocument
-        if let root, root.expandedSize(limit: limit) > limit {
-            throw KubernetesConfigError("kubeconfig \(path) expands to more than \(limit) YAML nodes (nested aliases?)")
-        }
-        let document = root?.value
-        let reader = KubeconfigReader(path: path, document: document as? [String: Any] ?? [:])
+        let reader = KubeconfigReader(path: path, document: root?.value as? [String: Any] ?? [:])
         return try reader.config(context: requested)
     }
 }

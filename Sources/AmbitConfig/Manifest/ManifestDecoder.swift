@@ -15,10 +15,6 @@ public struct ManifestDecoder: Sendable {
 
     /// Largest manifest file read (Kubernetes stores objects of at most 1.5 MiB).
     public static let maximumFileBytes = 4 << 20
-    /// Most YAML nodes one document may hold once its aliases are expanded: far above any real object,
-    /// far below what nested aliases can expand to (a "billion laughs" document).
-    public static let maximumNodesPerDocument = YAMLReader.maximumExpandedNodes
-
     /// `bytes` as text; refused, naming the line, when it is not valid UTF-8.
     public static func validatedText(_ bytes: [UInt8], file: String?) throws(ManifestError) -> String {
         var parser = Unicode.UTF8.ForwardParser()
@@ -63,14 +59,6 @@ public struct ManifestDecoder: Sendable {
             }
             guard let root else { break }
             documentIndex += 1
-            guard root.expandedSize(limit: Self.maximumNodesPerDocument) <= Self.maximumNodesPerDocument else {
-                throw ManifestError(
-                    file: file,
-                    line: root.mark?.line,
-                    object: "document \(documentIndex)",
-                    message: "expands to more than \(Self.maximumNodesPerDocument) YAML nodes (nested aliases?)"
-                )
-            }
             let value = YAMLValue(node: root, path: .root)
             if value.isNull { continue }  // an empty document between `---` separators
             let before = result.objects.count

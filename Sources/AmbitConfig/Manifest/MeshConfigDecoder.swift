@@ -50,10 +50,6 @@ public enum MeshConfigDecoder {
         } catch {
             throw ManifestDecoder.syntaxError(error, file: file)
         }
-        let limit = ManifestDecoder.maximumNodesPerDocument
-        guard node.expandedSize(limit: limit) <= limit else {
-            throw ManifestError(file: file, message: "expands to more than \(limit) YAML nodes (nested aliases?)")
-        }
         let value = YAMLValue(node: node, path: .root)
         return value.isNull ? nil : value
     }
