@@ -382,7 +382,9 @@ let package = Package(
         // The chained CNI plugin and its installer: small and quick to start (no NIO, no kernel libraries).
         .executableTarget(
             name: "ambit-cni",
-            dependencies: ["AmbitCNI", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            dependencies: [
+                "AmbitCNI", "AmbitModel", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
             swiftSettings: strictSettings
         ),
 

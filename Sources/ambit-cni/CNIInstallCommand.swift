@@ -1,4 +1,5 @@
 import AmbitCNI
+import AmbitModel
 import ArgumentParser
 import FoundationEssentials
 import Glibc
@@ -75,9 +76,8 @@ struct CNIInstallCommand: ParsableCommand {
             )
             options.agentSocket = agentSocket
             options.enrollmentFile = enrollmentFile
-            options.excludeNamespaces = excludeNamespaces.split(separator: ",").map {
-                String($0.drop(while: \.isWhitespace).reversed().drop(while: \.isWhitespace).reversed())
-            }.filter { !$0.isEmpty }
+            options.excludeNamespaces = excludeNamespaces.split(separator: ",").map { $0.trimmingWhitespace() }
+                .filter { !$0.isEmpty }
             let installer = CNIInstaller(options: options)
             let stop = TerminationFlag()
             do {

@@ -30,6 +30,8 @@ import Testing
         #expect(" \t token\n\r\n".trimmingWhitespace() == "token")
         #expect(" a b \n".trimmingWhitespace(newlines: false) == "a b \n")
         #expect(" \n ".trimmingWhitespace() == "")
+        // Unicode's white space, as Foundation's character sets had it: no-break and ideographic spaces.
+        #expect("\u{a0}\u{3000}ns\u{2003}".trimmingWhitespace() == "ns")
         #expect("ab".padded(to: 4) == "ab  ")
         #expect("abcdef".padded(to: 4) == "abcdef")
         #expect("Content-Type".equalsIgnoringASCIICase("content-type"))

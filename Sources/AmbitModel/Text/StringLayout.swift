@@ -1,8 +1,9 @@
 extension StringProtocol {
-    /// Without leading and trailing spaces and tabs, and line breaks unless `newlines` is false.
+    /// Without leading and trailing white space (Unicode's, as Foundation's `whitespacesAndNewlines`),
+    /// line breaks excepted when `newlines` is false (as `whitespaces`).
     public func trimmingWhitespace(newlines: Bool = true) -> String {
         func isBlank(_ character: Character) -> Bool {
-            character == " " || character == "\t" || (newlines && character.isNewline)
+            character.isWhitespace && (newlines || !character.isNewline)
         }
         guard let first = firstIndex(where: { !isBlank($0) }), let last = lastIndex(where: { !isBlank($0) }) else {
             return ""
